@@ -1,0 +1,37 @@
+# Two commands for a newcomer: `make run` (the pipeline on the embedded default data) and `make test`.
+# Both create .venv on first use and reinstall only when requirements.lock or pyproject.toml change.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CORES  ?= all
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: run test lint dryrun report clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	snakemake --cores $(CORES) --configfile config/config.yaml
+
+dryrun: $(STAMP)
+	snakemake -n --configfile config/config.yaml
+
+lint: $(STAMP)
+	ruff check .
+	ruff format --check .
+	snakemake --lint
+
+test: lint
+	pytest -n 2 --dist loadgroup tests
+
+report: $(STAMP)
+	snakemake --cores 1 --report results/report.html
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,21 @@
+# SLIM-Diff reproducibility pipeline. This file only includes rule modules and names the final targets;
+# configuration, validation and input functions live in rules/common.smk.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_targets(),

@@ -1,0 +1,31 @@
+# Config loading and validation, and the input/target functions every rule module uses.
+from pathlib import Path
+
+from snakemake.utils import validate
+
+validate(config, "../config/schema.yaml")
+
+DATA = config["data"]
+SYNTHETIC = DATA["source"] == "synthetic"
+RAW_DIR = DATA["raw_dir"]
+CACHE_DIR = "results/cache"
+CACHE_FILES = ["images.npy", "masks.npy", "index.csv", "splits.json", "rejected.csv", "cache_meta.json"]
+QC_FILES = ["zbin_montage.png", "cohort_stats.png", "cohort_stats.csv"]
+
+if not SYNTHETIC and not Path(RAW_DIR).is_dir():
+    raise WorkflowError(
+        f"data.raw_dir {RAW_DIR!r} does not exist (data.source is 'raw'); point it at your ds004199 copy"
+    )
+
+
+def raw_input():
+    """The raw cohort: produced by synth_cohort for the embedded default, else the user's directory."""
+    return rules.synth_cohort.output.cohort if SYNTHETIC else RAW_DIR
+
+
+def cache_outputs():
+    return {Path(f).stem.replace(".", "_"): f"{CACHE_DIR}/{f}" for f in CACHE_FILES}
+
+
+def final_targets():
+    return [f"{CACHE_DIR}/qc/{f}" for f in QC_FILES]

@@ -1,0 +1,29 @@
+"""Shared plumbing of the slimdiff-* commands: logging, and turning known errors into one clear line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from slimdiff.config import ConfigError
+from slimdiff.data.cache import CacheError
+from slimdiff.data.ingest import DataError
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run(main: Callable[[], None], prog: str) -> int:
+    """Run a command body; expected input errors print `prog: error: ...` and exit 2, no traceback."""
+    try:
+        main()
+    except (ConfigError, DataError, CacheError, ValueError, FileNotFoundError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,262 @@
+"""The slice cache: raw volumes -> a few memory-mappable arrays plus one manifest.
+
+Layout of CACHE_DIR::
+
+    images.npy   float32 (N, H, W) FLAIR slices in [-1, 1]          (np.load(..., mmap_mode="r"))
+    masks.npy    int8    (N, H, W) lesion masks in {-1, +1}
+    index.csv    one row per slice: row, subject, group, z, z_bin, class, token, lesion_area_px,
+                 brain_fraction, split (test | trainval), val_fold
+    splits.json  test subjects and k folds (see splits.py)
+    rejected.csv subjects skipped with on_bad_subject: skip (header only when none)
+    cache_meta.json  config, versions, z-range, counts, array shapes; written LAST
+
+A cache is complete only when cache_meta.json exists and agrees with the arrays; the builder deletes an
+old cache_meta.json first and writes every file through a temporary name, so a killed build never leaves
+a cache that looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from slimdiff import provenance
+from slimdiff.data.ingest import DataError, Subject, discover, load_volume
+from slimdiff.data.preprocess import preprocess_volume
+from slimdiff.data.slices import SliceStats, resolve_z_range, select_slices, token, z_bin, z_bin_centre
+from slimdiff.data.splits import make_splits, subject_split_columns
+from slimdiff.io import write_json, write_text
+
+log = logging.getLogger(__name__)
+
+ARRAY_FILES = ("images.npy", "masks.npy")
+INDEX_COLUMNS = [
+    "row",
+    "subject",
+    "group",
+    "z",
+    "z_bin",
+    "class",
+    "token",
+    "lesion_area_px",
+    "brain_fraction",
+    "split",
+    "val_fold",
+]
+REJECTED_COLUMNS = ["subject", "file", "problem"]
+
+
+class CacheError(RuntimeError):
+    """A cache directory that is missing, incomplete or inconsistent."""
+
+
+@dataclass
+class _Staged:
+    subject: Subject
+    path: Path
+    stats: SliceStats
+
+
+def _stage_subject(args: tuple[Subject, dict, dict, str]):
+    """Worker: read, check and preprocess one subject; save its volumes to the staging folder.
+
+    Returns (subject, staged path, stats, problem) where problem is None or (file, what is wrong).
+    """
+    subject, ingest, cache_cfg, staging = args
+    try:
+        vol = load_volume(subject, ingest)
+        image, mask = preprocess_volume(
+            vol.image, vol.affine, vol.mask, cache_cfg["spacing"], cache_cfg["roi_size"], cache_cfg["percentiles"]
+        )
+        if subject.is_patient and not mask.any():
+            raise DataError(subject.mask, "lesion lies outside the cropped field of view (roi_size)")
+    except DataError as exc:
+        return subject, None, None, (exc.path, exc.problem)
+    path = Path(staging) / f"{subject.subject_id}.npz"
+    np.savez(path, image=image, mask=mask)
+    return subject, path, SliceStats.from_volume(image, mask, cache_cfg["brain_threshold"]), None
+
+
+def build_cache(raw_dir: str | Path, out_dir: str | Path, data_cfg: dict, threads: int = 1) -> dict:
+    """Build the slice cache from a raw cohort. `data_cfg` is the validated `data` section of the config."""
+    out_dir = Path(out_dir)
+    ingest, cache_cfg = data_cfg["ingest"], data_cfg["cache"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "cache_meta.json").unlink(missing_ok=True)
+
+    subjects = discover(raw_dir, data_cfg["layout"], ingest)
+    if not ingest["include_controls"]:
+        subjects = [s for s in subjects if s.is_patient]
+        if not subjects:
+            raise DataError(raw_dir, "no patients found, and controls are excluded (data.ingest.include_controls)")
+
+    staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=out_dir))
+    try:
+        staged, rejected = _stage_all(subjects, ingest, cache_cfg, staging, threads)
+        if not staged:
+            raise DataError(raw_dir, "every subject was rejected; see the warnings above")
+        meta = _write_cache(staged, rejected, out_dir, data_cfg, raw_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return meta
+
+
+def _stage_all(subjects, ingest, cache_cfg, staging, threads):
+    jobs = [(s, ingest, cache_cfg, str(staging)) for s in subjects]
+    workers = max(1, min(threads, len(jobs), os.cpu_count() or 1))
+    staged, rejected = [], []
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        results = pool.map(_stage_subject, jobs) if pool else map(_stage_subject, jobs)
+        for subject, path, stats, problem in tqdm(results, total=len(jobs), desc="subjects", unit="subj"):
+            if problem is None:
+                staged.append(_Staged(subject, path, stats))
+            elif ingest["on_bad_subject"] == "stop":
+                raise DataError(*problem, subject=subject.subject_id)
+            else:
+                log.warning("skipping subject %s: %s: %s", subject.subject_id, *problem)
+                rejected.append({"subject": subject.subject_id, "file": problem[0], "problem": problem[1]})
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+    return staged, rejected
+
+
+def _write_cache(staged: list[_Staged], rejected: list[dict], out_dir: Path, data_cfg: dict, raw_dir) -> dict:
+    cache_cfg = data_cfg["cache"]
+    n_bins = cache_cfg["z_bins"]
+    depth = cache_cfg["roi_size"][2]
+    extents = [e for s in staged if s.subject.is_patient and (e := s.stats.lesion_z_extent())]
+    z_range, z_info = resolve_z_range(cache_cfg["z_range"], extents, cache_cfg["auto_z_range_offset"], depth, n_bins)
+
+    selected = [(s, select_slices(s.stats, z_range, cache_cfg)) for s in staged]
+    n_rows = sum(len(z) for _, z in selected)
+    if n_rows == 0:
+        raise CacheError(f"no slice passed the selection in z_range {list(z_range)}; check brain_min_fraction")
+    height, width = cache_cfg["roi_size"][:2]
+
+    rows = []
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        images = np.lib.format.open_memmap(Path(tmp) / "images.npy", "w+", np.float32, (n_rows, height, width))
+        masks = np.lib.format.open_memmap(Path(tmp) / "masks.npy", "w+", np.int8, (n_rows, height, width))
+        r = 0
+        for s, zs in tqdm(selected, desc="slices", unit="subj"):
+            with np.load(s.path) as vol:
+                image, mask = vol["image"], vol["mask"]
+                for z in zs:
+                    images[r] = image[:, :, z]
+                    masks[r] = np.where(mask[:, :, z], 1, -1)
+                    area = int(s.stats.lesion_area_px[z])
+                    cls = int(area > 0)
+                    b = int(z_bin(z, z_range, n_bins))
+                    rows.append(
+                        {
+                            "row": r,
+                            "subject": s.subject.subject_id,
+                            "group": s.subject.group,
+                            "z": int(z),
+                            "z_bin": b,
+                            "class": cls,
+                            "token": int(token(b, cls, n_bins)),
+                            "lesion_area_px": area,
+                            "brain_fraction": round(float(s.stats.brain_fraction[z]), 4),
+                        }
+                    )
+                    r += 1
+        images.flush()
+        masks.flush()
+        del images, masks
+        index = pd.DataFrame(rows)
+
+        subjects = index.groupby("subject").agg(group=("group", "first"), burden=("class", "mean"))
+        predefined = sorted({s.subject.subject_id for s in staged if s.subject.predefined_split == "test"})
+        predefined += [t for t in data_cfg["splits"]["test_subjects"] if t not in predefined]
+        splits = make_splits(subjects, data_cfg["splits"], predefined)
+        index = pd.concat([index, subject_split_columns(splits, index["subject"])], axis=1)[INDEX_COLUMNS]
+
+        for name in ARRAY_FILES:
+            os.replace(Path(tmp) / name, out_dir / name)
+    index_text = index.to_csv(index=False)
+    write_text(out_dir / "index.csv", index_text)
+    write_json(out_dir / "splits.json", splits)
+    write_text(out_dir / "rejected.csv", pd.DataFrame(rejected, columns=REJECTED_COLUMNS).to_csv(index=False))
+
+    meta = {
+        "format_version": 1,
+        "created": provenance.timestamp(),
+        "raw_dir": str(raw_dir),
+        "config": data_cfg,
+        "versions": provenance.versions(),
+        "z_range": list(z_range),
+        "z_range_info": z_info,
+        "z_bins": n_bins,
+        "z_bin_centres": z_bin_centre(np.arange(n_bins), z_range, n_bins).tolist(),
+        "slice_shape": [height, width],
+        "arrays": {
+            "images.npy": {"dtype": "float32", "shape": [n_rows, height, width], "range": [-1.0, 1.0]},
+            "masks.npy": {"dtype": "int8", "shape": [n_rows, height, width], "values": [-1, 1]},
+        },
+        "index_sha256": hashlib.sha256(index_text.encode()).hexdigest(),
+        "counts": _counts(index, splits, rejected),
+    }
+    write_json(out_dir / "cache_meta.json", meta)  # last: marks the cache complete
+    log.info("cache: %d slices from %d subjects -> %s", n_rows, index["subject"].nunique(), out_dir)
+    return meta
+
+
+def _counts(index: pd.DataFrame, splits: dict, rejected: list[dict]) -> dict:
+    per_split = index.groupby(["split", "class"]).size()
+    return {
+        "subjects": int(index["subject"].nunique()),
+        "patients": int(index.loc[index["group"] == "fcd", "subject"].nunique()),
+        "controls": int(index.loc[index["group"] == "hc", "subject"].nunique()),
+        "slices": len(index),
+        "lesion_slices": int(index["class"].sum()),
+        "slices_by_split_and_class": {f"{s}/class{c}": int(n) for (s, c), n in per_split.items()},
+        "test_subjects": len(splits["test"]),
+        "folds": [{"train": len(f["train"]), "val": len(f["val"])} for f in splits["folds"]],
+        "rejected_subjects": len(rejected),
+    }
+
+
+@dataclass
+class Cache:
+    images: np.ndarray  # memory-mapped (N, H, W) float32
+    masks: np.ndarray  # memory-mapped (N, H, W) int8
+    index: pd.DataFrame
+    splits: dict
+    meta: dict
+    path: Path
+
+
+def load_cache(cache_dir: str | Path) -> Cache:
+    """Open a finished cache; refuse one that is incomplete or whose files disagree with its metadata."""
+    cache_dir = Path(cache_dir)
+    meta_path = cache_dir / "cache_meta.json"
+    if not meta_path.exists():
+        raise CacheError(f"{meta_path}: missing, so {cache_dir} is not a complete cache (build it with slimdiff-cache)")
+    meta = json.loads(meta_path.read_text())
+    index_path = cache_dir / "index.csv"
+    index_text = index_path.read_text()
+    if hashlib.sha256(index_text.encode()).hexdigest() != meta["index_sha256"]:
+        raise CacheError(f"{index_path}: does not match cache_meta.json (changed after the build?)")
+    index = pd.read_csv(index_path)
+    arrays = {}
+    for name, spec in meta["arrays"].items():
+        arr = np.load(cache_dir / name, mmap_mode="r")
+        if list(arr.shape) != spec["shape"] or str(arr.dtype) != spec["dtype"]:
+            raise CacheError(f"{cache_dir / name}: shape/dtype {arr.shape}/{arr.dtype} disagree with cache_meta.json")
+        arrays[name] = arr
+    splits = json.loads((cache_dir / "splits.json").read_text())
+    return Cache(arrays["images.npy"], arrays["masks.npy"], index, splits, meta, cache_dir)

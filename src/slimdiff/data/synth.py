@@ -1,0 +1,331 @@
+"""Synthetic FCD type II cohort built from the MNI152 2009 template that ships inside nilearn.
+
+Real FCD data cannot be downloaded here, so the embedded default makes a cohort with real anatomy and
+enough subject-to-subject variation to exercise the same ingest path as OpenNeuro ds004199:
+
+* anatomy: nilearn's MNI152 2009a grey/white-matter probability maps and brain extent (1 mm);
+* FLAIR-like contrast: CSF dark, grey matter brighter than white matter;
+* per subject: a smooth random elastic warp, a small rotation/scale/shift, a multiplicative bias field,
+  Rician noise and a global intensity scale, written on a voxel grid with random spacing and a random
+  orientation code, so resampling and reorientation in the cache really happen;
+* patients: one FCD type II lesion across the grey/white junction (cortical thickening, blurred junction,
+  hyperintense subcortical signal, sometimes a tapering transmantle tail toward the lateral ventricle),
+  0.5 to 15 cm^3, with its ROI mask.
+
+Every subject draws from its own generator seeded by (seed, subject index), so the cohort does not depend
+on how many processes build it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from nibabel import orientations
+from scipy import ndimage
+from tqdm import tqdm
+
+from slimdiff.io import atomic_dir, write_text
+
+log = logging.getLogger(__name__)
+
+# FLAIR-like tissue levels (relative units) and their per-subject jitter.
+CSF_LEVEL, GM_LEVEL, WM_LEVEL, LESION_HYPER = 0.12, 0.80, 0.58, 0.40
+ORIENTATIONS = ("RAS", "LPS", "LAS", "RPI", "ASL", "PIR")
+LESION_VOLUME_ML = (0.5, 15.0)
+
+
+@dataclass(frozen=True)
+class Template:
+    """MNI152 2009a probability maps on the template's 1 mm grid (RAS)."""
+
+    gm: np.ndarray
+    wm: np.ndarray
+    brain: np.ndarray
+    affine: np.ndarray
+    junction_ijk: np.ndarray  # candidate lesion centres: cortical grey/white junction voxels
+    ventricle_ijk: np.ndarray  # lateral-ventricle voxels, targets of transmantle tails
+    brain_bbox_mm: np.ndarray  # (2, 3) world min/max of the brain
+
+
+def _nilearn_file(kind: str) -> Path:
+    import nilearn
+
+    path = Path(nilearn.__file__).parent / "datasets" / "data" / f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: MNI152 template file missing from the installed nilearn package")
+    return path
+
+
+@functools.cache
+def load_template() -> Template:
+    t1_img = nib.load(_nilearn_file("t1"))
+    affine = t1_img.affine
+    brain = (np.asarray(t1_img.dataobj) > 0).astype(np.float32)
+    gm = np.asarray(nib.load(_nilearn_file("gm")).dataobj, dtype=np.float32) / 255.0
+    wm = np.asarray(nib.load(_nilearn_file("wm")).dataobj, dtype=np.float32) / 255.0
+    gm *= brain
+    wm *= brain
+
+    ijk = np.indices(brain.shape, dtype=np.float32).reshape(3, -1)
+    world = (affine[:3, :3] @ ijk + affine[:3, 3:4]).reshape((3, *brain.shape))
+    x, y, z = world
+    # Cortical junction in the cerebrum: both tissues present after light smoothing, away from the
+    # midline and above the cerebellum/brainstem.
+    gm_s, wm_s = ndimage.gaussian_filter(gm, 1.0), ndimage.gaussian_filter(wm, 1.0)
+    junction = (gm_s > 0.35) & (wm_s > 0.35) & (np.abs(x) > 15) & (z > -20) & (brain > 0)
+    csf = np.clip(1.0 - gm - wm, 0.0, 1.0) * brain
+    ventricle = (csf > 0.85) & (np.abs(x) < 28) & (z > 0) & (z < 30) & (y > -45) & (y < 25)
+    inside = np.argwhere(brain > 0)
+    lo = affine[:3, :3] @ inside.min(0) + affine[:3, 3]
+    hi = affine[:3, :3] @ inside.max(0) + affine[:3, 3]
+    return Template(
+        gm=gm,
+        wm=wm,
+        brain=brain,
+        affine=affine,
+        junction_ijk=np.argwhere(junction),
+        ventricle_ijk=np.argwhere(ventricle),
+        brain_bbox_mm=np.stack([lo, hi]),
+    )
+
+
+def _rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
+    ax, ay, az = np.deg2rad(rng.uniform(-max_deg, max_deg, 3))
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], coarse: int, sigma: float) -> np.ndarray:
+    """Unit-std smooth random field: coarse Gaussian noise, smoothed, upsampled with cubic splines."""
+    coarse_shape = tuple(max(2, -(-s // coarse)) for s in shape)
+    field = ndimage.gaussian_filter(rng.standard_normal(coarse_shape), sigma, mode="wrap")
+    field = ndimage.zoom(field, [s / c for s, c in zip(shape, coarse_shape, strict=True)], order=3)
+    field = field[tuple(slice(0, s) for s in shape)]
+    return (field - field.mean()) / (field.std() + 1e-8)
+
+
+@dataclass
+class Lesion:
+    """Lesion maps on a crop of the template grid; `origin` is the crop's first template voxel."""
+
+    origin: np.ndarray
+    roi: np.ndarray  # binary lesion (core + tail)
+    d_gm: np.ndarray  # change of the grey-matter map
+    d_wm: np.ndarray  # change of the white-matter map
+    hyper: np.ndarray  # additive FLAIR hyperintensity weight
+    volume_ml: float
+    gm_fraction: float  # share of lesion voxels that are mostly grey matter: across the junction if in (0, 1)
+    transmantle: bool
+    centre_mm: np.ndarray
+
+
+def make_lesion(rng: np.random.Generator, tpl: Template) -> Lesion:
+    """An irregular FCD type II lesion straddling the cortical grey/white junction."""
+    centre = tpl.junction_ijk[rng.integers(len(tpl.junction_ijk))]
+    volume = float(np.exp(rng.uniform(*np.log(np.array(LESION_VOLUME_ML) * 1000.0))))  # mm^3 = voxels
+    radius = (3.0 * volume / (4.0 * np.pi)) ** (1.0 / 3.0)
+    transmantle = bool(rng.random() < 0.4)
+    vent = tpl.ventricle_ijk[np.argmin(((tpl.ventricle_ijk - centre) ** 2).sum(1))]
+
+    pad = int(np.ceil(2.2 * radius)) + 6
+    lo = np.minimum(centre, vent if transmantle else centre) - pad
+    hi = np.maximum(centre, vent if transmantle else centre) + pad + 1
+    lo, hi = np.maximum(lo, 0), np.minimum(hi, tpl.gm.shape)
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    gm, wm = tpl.gm[crop], tpl.wm[crop]
+    tissue = (gm + wm) > 0.35
+
+    rel = np.indices(gm.shape, dtype=np.float32).reshape(3, -1) - (centre - lo)[:, None]
+    axes = np.exp(rng.uniform(-0.35, 0.35, 3))
+    local = (_rotation(rng, 180.0).T @ rel) / axes[:, None]
+    dist = np.sqrt((local**2).sum(0)).reshape(gm.shape)
+    noise = ndimage.gaussian_filter(rng.standard_normal(gm.shape), 2.5)
+    score = dist + 0.45 * radius * noise / (noise.std() + 1e-8)
+    score[~tissue] = np.inf
+    n_core = min(int(round(volume)), int(np.isfinite(score).sum()))
+    core = np.zeros(gm.shape, bool)
+    core.flat[np.argsort(score, axis=None)[:n_core]] = True
+    core = ndimage.binary_opening(core, iterations=1) | (core & (dist < 0.5 * radius))
+    labels, n = ndimage.label(core)
+    if n > 1:  # keep the component that holds most of the lesion
+        core = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+
+    roi = core
+    if transmantle:
+        seg = (vent - centre).astype(np.float32)
+        length2 = float(seg @ seg) + 1e-6
+        t = np.clip((seg @ rel) / length2, 0.0, 0.85)
+        closest = t[None, :] * seg[:, None]
+        d_seg = np.sqrt(((rel - closest) ** 2).sum(0)).reshape(gm.shape)
+        taper = (0.45 * radius * (1.0 - t / 0.85) + 1.0 * (t / 0.85)).reshape(gm.shape)
+        tail = (d_seg < taper) & tissue & (wm > 0.3)
+        roi = core | tail
+
+    soft = ndimage.gaussian_filter(roi.astype(np.float32), 1.2)
+    # Cortical thickening: grey-matter signal extends into the white matter under the lesion.
+    gm_thick = gm + 0.55 * soft * wm
+    wm_thick = wm * (1.0 - 0.55 * soft)
+    # Blurred grey/white boundary inside the lesion.
+    gm_new = (1 - soft) * gm_thick + soft * ndimage.gaussian_filter(gm_thick, 1.8)
+    wm_new = (1 - soft) * wm_thick + soft * ndimage.gaussian_filter(wm_thick, 1.8)
+    # Hyperintense subcortical signal, strongest in the white-matter part and along the tail.
+    hyper = soft * np.clip(wm, 0.0, 1.0)
+
+    lesion_gm = gm[roi] > 0.5
+    return Lesion(
+        origin=lo,
+        roi=roi,
+        d_gm=(gm_new - gm).astype(np.float32),
+        d_wm=(wm_new - wm).astype(np.float32),
+        hyper=hyper.astype(np.float32),
+        volume_ml=float(roi.sum()) / 1000.0,
+        gm_fraction=float(lesion_gm.mean()) if roi.any() else 0.0,
+        transmantle=transmantle,
+        centre_mm=tpl.affine[:3, :3] @ centre + tpl.affine[:3, 3],
+    )
+
+
+@dataclass
+class SyntheticSubject:
+    flair: nib.Nifti1Image
+    roi: nib.Nifti1Image | None
+    info: dict
+
+
+def make_subject(seed: int, index: int, patient: bool, voxel_mm: tuple[float, float]) -> SyntheticSubject:
+    """One subject, fully determined by (seed, index, patient, voxel_mm)."""
+    rng = np.random.default_rng([seed, index])
+    tpl = load_template()
+
+    # Scanner grid: random voxel size, RAS-aligned field of view around the brain with a random shift.
+    spacing = rng.uniform(voxel_mm[0], voxel_mm[1], 3)
+    fov_lo = tpl.brain_bbox_mm[0] - 14.0 + rng.uniform(-4, 4, 3)
+    fov_hi = tpl.brain_bbox_mm[1] + 14.0 + rng.uniform(-4, 4, 3)
+    shape = tuple(int(np.ceil(n)) for n in (fov_hi - fov_lo) / spacing)
+    out_affine = np.eye(4)
+    out_affine[:3, :3] = np.diag(spacing)
+    out_affine[:3, 3] = fov_lo
+
+    # Head pose and shape: template point = A (subject point - c) + c + shift + elastic displacement.
+    centre = tpl.brain_bbox_mm.mean(0)
+    scale = rng.uniform(0.92, 1.08) * np.exp(rng.uniform(-0.04, 0.04, 3))
+    a_mat = _rotation(rng, 6.0) @ np.diag(1.0 / scale)
+    shift = rng.uniform(-4.0, 4.0, 3)
+    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    world = out_affine[:3, :3] @ ijk + out_affine[:3, 3:4]
+    tpl_world = a_mat @ (world - centre[:, None]) + centre[:, None] + shift[:, None]
+    coarse = max(2, int(round(18.0 / spacing.mean())))
+    for axis in range(3):
+        tpl_world[axis] += 2.5 * _smooth_field(rng, shape, coarse, 1.0).ravel()
+    inv = np.linalg.inv(tpl.affine)
+    tpl_ijk = inv[:3, :3] @ tpl_world + inv[:3, 3:4]
+
+    def sample(volume: np.ndarray, origin: np.ndarray | None = None, order: int = 1) -> np.ndarray:
+        coords = tpl_ijk if origin is None else tpl_ijk - origin[:, None]
+        return ndimage.map_coordinates(volume, coords, order=order, cval=0.0).reshape(shape)
+
+    gm, wm, brain = sample(tpl.gm), sample(tpl.wm), sample(tpl.brain)
+    hyper = np.zeros(shape, np.float32)
+    roi = None
+    info: dict = {"group": "fcd" if patient else "hc"}
+    if patient:
+        lesion = make_lesion(rng, tpl)
+        gm = gm + sample(lesion.d_gm, lesion.origin)
+        wm = wm + sample(lesion.d_wm, lesion.origin)
+        hyper = sample(lesion.hyper, lesion.origin)
+        roi_weight = sample(lesion.roi.astype(np.float32), lesion.origin)
+        # On a coarse grid a thin lesion may never reach 0.5: then keep its strongest voxels.
+        roi = roi_weight >= min(0.5, 0.5 * float(roi_weight.max()))
+        info.update(
+            lesion_volume_ml=round(float(roi.sum() * np.prod(spacing)) / 1000.0, 3),
+            lesion_gm_fraction=round(lesion.gm_fraction, 3),
+            transmantle=lesion.transmantle,
+            lesion_centre_mni=";".join(f"{v:.0f}" for v in lesion.centre_mm),
+        )
+
+    levels = np.array([CSF_LEVEL, GM_LEVEL, WM_LEVEL]) * rng.uniform(0.95, 1.05, 3)
+    gm, wm = np.clip(gm, 0, 1), np.clip(wm, 0, 1)
+    csf = np.clip(1.0 - gm - wm, 0.0, 1.0)
+    signal = brain * (levels[0] * csf + levels[1] * gm + levels[2] * wm) + LESION_HYPER * hyper
+    bias = np.exp(0.12 * _smooth_field(rng, shape, max(2, int(round(60.0 / spacing.mean()))), 1.0))
+    gain = rng.uniform(400.0, 1500.0)
+    sigma = rng.uniform(0.015, 0.035) * levels[2]
+    real = signal * bias + sigma * rng.standard_normal(shape)
+    imag = sigma * rng.standard_normal(shape)
+    noisy = np.sqrt(real**2 + imag**2)  # magnitude of complex Gaussian noise: Rician
+    noisy[brain < 0.5] = 0.0  # skull-stripped, like the paper's inputs
+    flair = np.round(noisy * gain).astype(np.int16)
+
+    # Store in a random orientation code so that the cache's reorientation is exercised.
+    code = ORIENTATIONS[rng.integers(len(ORIENTATIONS))]
+    transform = orientations.ornt_transform(orientations.axcodes2ornt("RAS"), orientations.axcodes2ornt(code))
+    affine = out_affine @ orientations.inv_ornt_aff(transform, shape)
+    flair_img = nib.Nifti1Image(orientations.apply_orientation(flair, transform), affine)
+    flair_img.header.set_xyzt_units("mm")
+    roi_img = None
+    if roi is not None:
+        roi_img = nib.Nifti1Image(orientations.apply_orientation(roi.astype(np.uint8), transform), affine)
+        roi_img.header.set_xyzt_units("mm")
+    info.update(orientation=code, voxel_mm=";".join(f"{s:.3f}" for s in spacing))
+    return SyntheticSubject(flair=flair_img, roi=roi_img, info=info)
+
+
+def _build_one(args: tuple[int, int, bool, tuple[float, float], str, str]) -> dict:
+    seed, index, patient, voxel_mm, participant, out_dir = args
+    subject = make_subject(seed, index, patient, voxel_mm)
+    anat = Path(out_dir) / participant / "anat"
+    anat.mkdir(parents=True, exist_ok=True)
+    nib.save(subject.flair, anat / f"{participant}_FLAIR.nii.gz")
+    if subject.roi is not None:
+        nib.save(subject.roi, anat / f"{participant}_FLAIR_roi.nii.gz")
+    return {"participant_id": participant, **subject.info}
+
+
+def write_cohort(
+    out_dir: str | Path,
+    patients: int = 16,
+    controls: int = 8,
+    seed: int = 20261126,
+    voxel_mm: tuple[float, float] = (0.9, 1.1),
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Write a ds004199-layout cohort to `out_dir` (replaced atomically) and return participants.tsv."""
+    if patients + controls == 0:
+        raise ValueError("synthetic cohort: need at least one patient or control")
+    if not 0 < voxel_mm[0] <= voxel_mm[1]:
+        raise ValueError(f"synthetic cohort: voxel_mm must be 0 < lo <= hi, got {voxel_mm}")
+    out_dir = Path(out_dir)
+    load_template()  # build once in the parent; forked workers inherit it
+    with atomic_dir(out_dir) as tmp:
+        jobs = [
+            (seed, i, i < patients, tuple(voxel_mm), f"sub-{i + 1:05d}", str(tmp)) for i in range(patients + controls)
+        ]
+        workers = max(1, min(threads, len(jobs), os.cpu_count() or 1))
+        if workers == 1:
+            rows = [_build_one(j) for j in tqdm(jobs, desc="synthetic subjects", unit="subj")]
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                rows = list(tqdm(pool.map(_build_one, jobs), total=len(jobs), desc="synthetic subjects", unit="subj"))
+        table = pd.DataFrame(rows)
+        rng = np.random.default_rng([seed, 10**6])
+        table.insert(2, "age", rng.integers(4, 60, len(table)))
+        table.insert(3, "sex", rng.choice(["F", "M"], len(table)))
+        write_text(tmp / "participants.tsv", table.to_csv(sep="\t", index=False, na_rep="n/a"))
+        write_text(
+            tmp / "dataset_description.json",
+            '{\n  "Name": "SLIM-Diff synthetic FCD type II cohort (MNI152 2009a based)",\n'
+            '  "BIDSVersion": "1.9.0",\n  "DatasetType": "raw",\n'
+            f'  "GeneratedBy": [{{"Name": "slimdiff-synth", "Description": "seed {seed}"}}]\n}}\n',
+        )
+    log.info("wrote %d subjects (%d patients, %d controls) to %s", len(table), patients, controls, out_dir)
+    return table

@@ -1,0 +1,24 @@
+"""Versions and platform recorded next to every result, so a number can be traced to its software."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+
+_PACKAGES = ("slimdiff", "numpy", "scipy", "nibabel", "monai", "torch", "nilearn", "pandas", "scikit-image")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

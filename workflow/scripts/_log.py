@@ -1,0 +1,13 @@
+"""Route a Snakemake script's logging, warnings and stderr to the rule's log file."""
+
+import logging
+import sys
+
+
+def to_rule_log(snakemake) -> None:
+    handle = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115 - lives as long as the job
+    sys.stderr = handle
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=handle, force=True
+    )
+    logging.captureWarnings(True)

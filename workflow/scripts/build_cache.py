@@ -1,0 +1,17 @@
+"""Rule build_cache: raw cohort -> slice cache."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _log import to_rule_log  # noqa: E402
+
+from slimdiff.data.cache import build_cache  # noqa: E402
+
+to_rule_log(snakemake)  # noqa: F821
+build_cache(
+    snakemake.input.raw,  # noqa: F821
+    Path(snakemake.output.cache_meta).parent,  # noqa: F821
+    dict(snakemake.params.data),  # noqa: F821
+    threads=snakemake.threads,  # noqa: F821
+)

@@ -1,0 +1,20 @@
+"""Rule synth_cohort: the embedded synthetic FCD cohort."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _log import to_rule_log  # noqa: E402
+
+from slimdiff.data.synth import write_cohort  # noqa: E402
+
+to_rule_log(snakemake)  # noqa: F821
+cfg = snakemake.params.synthetic  # noqa: F821
+write_cohort(
+    snakemake.output.cohort,  # noqa: F821
+    patients=cfg["patients"],
+    controls=cfg["controls"],
+    seed=cfg["seed"],
+    voxel_mm=tuple(cfg["voxel_mm"]),
+    threads=snakemake.threads,  # noqa: F821
+)
