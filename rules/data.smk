@@ -8,7 +8,7 @@ if SYNTHETIC:
             cohort=directory(RAW_DIR),
         params:
             synthetic=DATA["synthetic"],
-        threads: 2
+        threads: 8
         log:
             "results/logs/synth_cohort/synth_cohort.log",
         benchmark:
@@ -26,7 +26,7 @@ rule build_cache:
         **cache_outputs(),
     params:
         data={k: DATA[k] for k in ("layout", "ingest", "cache", "splits")},
-    threads: 2
+    threads: 8
     log:
         "results/logs/build_cache/build_cache.log",
     benchmark:

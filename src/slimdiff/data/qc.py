@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +21,7 @@ from slimdiff.data.cache import load_cache  # noqa: E402
 from slimdiff.data.splits import fold_membership  # noqa: E402
 from slimdiff.io import atomic_path, write_text  # noqa: E402
 
+log = logging.getLogger(__name__)
 CLASS_COLOURS = {0: "#4c72b0", 1: "#dd8452"}
 
 
@@ -120,3 +122,4 @@ def write_qc(cache_dir: str | Path, qc_dir: str | Path, examples_per_zbin: int =
     qc_dir = Path(qc_dir)
     zbin_montage(cache, qc_dir / "zbin_montage.png", examples_per_zbin, seed)
     cohort_stats(cache, qc_dir / "cohort_stats.png", qc_dir / "cohort_stats.csv")
+    log.info("QC of %s (%d slices) written to %s", cache_dir, len(cache.index), qc_dir)

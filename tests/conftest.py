@@ -1,0 +1,118 @@
+"""Shared fixtures: a tiny synthetic cohort (real template anatomy, coarse grid) and tiny phantom volumes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from slimdiff.config import validate_config
+
+torch.set_num_threads(1)  # pytest-xdist runs two workers on two cores
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_data_config(**overrides) -> dict:
+    """The `data` section for 32x32 slices at 6 mm: a whole cache in a few seconds."""
+    cfg = {
+        "data": {
+            "layout": "bids",
+            "synthetic": {"patients": 4, "controls": 2, "seed": 7, "voxel_mm": [3.5, 4.5]},
+            "ingest": {"include_controls": True},
+            "cache": {
+                "spacing": [6.0, 6.0, 6.0],
+                "roi_size": [32, 32, 32],
+                "z_range": "auto",
+                "auto_z_range_offset": 1,
+                "z_bins": 4,
+                "lesion_area_min_px": 2,
+            },
+            "splits": {"n_folds": 2, "test_fraction": 0.2, "seed": 3},
+        }
+    }
+    for key, value in overrides.items():
+        if "__" in key:
+            section, name = key.split("__")
+            cfg["data"].setdefault(section, {})[name] = value
+        else:
+            cfg["data"][key] = value
+    return validate_config(cfg)["data"]
+
+
+@pytest.fixture(scope="session")
+def synthetic_cohort(tmp_path_factory) -> Path:
+    from slimdiff.data.synth import write_cohort
+
+    out = tmp_path_factory.mktemp("cohort") / "raw"
+    syn = tiny_data_config()["synthetic"]
+    write_cohort(out, syn["patients"], syn["controls"], syn["seed"], tuple(syn["voxel_mm"]))
+    return out
+
+
+def phantom(shape=(30, 30, 30), spacing=5.0, lesion=True, seed=0):
+    """An ellipsoid 'brain' with a cube lesion; returns (image, mask or None, affine)."""
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape).astype(float)
+    centre = (np.array(shape) - 1) / 2
+    r = ((grid - centre[:, None, None, None]) / (np.array(shape)[:, None, None, None] * 0.4)) ** 2
+    brain = r.sum(0) < 1
+    image = (brain * (500 + 50 * rng.standard_normal(shape))).astype(np.float32)
+    affine = np.diag([spacing, spacing, spacing, 1.0])
+    affine[:3, 3] = -centre * spacing
+    mask = None
+    if lesion:
+        mask = np.zeros(shape, np.uint8)
+        c = [int(x) for x in centre]
+        mask[c[0] - 2 : c[0] + 3, c[1] - 2 : c[1] + 3, c[2] - 3 : c[2] + 4] = 1
+        image[mask > 0] += 300
+    return image, mask, affine
+
+
+def write_bids_subject(root: Path, sid: str, image, mask, affine, mask_affine=None) -> Path:
+    anat = root / sid / "anat"
+    anat.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(image, affine), anat / f"{sid}_FLAIR.nii.gz")
+    if mask is not None:
+        nib.save(
+            nib.Nifti1Image(mask, affine if mask_affine is None else mask_affine), anat / f"{sid}_FLAIR_roi.nii.gz"
+        )
+    return anat
+
+
+def write_participants(root: Path, rows: list[tuple[str, str]]) -> None:
+    pd.DataFrame(rows, columns=["participant_id", "group"]).to_csv(root / "participants.tsv", sep="\t", index=False)
+
+
+@pytest.fixture
+def phantom_cohort(tmp_path) -> Path:
+    """Three good phantom patients and one control in BIDS layout."""
+    root = tmp_path / "raw"
+    rows = []
+    for i in range(3):
+        image, mask, affine = phantom(seed=i)
+        write_bids_subject(root, f"sub-p{i}", image, mask, affine)
+        rows.append((f"sub-p{i}", "fcd"))
+    image, _, affine = phantom(lesion=False, seed=9)
+    write_bids_subject(root, "sub-c0", image, None, affine)
+    rows.append(("sub-c0", "hc"))
+    write_participants(root, rows)
+    return root
+
+
+def phantom_config(**overrides) -> dict:
+    base = {
+        "cache__z_range": [10, 21],
+        "cache__z_bins": 4,
+        "cache__lesion_area_min_px": 1,
+        "splits__n_folds": 2,
+        "splits__test_fraction": 0.25,
+    }
+    base.update(overrides)
+    return tiny_data_config(**base)

@@ -1,0 +1,72 @@
+import subprocess
+import sys
+
+import pandas as pd
+import yaml
+from conftest import phantom_config
+
+from slimdiff.cli import cache as cache_cli
+from slimdiff.cli import synth as synth_cli
+
+
+def test_synth_cli_writes_a_cohort(tmp_path):
+    rc = synth_cli.main(
+        ["--out", str(tmp_path / "raw"), "--patients", "1", "--controls", "1", "--voxel-mm", "4", "5", "--seed", "3"]
+    )
+    assert rc == 0
+    table = pd.read_csv(tmp_path / "raw" / "participants.tsv", sep="\t")
+    assert table["group"].tolist() == ["fcd", "hc"]
+
+
+def test_cache_cli_builds_cache_and_qc(phantom_cohort, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"data": phantom_config()}))
+    rc = cache_cli.main(["--raw", str(phantom_cohort), "--out", str(tmp_path / "c"), "--config", str(cfg), "--qc"])
+    assert rc == 0
+    assert (tmp_path / "c" / "cache_meta.json").exists() and (tmp_path / "c" / "qc" / "zbin_montage.png").exists()
+
+
+def test_cache_cli_bad_input_exits_2_naming_the_file(phantom_cohort, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"data": phantom_config()}))
+    bad = phantom_cohort / "sub-p1" / "anat" / "sub-p1_FLAIR.nii.gz"
+    bad.write_bytes(b"garbage")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slimdiff.cli.cache",
+            "--raw",
+            str(phantom_cohort),
+            "--out",
+            str(tmp_path / "c"),
+            "--config",
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert f"slimdiff-cache: error: {bad}: cannot read FLAIR image" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cache_cli_bad_config(phantom_cohort, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("data:\n  cache:\n    z_bins: many\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slimdiff.cli.cache",
+            "--raw",
+            str(phantom_cohort),
+            "--out",
+            str(tmp_path / "c"),
+            "--config",
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "data.cache.z_bins" in proc.stderr and str(cfg) in proc.stderr
