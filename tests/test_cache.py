@@ -13,10 +13,8 @@ from slimdiff.data.splits import fold_membership
 
 
 @pytest.fixture(scope="module")
-def cache(synthetic_cohort, tmp_path_factory):
-    out = tmp_path_factory.mktemp("cache") / "cache"
-    build_cache(synthetic_cohort, out, tiny_data_config(), threads=2)
-    return load_cache(out)
+def cache(tiny_cache):
+    return load_cache(tiny_cache)
 
 
 def test_arrays_shapes_and_ranges(cache):

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from slimdiff.config import ConfigError
 from slimdiff.data.cache import CacheError
 from slimdiff.data.ingest import DataError
+from slimdiff.training.export import ModelFileError
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -17,13 +18,14 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("lightning").propagate = False  # Lightning prints through its own handler
 
 
 def run(main: Callable[[], None], prog: str) -> int:
     """Run a command body; expected input errors print `prog: error: ...` and exit 2, no traceback."""
     try:
         main()
-    except (ConfigError, DataError, CacheError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, CacheError, ModelFileError, ValueError, FileNotFoundError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     return 0

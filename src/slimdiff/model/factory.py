@@ -1,0 +1,155 @@
+"""The joint image+mask denoiser and its coupling variants, behind one factory.
+
+All variants map (x_t [B,2,H,W], t [B], token [B], x0 self-conditioning estimate [B,2,H,W] or None) to a
+2-channel output (image, mask) in the parameterisation of `diffusion.prediction`.
+
+* shared:        one MONAI DiffusionModelUNet over [x_t, x0_sc] (paper default)
+* decoupled:     the same U-Net whose bottleneck is split into two half-width paths, merged by 1x1 convs
+* zero_coupling: two single-channel U-Nets (image, mask) that share only the conditioning embedding
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.blocks import SpatialAttentionBlock
+from monai.networks.nets import DiffusionModelUNet
+from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock
+from torch import nn
+
+from slimdiff.model.conditioning import ConditionEmbedding
+
+
+class DecoupledMiddleBlock(nn.Module):
+    """Bottleneck split: 1x1 conv, two independent half-width paths, concat, 1x1 conv."""
+
+    def __init__(self, channels: int, temb: int, groups: int, head_channels: int, extra: int, flash: bool):
+        super().__init__()
+        half = channels // 2
+
+        def res():
+            return DiffusionUNetResnetBlock(2, half, temb, half, norm_num_groups=groups, norm_eps=1e-6)
+
+        def path() -> nn.ModuleList:
+            attn = SpatialAttentionBlock(
+                2,
+                half,
+                num_head_channels=head_channels,
+                norm_num_groups=groups,
+                norm_eps=1e-6,
+                use_flash_attention=flash,
+            )
+            return nn.ModuleList([res(), attn, *[res() for _ in range(extra)], res()])
+
+        self.split = nn.Conv2d(channels, channels, 1)
+        self.paths = nn.ModuleList([path(), path()])
+        self.merge = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, hidden_states: torch.Tensor, temb: torch.Tensor, context=None) -> torch.Tensor:
+        halves = self.split(hidden_states).chunk(2, dim=1)
+        outs = []
+        for h, layers in zip(halves, self.paths, strict=True):
+            for layer in layers:
+                h = layer(h, temb) if isinstance(layer, DiffusionUNetResnetBlock) else layer(h)
+            outs.append(h)
+        return self.merge(torch.cat(outs, dim=1))
+
+
+def _unet(in_ch: int, out_ch: int, channels, attention, res_blocks, head_ch, groups, flash) -> DiffusionModelUNet:
+    return DiffusionModelUNet(
+        spatial_dims=2,
+        in_channels=in_ch,
+        out_channels=out_ch,
+        channels=tuple(channels),
+        attention_levels=tuple(attention),
+        num_res_blocks=res_blocks,
+        num_head_channels=head_ch,
+        norm_num_groups=groups,
+        norm_eps=1e-6,
+        num_class_embeds=1,  # replaced by ConditionEmbedding below
+        use_flash_attention=flash,
+    )
+
+
+class JointDenoiser(nn.Module):
+    """Shared or decoupled: one U-Net over both channels."""
+
+    def __init__(self, model_cfg: dict, self_cond: bool, n_bins: int, z_range):
+        super().__init__()
+        self.self_cond = self_cond
+        in_ch = 2 + (2 if self_cond else 0)
+        m = model_cfg
+        self.unet = _unet(
+            in_ch,
+            2,
+            m["channels"],
+            m["attention_levels"],
+            m["num_res_blocks"],
+            m["num_head_channels"],
+            m["norm_num_groups"],
+            m["use_flash_attention"],
+        )
+        temb = 4 * m["channels"][0]
+        self.unet.class_embedding = ConditionEmbedding(temb, n_bins, z_range, m["cfg_null_token"])
+        if m["variant"] == "decoupled":
+            self.unet.middle_block = DecoupledMiddleBlock(
+                m["channels"][-1],
+                temb,
+                m["norm_num_groups"],
+                m["num_head_channels"],
+                m["decoupled_extra_res_blocks"],
+                m["use_flash_attention"],
+            )
+
+    def forward(self, x_t, t, tokens, x0_sc=None):
+        if self.self_cond:
+            x_t = torch.cat([x_t, torch.zeros_like(x_t) if x0_sc is None else x0_sc], dim=1)
+        return self.unet(x_t, t, class_labels=tokens)
+
+
+class TwinDenoiser(nn.Module):
+    """zero_coupling: image and mask each get their own U-Net; only the conditioning embedding is shared."""
+
+    def __init__(self, model_cfg: dict, self_cond: bool, n_bins: int, z_range):
+        super().__init__()
+        self.self_cond = self_cond
+        tw = model_cfg["twin"]
+        in_ch = 1 + (1 if self_cond else 0)
+        self.branches = nn.ModuleList(
+            _unet(
+                in_ch,
+                1,
+                tw["channels"],
+                model_cfg["attention_levels"],
+                model_cfg["num_res_blocks"],
+                tw["num_head_channels"],
+                tw["norm_num_groups"],
+                model_cfg["use_flash_attention"],
+            )
+            for _ in range(2)
+        )
+        self.embedding = ConditionEmbedding(4 * tw["channels"][0], n_bins, z_range, model_cfg["cfg_null_token"])
+        for branch in self.branches:
+            branch.class_embedding = self.embedding
+
+    def forward(self, x_t, t, tokens, x0_sc=None):
+        outs = []
+        for c, branch in enumerate(self.branches):
+            x = x_t[:, c : c + 1]
+            if self.self_cond:
+                x = torch.cat([x, torch.zeros_like(x) if x0_sc is None else x0_sc[:, c : c + 1]], dim=1)
+            outs.append(branch(x, t, class_labels=tokens))
+        return torch.cat(outs, dim=1)
+
+
+def build_denoiser(model_cfg: dict, self_cond: bool, n_bins: int, z_range) -> nn.Module:
+    """The one place a config becomes a network; `model.variant` picks the coupling."""
+    if model_cfg["variant"] in ("shared", "decoupled"):
+        return JointDenoiser(model_cfg, self_cond, n_bins, tuple(z_range))
+    if model_cfg["variant"] == "zero_coupling":
+        return TwinDenoiser(model_cfg, self_cond, n_bins, tuple(z_range))
+    raise ValueError(f"unknown model.variant {model_cfg['variant']!r}")
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Unique parameters (a shared embedding counts once)."""
+    return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())

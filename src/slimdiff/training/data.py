@@ -1,0 +1,44 @@
+"""Training data from the slice cache: one fold's train or val rows, and the lesion-balancing sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, WeightedRandomSampler
+
+from slimdiff.data.cache import Cache
+from slimdiff.data.splits import fold_membership
+
+
+class SliceDataset(Dataset):
+    """x0 = [image, mask] (2,H,W) in [-1, 1] and the conditioning token, read from the memory-mapped cache."""
+
+    def __init__(self, cache: Cache, fold: int, role: str):
+        if fold >= len(cache.splits["folds"]):
+            raise ValueError(f"fold {fold} requested but {cache.path}/splits.json has {len(cache.splits['folds'])}")
+        member = fold_membership(cache.index, fold)
+        self.rows = cache.index.loc[member == role, "row"].to_numpy()
+        if len(self.rows) == 0:
+            raise ValueError(f"{cache.path}: fold {fold} has no {role} slices")
+        self.tokens = cache.index.set_index("row").loc[self.rows, "token"].to_numpy()
+        self.lesion = cache.index.set_index("row").loc[self.rows, "class"].to_numpy().astype(bool)
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        r = self.rows[i]
+        x0 = np.stack([self.cache.images[r], self.cache.masks[r].astype(np.float32)])
+        return torch.from_numpy(x0), torch.tensor(self.tokens[i], dtype=torch.long)
+
+
+def lesion_balanced_sampler(dataset: SliceDataset, seed: int) -> WeightedRandomSampler:
+    """Lesion slices weighted n_clean / n_lesion, so batches are about half lesion slices."""
+    n_lesion = int(dataset.lesion.sum())
+    n_clean = len(dataset) - n_lesion
+    weights = np.ones(len(dataset))
+    if n_lesion and n_clean:
+        weights[dataset.lesion] = n_clean / n_lesion
+    gen = torch.Generator().manual_seed(seed)
+    return WeightedRandomSampler(torch.as_tensor(weights), num_samples=len(dataset), replacement=True, generator=gen)

@@ -1,0 +1,81 @@
+"""`model.pt`: the EMA weights plus everything needed to rebuild the network, loadable with weights_only=True.
+
+Contents (plain containers and tensors only): format tag and version, the run config (model, diffusion,
+sampler, self-conditioning, loss, training), data_info (z_bins, z_range, slice size, cache, fold), the EMA
+state_dict of the denoiser, training provenance (epoch, step, best val/loss, versions).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from slimdiff.diffusion.schedule import Diffusion
+from slimdiff.io import atomic_path
+from slimdiff.model.factory import build_denoiser
+
+FORMAT = "slimdiff-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model.pt or checkpoint that cannot be used as asked."""
+
+
+def save_model(path: str | Path, state_dict: dict, run_cfg: dict, data_info: dict, provenance: dict) -> None:
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "run_cfg": run_cfg,
+        "data_info": data_info,
+        "state_dict": {k: v.detach().cpu().float().contiguous() for k, v in state_dict.items()},
+        "provenance": provenance,
+    }
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+
+
+def read_model_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or foreign pickles
+        raise ModelFileError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a slimdiff model.pt (no '{FORMAT}' format tag)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: model format version {payload.get('format_version')} is not {FORMAT_VERSION}")
+    return payload
+
+
+def load_denoiser(path: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild (net, diffusion, payload) from a model.pt, refusing weights that do not fit the stored config."""
+    payload = read_model_file(path)
+    cfg, info = payload["run_cfg"], payload["data_info"]
+    net = build_denoiser(cfg["model"], cfg["self_conditioning"]["enabled"], info["z_bins"], info["z_range"])
+    check_state_dict(net.state_dict(), payload["state_dict"], path)
+    net.load_state_dict(payload["state_dict"])
+    d = cfg["diffusion"]
+    return net.to(device).eval(), Diffusion(d["timesteps"], d["prediction"], d["clip"]).to(device), payload
+
+
+def check_state_dict(expected: dict, found: dict, path) -> None:
+    """Name the first mismatching tensors instead of letting load_state_dict crash on shapes."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = [k for k in expected if k in found and tuple(expected[k].shape) != tuple(found[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(
+                f"{len(wrong)} with other shapes (e.g. {k}: {tuple(found[k].shape)} vs {tuple(expected[k].shape)})"
+            )
+        raise ModelFileError(f"{path}: weights do not match the model config: " + "; ".join(parts))

@@ -1,0 +1,88 @@
+"""Lightning module: one training step of the joint image+mask diffusion model.
+
+Per batch: t ~ U{0..T-1}, eps ~ N(0, I), x_t = q(x0, t, eps); with self-conditioning, with probability p
+a no-grad pass on [x_t, 0] gives x0_sc = clamp(x0(o), -1, 1), else x0_sc = 0; the loss is taken on the pass
+with [x_t, x0_sc]. Validation uses stratified timesteps (t_i = i*bin + bin/2) and seeded noise, so the
+early-stopping signal does not wander with the random draws.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+
+from slimdiff.diffusion.schedule import Diffusion
+from slimdiff.losses.lp import DiffusionLoss
+from slimdiff.model.factory import build_denoiser
+
+
+class DiffusionModule(pl.LightningModule):
+    def __init__(self, run_cfg: dict, data_info: dict):
+        super().__init__()
+        self.save_hyperparameters({"run_cfg": run_cfg, "data_info": data_info})
+        self.run_cfg, self.data_info = run_cfg, data_info
+        sc = run_cfg["self_conditioning"]
+        self.self_cond = sc["enabled"]
+        self.net = build_denoiser(run_cfg["model"], self.self_cond, data_info["z_bins"], data_info["z_range"])
+        d = run_cfg["diffusion"]
+        self.diffusion = Diffusion(d["timesteps"], d["prediction"], d["clip"])
+        self.criterion = DiffusionLoss(run_cfg["loss"])
+
+    def forward(self, x_t, t, tokens, x0_sc=None):
+        return self.net(x_t, t, tokens, x0_sc)
+
+    def _self_condition(self, x_t, t, tokens) -> torch.Tensor | None:
+        if not self.self_cond:
+            return None
+        sc = self.run_cfg["self_conditioning"]
+        b = x_t.shape[0]
+        if sc["per_sample"]:
+            use = torch.rand(b, device=x_t.device) < sc["probability"]
+        else:
+            use = (torch.rand((), device=x_t.device) < sc["probability"]).expand(b)
+        x0_sc = torch.zeros_like(x_t)
+        if use.any():
+            with torch.no_grad():
+                est = self.diffusion.x0_from_output(self.net(x_t, t, tokens, None), x_t, t).clamp(-1, 1)
+            x0_sc = torch.where(use.view(-1, 1, 1, 1), est.to(x_t.dtype), x0_sc)
+        return x0_sc
+
+    def _loss(self, x0, tokens, t, eps, x0_sc):
+        x_t = self.diffusion.q_sample(x0, t, eps)
+        out = self.net(x_t, t, tokens, x0_sc)
+        x0_hat = self.diffusion.x0_from_output(out, x_t, t) if self.criterion.ffl["enabled"] else None
+        return self.criterion(out, self.diffusion.target(x0, t, eps), x0, x0_hat)
+
+    def training_step(self, batch, batch_idx):
+        x0, tokens = batch
+        if self.run_cfg["model"]["cfg_null_token"]:
+            drop = torch.rand(tokens.shape, device=tokens.device) < self.run_cfg["training"]["cfg_dropout"]
+            tokens = torch.where(drop, torch.full_like(tokens, 2 * self.data_info["z_bins"]), tokens)
+        t = torch.randint(0, self.diffusion.timesteps, (x0.shape[0],), device=x0.device)
+        eps = torch.randn_like(x0)
+        x0_sc = self._self_condition(self.diffusion.q_sample(x0, t, eps), t, tokens)
+        loss, terms = self._loss(x0, tokens, t, eps, x0_sc)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x0.shape[0])
+        for k, v in terms.items():
+            self.log(f"train/{k}", v, on_step=False, on_epoch=True, batch_size=x0.shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x0, tokens = batch
+        b = x0.shape[0]
+        width = self.diffusion.timesteps // b
+        t = (torch.arange(b, device=x0.device) * width + width // 2).clamp(max=self.diffusion.timesteps - 1)
+        gen = torch.Generator(device=x0.device).manual_seed(batch_idx)
+        eps = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
+        x0_sc = torch.zeros_like(x0) if self.self_cond else None
+        loss, terms = self._loss(x0, tokens, t, eps, x0_sc)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=b)
+        for k, v in terms.items():
+            self.log(f"val/{k}", v, on_epoch=True, batch_size=b)
+
+    def configure_optimizers(self):
+        tr = self.run_cfg["training"]
+        fused = self.device.type == "cuda"
+        opt = torch.optim.AdamW(self.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"], fused=fused)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=tr["max_epochs"], eta_min=tr["lr_min"])
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

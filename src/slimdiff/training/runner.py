@@ -1,0 +1,250 @@
+"""Train one run on one fold with Lightning, resumably, and export model.pt.
+
+Outputs in OUT_DIR: last.ckpt (full state, for resume), best.ckpt (best EMA val/loss), model.pt (EMA weights of
+the best epoch + config, weights_only-loadable), log.csv (one row per epoch), loss.png, config.yaml (the
+resolved run config), versions.json.
+
+Running the same command again after a kill resumes from last.ckpt; a last.ckpt written by another config is
+refused with the keys that differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import matplotlib
+import pandas as pd
+import torch
+import yaml
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+from torch.utils.data import DataLoader
+
+from slimdiff import provenance
+from slimdiff.data.cache import load_cache
+from slimdiff.io import atomic_path, write_json, write_text
+from slimdiff.training.data import SliceDataset, lesion_balanced_sampler
+from slimdiff.training.export import ModelFileError, save_model
+from slimdiff.training.module import DiffusionModule
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+# Keys that change how fast or where a run trains, not what it learns: they may differ on resume.
+_RUNTIME_KEYS = {"threads", "num_workers", "compile", "folds", "max_epochs", "max_steps"}
+LOG_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "lr", "seconds"]
+
+
+def pick_device(requested: str = "auto") -> str:
+    if requested == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    else:
+        device = requested
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA device is visible")
+    name = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    log.info("training on %s: %s", device, name)
+    return device
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def _identity(run_cfg: dict, data_info: dict) -> dict:
+    """What a checkpoint must agree on to be resumed."""
+    flat = _flatten({"run_cfg": run_cfg, "data_info": data_info})
+    return {k: v for k, v in flat.items() if k.rsplit(".", 1)[-1] not in _RUNTIME_KEYS}
+
+
+def check_resumable(ckpt: Path, run_cfg: dict, data_info: dict) -> None:
+    try:
+        stored = torch.load(ckpt, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    except Exception as exc:
+        raise ModelFileError(
+            f"{ckpt}: cannot read the checkpoint to resume from ({type(exc).__name__}: {exc}); delete it to start over"
+        ) from None
+    if "run_cfg" not in stored:
+        raise ModelFileError(f"{ckpt}: not a slimdiff training checkpoint")
+    ours, theirs = _identity(run_cfg, data_info), _identity(stored["run_cfg"], stored["data_info"])
+    diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    if diff:
+        shown = ", ".join(f"{k} ({theirs.get(k)!r} -> {ours.get(k)!r})" for k in diff[:5])
+        raise ModelFileError(
+            f"{ckpt}: written by a different config, differs in {shown}"
+            + (f" and {len(diff) - 5} more" if len(diff) > 5 else "")
+            + "; delete it or train into another directory"
+        )
+
+
+class EpochLog(pl.Callback):
+    """log.csv, one row per epoch.
+
+    The rows also live in the callback state, so they travel inside every checkpoint: a resumed run rewrites
+    log.csv from last.ckpt (even if the file was deleted, as Snakemake does with a failed job's outputs) and
+    never shows a gap or an epoch that the checkpoint did not see.
+    """
+
+    def __init__(self, path: Path):
+        self.path, self.rows = path, []
+        self._sum, self._n, self._t0, self._lr = 0.0, 0, time.time(), float("nan")
+
+    def state_dict(self) -> dict:
+        return {"rows": [list(r) for r in self.rows]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = [list(r) for r in state_dict["rows"]]
+
+    def _write(self) -> None:
+        write_text(self.path, pd.DataFrame(self.rows, columns=LOG_COLUMNS).to_csv(index=False))
+
+    def on_train_start(self, trainer, pl_module):
+        self._write()
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._sum, self._n, self._t0 = 0.0, 0, time.time()
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"]  # the rate used in this epoch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._sum += float(outputs["loss"])
+        self._n += 1
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        val = trainer.callback_metrics.get("val/loss")
+        self.rows.append(
+            [
+                trainer.current_epoch,
+                trainer.global_step,
+                self._sum / max(self._n, 1),
+                float(val) if val is not None else float("nan"),
+                self._lr,
+                round(time.time() - self._t0, 2),
+            ]
+        )
+        self._write()
+
+
+def plot_losses(log_csv: Path, out_png: Path, title: str) -> None:
+    rows = pd.read_csv(log_csv)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(rows["epoch"], rows["train_loss"], label="train (epoch mean)")
+    ax.plot(rows["epoch"], rows["val_loss"], label="validation (EMA, stratified t)")
+    ax.set(xlabel="epoch", ylabel="loss", title=title)
+    if (rows[["train_loss", "val_loss"]] > 0).all().all():
+        ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(out_png, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def train_run(
+    cache_dir: str | Path,
+    out_dir: str | Path,
+    run_cfg: dict,
+    fold: int = 0,
+    device: str = "auto",
+    run_name: str = "run",
+) -> Path:
+    """Train (or resume) one run; returns the path of model.pt."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tr = run_cfg["training"]
+    torch.set_num_threads(tr["threads"])
+    device = pick_device(device)
+    cache = load_cache(cache_dir)
+    data_info = {
+        "z_bins": cache.meta["z_bins"],
+        "z_range": cache.meta["z_range"],
+        "image_size": cache.meta["slice_shape"],
+        "fold": fold,
+        "cache_index_sha256": cache.meta["index_sha256"],
+    }
+    last = out_dir / "last.ckpt"
+    if last.exists():
+        check_resumable(last, run_cfg, data_info)
+        log.info("resuming from %s", last)
+
+    pl.seed_everything(tr["seed"], workers=True, verbose=False)
+    train_set, val_set = SliceDataset(cache, fold, "train"), SliceDataset(cache, fold, "val")
+    sampler = lesion_balanced_sampler(train_set, tr["seed"]) if tr["lesion_oversampling"] else None
+    loader_kw = {"batch_size": tr["batch_size"], "num_workers": tr["num_workers"], "pin_memory": device == "cuda"}
+    train_loader = DataLoader(
+        train_set, sampler=sampler, shuffle=sampler is None, drop_last=len(train_set) >= tr["batch_size"], **loader_kw
+    )
+    val_loader = DataLoader(val_set, shuffle=False, **loader_kw)
+
+    module = DiffusionModule(run_cfg, data_info)
+    if tr["compile"]:
+        module.net = torch.compile(module.net)
+    precision = tr["precision"]
+    if precision == "auto":
+        precision = "bf16-mixed" if device == "cuda" else "32-true"
+    best = ModelCheckpoint(
+        dirpath=out_dir,
+        filename="best",
+        monitor="val/loss",
+        mode="min",
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+    )
+    trainer = pl.Trainer(
+        accelerator="gpu" if device == "cuda" else "cpu",
+        devices=1,
+        precision=precision,
+        max_epochs=tr["max_epochs"],
+        max_steps=tr["max_steps"],
+        gradient_clip_val=tr["grad_clip"],
+        callbacks=[
+            EMAWeightAveraging(decay=tr["ema_decay"]),
+            EarlyStopping(monitor="val/loss", mode="min", patience=tr["early_stopping_patience"]),
+            EpochLog(out_dir / "log.csv"),
+            best,
+        ],
+        logger=False,
+        default_root_dir=out_dir,
+        num_sanity_val_steps=0,
+        deterministic=True if device == "cpu" else "warn",
+        enable_progress_bar=not os.environ.get("SLURM_JOB_ID"),
+        enable_model_summary=False,
+    )
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.exists() else None)
+
+    ckpt = torch.load(best.best_model_path or last, map_location="cpu", weights_only=False)
+    net_state = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    net_state = {k.replace("_orig_mod.", ""): v for k, v in net_state.items()}
+    model_pt = out_dir / "model.pt"
+    save_model(
+        model_pt,
+        net_state,
+        run_cfg,
+        data_info,
+        {
+            "run": run_name,
+            "epoch": int(ckpt["epoch"]),
+            "global_step": int(ckpt["global_step"]),
+            "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
+            "versions": provenance.versions(),
+            "created": provenance.timestamp(),
+            "device": device,
+            "precision": precision,
+        },
+    )
+    plot_losses(out_dir / "log.csv", out_dir / "loss.png", f"{run_name} (fold {fold})")
+    write_text(out_dir / "config.yaml", yaml.safe_dump({"run": run_name, "fold": fold, **run_cfg}, sort_keys=False))
+    write_json(out_dir / "versions.json", provenance.versions())
+    log.info("exported %s (epoch %s, best val/loss %.5f)", model_pt, ckpt["epoch"], float(best.best_model_score))
+    return model_pt

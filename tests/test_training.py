@@ -1,0 +1,158 @@
+"""Training end to end on a tiny cache: outputs, model.pt, determinism, resume after a kill, bad checkpoints."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import tiny_run_config
+
+from slimdiff.experiments import expand_runs, run_name
+from slimdiff.training.export import ModelFileError, load_denoiser, read_model_file, save_model
+from slimdiff.training.runner import train_run
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "train"
+    train_run(tiny_cache, out, tiny_run_config(), fold=0, device="cpu", run_name="x0_lp1.5_sc0.5")
+    return out
+
+
+def test_outputs_of_a_run(trained):
+    for name in ("model.pt", "last.ckpt", "log.csv", "loss.png", "config.yaml", "versions.json"):
+        assert (trained / name).stat().st_size > 0, name
+    log = pd.read_csv(trained / "log.csv")
+    assert log["epoch"].tolist() == [0, 1]
+    assert (log["step"].diff().dropna() > 0).all()
+    assert log[["train_loss", "val_loss"]].notna().all().all()
+    cfg = yaml.safe_load((trained / "config.yaml").read_text())
+    assert cfg["run"] == "x0_lp1.5_sc0.5" and cfg["diffusion"]["prediction"] == "x0"
+
+
+def test_model_pt_is_weights_only_and_rebuilds(trained):
+    payload = torch.load(trained / "model.pt", weights_only=True)
+    assert payload["format"] == "slimdiff-model"
+    assert payload["data_info"]["z_bins"] == 4 and payload["provenance"]["epoch"] in (0, 1)
+    net, diffusion, _ = load_denoiser(trained / "model.pt")
+    assert diffusion.prediction == "x0"
+    x = torch.randn(2, 2, 32, 32)
+    out = net(x, torch.tensor([5, 900]), torch.tensor([0, 5]), torch.zeros_like(x))
+    assert out.shape == (2, 2, 32, 32) and torch.isfinite(out).all()
+
+
+def test_model_pt_holds_the_ema_weights(trained):
+    """EMA (decay 0.999) after a few steps stays close to the initial weights, unlike the raw weights."""
+    ema = read_model_file(trained / "model.pt")["state_dict"]
+    ckpt = torch.load(trained / "last.ckpt", weights_only=False)
+    raw = {k[len("net.") :]: v for k, v in ckpt["current_model_state"].items() if k.startswith("net.")}
+    key = "unet.conv_in.conv.weight"
+    assert not torch.allclose(ema[key], raw[key])
+
+
+def test_same_seed_same_model(tiny_cache, tmp_path, trained):
+    train_run(tiny_cache, tmp_path / "again", tiny_run_config(), fold=0, device="cpu", run_name="x0_lp1.5_sc0.5")
+    a = read_model_file(trained / "model.pt")["state_dict"]
+    b = read_model_file(tmp_path / "again" / "model.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_kill_continues_without_gap(tiny_cache, tmp_path):
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(
+        yaml.safe_dump(
+            {
+                "model": {
+                    "channels": [8, 16],
+                    "attention_levels": [False, True],
+                    "num_res_blocks": 1,
+                    "num_head_channels": 8,
+                    "norm_num_groups": 4,
+                },
+                "training": {"batch_size": 8, "max_epochs": 40, "threads": 1, "early_stopping_patience": 100},
+                "experiments": {"prediction": ["x0"], "p": [1.5], "self_conditioning": [0.5]},
+            }
+        )
+    )
+    out = tmp_path / "train"
+    cmd = [
+        sys.executable,
+        "-m",
+        "slimdiff.cli.train",
+        "--cache",
+        str(tiny_cache),
+        "--out",
+        str(out),
+        "--config",
+        str(cfg_path),
+        "--device",
+        "cpu",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (out / "log.csv").exists() and len(pd.read_csv(out / "log.csv")) >= 3 and (out / "last.ckpt").exists():
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_rows = len(pd.read_csv(out / "log.csv"))
+    assert 3 <= killed_rows < 40, "the run must be killed mid-way"
+    (out / "log.csv").unlink()  # as Snakemake removes the outputs of a failed job
+
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming from" in done.stderr
+    log = pd.read_csv(out / "log.csv")
+    assert log["epoch"].tolist() == list(range(40))
+    steps = log["step"].diff().dropna()
+    assert (steps == steps.iloc[0]).all(), "the step count must continue across the resume"
+
+
+def test_resume_refuses_a_checkpoint_from_another_config(trained, tiny_cache):
+    other = tiny_run_config()
+    other["loss"]["p"] = 2.0
+    with pytest.raises(ModelFileError, match=r"last.ckpt: written by a different config, differs in run_cfg.loss.p"):
+        train_run(tiny_cache, trained, other, fold=0, device="cpu")
+
+
+def test_bad_model_files(trained, tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(ModelFileError, match="not a readable model file"):
+        load_denoiser(bad)
+    torch.save({"some": "dict"}, bad)
+    with pytest.raises(ModelFileError, match="not a slimdiff model.pt"):
+        load_denoiser(bad)
+    payload = read_model_file(trained / "model.pt")
+    payload["run_cfg"]["model"]["channels"] = [8, 32]
+    save_model(bad, payload["state_dict"], payload["run_cfg"], payload["data_info"], payload["provenance"])
+    with pytest.raises(ModelFileError, match="weights do not match the model config"):
+        load_denoiser(bad)
+    with pytest.raises(ModelFileError, match="not found"):
+        load_denoiser(tmp_path / "missing.pt")
+
+
+def test_run_grid_names():
+    from slimdiff.config import validate_config
+
+    cfg = validate_config(
+        {
+            "experiments": {
+                "prediction": ["epsilon", "v", "x0"],
+                "p": [1.5, 2.0],
+                "self_conditioning": [0.0, 0.5],
+                "variant": ["shared", "decoupled"],
+            }
+        }
+    )
+    runs = expand_runs(cfg)
+    assert len(runs) == 24
+    assert "x0_lp1.5_sc0.5" in runs and "epsilon_lp2.0_sc0.0-decoupled" in runs
+    assert runs["v_lp2.0_sc0.0"]["self_conditioning"]["enabled"] is False
+    assert runs["v_lp2.0_sc0.0"]["diffusion"]["prediction"] == "v"
+    assert run_name("x0", 2.25, 0.8) == "x0_lp2.25_sc0.8"
