@@ -1,7 +1,10 @@
 # Config loading and validation, and the input/target functions every rule module uses.
+import re
 from pathlib import Path
 
 from snakemake.utils import validate
+
+from slimdiff.experiments import expand_runs
 
 validate(config, "../config/schema.yaml")
 
@@ -11,6 +14,14 @@ RAW_DIR = DATA["raw_dir"]
 CACHE_DIR = "results/cache"
 CACHE_FILES = ["images.npy", "masks.npy", "index.csv", "splits.json", "rejected.csv", "cache_meta.json"]
 QC_FILES = ["zbin_montage.png", "cohort_stats.png", "cohort_stats.csv"]
+RUNS = expand_runs(config)  # run name -> full run config (model, diffusion, loss, ...)
+FOLDS = config["training"]["folds"]
+TRAIN_DIR = "results/runs/{run}/fold{fold}/train"
+
+
+wildcard_constraints:
+    run="|".join(map(re.escape, RUNS)),
+    fold=r"\d+",
 
 if not SYNTHETIC and not Path(RAW_DIR).is_dir():
     raise WorkflowError(
@@ -27,5 +38,14 @@ def cache_outputs():
     return {Path(f).stem.replace(".", "_"): f"{CACHE_DIR}/{f}" for f in CACHE_FILES}
 
 
+def run_config(wildcards):
+    """The run's full config as a rule parameter, so any change to it reruns exactly that run."""
+    return RUNS[wildcards.run]
+
+
+def trained_models():
+    return expand(f"{TRAIN_DIR}/model.pt", run=RUNS, fold=FOLDS)
+
+
 def final_targets():
-    return [f"{CACHE_DIR}/qc/{f}" for f in QC_FILES]
+    return [f"{CACHE_DIR}/qc/{f}" for f in QC_FILES] + trained_models()

@@ -1,6 +1,7 @@
 """The Snakemake workflow and the DVC stages, run for real on a tiny synthetic cohort."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,9 +23,21 @@ def tiny_config(tmp: Path) -> Path:
     data["cache"]["auto_z_range_offset"] = 0
     data["cache"]["z_bins"] = 3
     data["qc"] = {"examples_per_zbin": 2}
+    tiny = {
+        "data": data,
+        "model": {
+            "channels": [8, 16],
+            "attention_levels": [False, True],
+            "num_res_blocks": 1,
+            "num_head_channels": 8,
+            "norm_num_groups": 4,
+        },
+        "training": {"batch_size": 8, "max_epochs": 1, "threads": 1},
+        "experiments": {"prediction": ["epsilon", "x0"], "p": [1.5], "self_conditioning": [0.5]},
+    }
     path = tmp / "config" / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({"data": data}))
+    path.write_text(yaml.safe_dump(tiny))
     return path
 
 
@@ -54,6 +67,7 @@ def test_dry_run_plans_the_data_stage(tmp_path):
     out = proc.stdout + proc.stderr
     for rule in ("synth_cohort", "build_cache", "cache_qc", "all"):
         assert rule in out
+    assert re.search(r"^train\s+2$", out, re.M), "one train job per run of the grid"
 
 
 def test_dry_run_rejects_a_bad_config(tmp_path):
@@ -71,7 +85,11 @@ def test_real_run_then_nothing_to_do(tmp_path):
     assert cache.meta["counts"]["patients"] == 3 and cache.meta["z_bins"] == 3
     for name in ("zbin_montage.png", "cohort_stats.png", "cohort_stats.csv"):
         assert (tmp_path / "results" / "cache" / "qc" / name).stat().st_size > 0
-    for rule in ("synth_cohort", "build_cache", "cache_qc"):
+    for run in ("epsilon_lp1.5_sc0.5", "x0_lp1.5_sc0.5"):
+        train = tmp_path / "results" / "runs" / run / "fold0" / "train"
+        for name in ("model.pt", "log.csv", "loss.png", "last.ckpt"):
+            assert (train / name).exists(), f"{run}: {name}"
+    for rule in ("synth_cohort", "build_cache", "cache_qc", "train"):
         logs = list((tmp_path / "results" / "logs" / rule).glob("*.log"))
         assert logs and logs[0].stat().st_size > 0, f"rule {rule} left no log"
     again = snakemake(tmp_path, "-n")
@@ -84,6 +102,16 @@ def test_real_run_then_nothing_to_do(tmp_path):
     plan = snakemake(tmp_path, "-n", "--quiet", "rules")
     text = plan.stdout + plan.stderr
     assert "build_cache" in text and "synth_cohort" not in text
+    assert re.search(r"^train\s+2$", text, re.M), "a new cache retrains every run"
+
+    # a changed training value reruns the training jobs, not the cache
+    cfg["data"]["cache"]["z_bins"] = 3
+    cfg["experiments"]["p"] = [1.5]
+    cfg["training"]["lr"] = 5e-4
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    plan = snakemake(tmp_path, "-n", "--quiet", "rules")
+    text = plan.stdout + plan.stderr
+    assert re.search(r"^train\s+2$", text, re.M) and "build_cache" not in text
 
 
 def test_raw_source_needs_an_existing_directory(tmp_path):

@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 log = logging.getLogger(__name__)
 
 # Keys that change how fast or where a run trains, not what it learns: they may differ on resume.
-_RUNTIME_KEYS = {"threads", "num_workers", "compile", "folds", "max_epochs", "max_steps"}
+_RUNTIME_KEYS = {"threads", "num_workers", "compile", "channels_last", "folds", "max_epochs", "max_steps"}
 LOG_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "lr", "seconds"]
 
 
@@ -187,6 +187,8 @@ def train_run(
     val_loader = DataLoader(val_set, shuffle=False, **loader_kw)
 
     module = DiffusionModule(run_cfg, data_info)
+    if tr["channels_last"] and device == "cuda":
+        module.net = module.net.to(memory_format=torch.channels_last)
     if tr["compile"]:
         module.net = torch.compile(module.net)
     precision = tr["precision"]

@@ -1,0 +1,19 @@
+"""Rule train: one run of the experiment grid on one fold (resumes from last.ckpt after a kill)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _log import to_rule_log  # noqa: E402
+
+from slimdiff.training.runner import train_run  # noqa: E402
+
+to_rule_log(snakemake)  # noqa: F821
+sys.stdout = sys.stderr  # Lightning's progress goes to the rule log too
+train_run(
+    Path(snakemake.input.cache_meta).parent,  # noqa: F821
+    Path(snakemake.output.model).parent,  # noqa: F821
+    dict(snakemake.params.run_cfg),  # noqa: F821
+    fold=int(snakemake.wildcards.fold),  # noqa: F821
+    run_name=snakemake.wildcards.run,  # noqa: F821
+)
