@@ -114,3 +114,16 @@ def test_eta_noise_comes_from_the_noise_function():
         noise=noise,
     )
     assert used == [0, 1, 2, 3]  # no noise after the last step
+
+
+def test_classifier_free_guidance_combines_passes():
+    from slimdiff.diffusion.sampler import classifier_free_guidance
+
+    def net(x_t, t, tokens, x0_sc):
+        return tokens.float().view(-1, 1, 1, 1).expand_as(x_t)  # output = token value
+
+    guided = classifier_free_guidance(net, null_token=10, scale=3.0)
+    out = guided(torch.zeros(2, 2, 2, 2), torch.tensor([5, 5]), torch.tensor([2, 4]))
+    # uncond = 10, cond = token: 10 + 3 * (token - 10)
+    assert torch.allclose(out[:, 0, 0, 0], torch.tensor([-14.0, -8.0]))
+    assert classifier_free_guidance(net, 10, 1.0) is net

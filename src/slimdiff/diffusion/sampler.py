@@ -77,3 +77,23 @@ def ddim_sample(
         if self_condition:
             x0_sc = x0_hat.clamp(-1, 1)
     return x
+
+
+def classifier_free_guidance(
+    net: Callable[..., torch.Tensor], null_token: int, scale: float
+) -> Callable[..., torch.Tensor]:
+    """o = o_uncond + scale * (o_cond - o_uncond), the unconditional pass using the learned null token."""
+    if scale == 1.0:
+        return net
+
+    def guided(x_t, t, tokens, x0_sc=None):
+        both = net(
+            torch.cat([x_t, x_t]),
+            torch.cat([t, t]),
+            torch.cat([tokens, torch.full_like(tokens, null_token)]),
+            None if x0_sc is None else torch.cat([x0_sc, x0_sc]),
+        )
+        cond, uncond = both.chunk(2)
+        return uncond + scale * (cond - uncond)
+
+    return guided

@@ -6,6 +6,10 @@ All variants map (x_t [B,2,H,W], t [B], token [B], x0 self-conditioning estimate
 * shared:        one MONAI DiffusionModelUNet over [x_t, x0_sc] (paper default)
 * decoupled:     the same U-Net whose bottleneck is split into two half-width paths, merged by 1x1 convs
 * zero_coupling: two single-channel U-Nets (image, mask) that share only the conditioning embedding
+
+Optionally (shared/decoupled), an anatomical z-bin prior (model/priors.py) enters as an extra input channel
+(`concat`) or as cross-attention context (`cross_attention`). The priors are a buffer of the model, so a
+model.pt carries them and sampling needs nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock
 from torch import nn
 
 from slimdiff.model.conditioning import ConditionEmbedding
+from slimdiff.model.priors import PriorEncoder
 
 
 class DecoupledMiddleBlock(nn.Module):
@@ -54,7 +59,9 @@ class DecoupledMiddleBlock(nn.Module):
         return self.merge(torch.cat(outs, dim=1))
 
 
-def _unet(in_ch: int, out_ch: int, channels, attention, res_blocks, head_ch, groups, flash) -> DiffusionModelUNet:
+def _unet(
+    in_ch: int, out_ch: int, channels, attention, res_blocks, head_ch, groups, flash, context_dim=None
+) -> DiffusionModelUNet:
     return DiffusionModelUNet(
         spatial_dims=2,
         in_channels=in_ch,
@@ -67,17 +74,20 @@ def _unet(in_ch: int, out_ch: int, channels, attention, res_blocks, head_ch, gro
         norm_eps=1e-6,
         num_class_embeds=1,  # replaced by ConditionEmbedding below
         use_flash_attention=flash,
+        with_conditioning=context_dim is not None,
+        cross_attention_dim=context_dim,
     )
 
 
 class JointDenoiser(nn.Module):
     """Shared or decoupled: one U-Net over both channels."""
 
-    def __init__(self, model_cfg: dict, self_cond: bool, n_bins: int, z_range):
+    def __init__(self, model_cfg: dict, self_cond: bool, n_bins: int, z_range, image_size=(64, 64)):
         super().__init__()
-        self.self_cond = self_cond
-        in_ch = 2 + (2 if self_cond else 0)
         m = model_cfg
+        self.self_cond, self.n_bins, self.prior_mode = self_cond, n_bins, m["anatomical_prior"]
+        in_ch = 2 + (2 if self_cond else 0) + (1 if self.prior_mode == "concat" else 0)
+        context_dim = m["prior_context_dim"] if self.prior_mode == "cross_attention" else None
         self.unet = _unet(
             in_ch,
             2,
@@ -87,6 +97,7 @@ class JointDenoiser(nn.Module):
             m["num_head_channels"],
             m["norm_num_groups"],
             m["use_flash_attention"],
+            context_dim,
         )
         temb = 4 * m["channels"][0]
         self.unet.class_embedding = ConditionEmbedding(temb, n_bins, z_range, m["cfg_null_token"])
@@ -99,11 +110,25 @@ class JointDenoiser(nn.Module):
                 m["decoupled_extra_res_blocks"],
                 m["use_flash_attention"],
             )
+        if self.prior_mode != "none":
+            self.register_buffer("priors", torch.zeros(n_bins, *image_size))  # filled by set_priors
+        self.prior_encoder = PriorEncoder(context_dim) if context_dim else None
+
+    def set_priors(self, roi) -> None:
+        """Store the per-z-bin ROI (n_bins, H, W) as +1 inside / -1 outside."""
+        self.priors.copy_(torch.as_tensor(roi, dtype=torch.float32) * 2 - 1)
 
     def forward(self, x_t, t, tokens, x0_sc=None):
+        inputs, context = [x_t], None
         if self.self_cond:
-            x_t = torch.cat([x_t, torch.zeros_like(x_t) if x0_sc is None else x0_sc], dim=1)
-        return self.unet(x_t, t, class_labels=tokens)
+            inputs.append(torch.zeros_like(x_t) if x0_sc is None else x0_sc)
+        if self.prior_mode != "none":
+            prior = self.priors[tokens.clamp(0, 2 * self.n_bins - 1) % self.n_bins][:, None].to(x_t.dtype)
+            if self.prior_mode == "concat":
+                inputs.append(prior)
+            else:
+                context = self.prior_encoder(prior)
+        return self.unet(torch.cat(inputs, dim=1), t, context=context, class_labels=tokens)
 
 
 class TwinDenoiser(nn.Module):
@@ -111,6 +136,8 @@ class TwinDenoiser(nn.Module):
 
     def __init__(self, model_cfg: dict, self_cond: bool, n_bins: int, z_range):
         super().__init__()
+        if model_cfg["anatomical_prior"] != "none":
+            raise ValueError("model.anatomical_prior needs the shared or decoupled variant, not zero_coupling")
         self.self_cond = self_cond
         tw = model_cfg["twin"]
         in_ch = 1 + (1 if self_cond else 0)
@@ -141,10 +168,10 @@ class TwinDenoiser(nn.Module):
         return torch.cat(outs, dim=1)
 
 
-def build_denoiser(model_cfg: dict, self_cond: bool, n_bins: int, z_range) -> nn.Module:
+def build_denoiser(model_cfg: dict, self_cond: bool, n_bins: int, z_range, image_size=(64, 64)) -> nn.Module:
     """The one place a config becomes a network; `model.variant` picks the coupling."""
     if model_cfg["variant"] in ("shared", "decoupled"):
-        return JointDenoiser(model_cfg, self_cond, n_bins, tuple(z_range))
+        return JointDenoiser(model_cfg, self_cond, n_bins, tuple(z_range), tuple(image_size))
     if model_cfg["variant"] == "zero_coupling":
         return TwinDenoiser(model_cfg, self_cond, n_bins, tuple(z_range))
     raise ValueError(f"unknown model.variant {model_cfg['variant']!r}")

@@ -55,7 +55,9 @@ def load_denoiser(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild (net, diffusion, payload) from a model.pt, refusing weights that do not fit the stored config."""
     payload = read_model_file(path)
     cfg, info = payload["run_cfg"], payload["data_info"]
-    net = build_denoiser(cfg["model"], cfg["self_conditioning"]["enabled"], info["z_bins"], info["z_range"])
+    net = build_denoiser(
+        cfg["model"], cfg["self_conditioning"]["enabled"], info["z_bins"], info["z_range"], info["image_size"]
+    )
     check_state_dict(net.state_dict(), payload["state_dict"], path)
     net.load_state_dict(payload["state_dict"])
     d = cfg["diffusion"]

@@ -23,7 +23,9 @@ class DiffusionModule(pl.LightningModule):
         self.run_cfg, self.data_info = run_cfg, data_info
         sc = run_cfg["self_conditioning"]
         self.self_cond = sc["enabled"]
-        self.net = build_denoiser(run_cfg["model"], self.self_cond, data_info["z_bins"], data_info["z_range"])
+        self.net = build_denoiser(
+            run_cfg["model"], self.self_cond, data_info["z_bins"], data_info["z_range"], data_info["image_size"]
+        )
         d = run_cfg["diffusion"]
         self.diffusion = Diffusion(d["timesteps"], d["prediction"], d["clip"])
         self.criterion = DiffusionLoss(run_cfg["loss"])

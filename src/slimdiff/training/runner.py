@@ -17,6 +17,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import matplotlib
+import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -25,7 +26,9 @@ from torch.utils.data import DataLoader
 
 from slimdiff import provenance
 from slimdiff.data.cache import load_cache
+from slimdiff.data.splits import fold_membership
 from slimdiff.io import atomic_path, write_json, write_text
+from slimdiff.model.priors import compute_zbin_priors
 from slimdiff.training.data import SliceDataset, lesion_balanced_sampler
 from slimdiff.training.export import ModelFileError, save_model
 from slimdiff.training.module import DiffusionModule
@@ -135,6 +138,12 @@ class EpochLog(pl.Callback):
         self._write()
 
 
+def fold_priors(cache, fold: int) -> np.ndarray:
+    """z-bin priors from the fold's TRAIN slices only: validation and test subjects never shape them."""
+    train = cache.index[fold_membership(cache.index, fold) == "train"]
+    return compute_zbin_priors(cache.images[train["row"].to_numpy()], train["z_bin"].to_numpy(), cache.meta["z_bins"])
+
+
 def plot_losses(log_csv: Path, out_png: Path, title: str) -> None:
     rows = pd.read_csv(log_csv)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -187,6 +196,8 @@ def train_run(
     val_loader = DataLoader(val_set, shuffle=False, **loader_kw)
 
     module = DiffusionModule(run_cfg, data_info)
+    if run_cfg["model"]["anatomical_prior"] != "none":
+        module.net.set_priors(fold_priors(cache, fold))
     if tr["channels_last"] and device == "cuda":
         module.net = module.net.to(memory_format=torch.channels_last)
     if tr["compile"]:
