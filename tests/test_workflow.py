@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import REPO, tiny_data_config
@@ -33,6 +34,8 @@ def tiny_config(tmp: Path) -> Path:
             "norm_num_groups": 4,
         },
         "training": {"batch_size": 8, "max_epochs": 1, "threads": 1},
+        "sampler": {"steps": 3},
+        "generation": {"replicas": 1, "n_per_condition": 1, "batch_size": 4},
         "experiments": {"prediction": ["epsilon", "x0"], "p": [1.5], "self_conditioning": [0.5]},
     }
     path = tmp / "config" / "config.yaml"
@@ -68,6 +71,8 @@ def test_dry_run_plans_the_data_stage(tmp_path):
     for rule in ("synth_cohort", "build_cache", "cache_qc", "all"):
         assert rule in out
     assert re.search(r"^train\s+2$", out, re.M), "one train job per run of the grid"
+    assert re.search(r"^generate\s+6$", out, re.M), "one generate job per run, replica and z-bin"
+    assert re.search(r"^gather_samples\s+2$", out, re.M)
 
 
 def test_dry_run_rejects_a_bad_config(tmp_path):
@@ -89,7 +94,10 @@ def test_real_run_then_nothing_to_do(tmp_path):
         train = tmp_path / "results" / "runs" / run / "fold0" / "train"
         for name in ("model.pt", "log.csv", "loss.png", "last.ckpt"):
             assert (train / name).exists(), f"{run}: {name}"
-    for rule in ("synth_cohort", "build_cache", "cache_qc", "train"):
+        samples = train.parent / "samples" / "replica0"
+        assert sorted(p.name for p in samples.glob("zbin*.npz")) == ["zbin00.npz", "zbin01.npz", "zbin02.npz"]
+        assert (samples / "grid.png").exists() and len(pd.read_csv(samples / "manifest.csv")) == 3 * 2
+    for rule in ("synth_cohort", "build_cache", "cache_qc", "train", "generate", "gather_samples"):
         logs = list((tmp_path / "results" / "logs" / rule).glob("*.log"))
         assert logs and logs[0].stat().st_size > 0, f"rule {rule} left no log"
     again = snakemake(tmp_path, "-n")

@@ -16,4 +16,5 @@ train_run(
     dict(snakemake.params.run_cfg),  # noqa: F821
     fold=int(snakemake.wildcards.fold),  # noqa: F821
     run_name=snakemake.wildcards.run,  # noqa: F821
+    restart_on_config_change=True,  # Snakemake reruns a trained job only when its inputs or params changed
 )

@@ -166,8 +166,13 @@ def train_run(
     fold: int = 0,
     device: str = "auto",
     run_name: str = "run",
+    restart_on_config_change: bool = False,
 ) -> Path:
-    """Train (or resume) one run; returns the path of model.pt."""
+    """Train (or resume) one run; returns the path of model.pt.
+
+    A last.ckpt from another config is an error, unless `restart_on_config_change` (the workflow's choice:
+    Snakemake reruns a job exactly because its parameters changed), which discards it and starts over.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tr = run_cfg["training"]
@@ -178,13 +183,21 @@ def train_run(
         "z_bins": cache.meta["z_bins"],
         "z_range": cache.meta["z_range"],
         "image_size": cache.meta["slice_shape"],
+        "spacing_mm": cache.meta["config"]["cache"]["spacing"],
         "fold": fold,
         "cache_index_sha256": cache.meta["index_sha256"],
     }
     last = out_dir / "last.ckpt"
     if last.exists():
-        check_resumable(last, run_cfg, data_info)
-        log.info("resuming from %s", last)
+        try:
+            check_resumable(last, run_cfg, data_info)
+            log.info("resuming from %s", last)
+        except ModelFileError as exc:
+            if not restart_on_config_change:
+                raise
+            log.warning("starting over: %s", exc)
+            for stale in (last, out_dir / "best.ckpt"):
+                stale.unlink(missing_ok=True)
 
     pl.seed_everything(tr["seed"], workers=True, verbose=False)
     train_set, val_set = SliceDataset(cache, fold, "train"), SliceDataset(cache, fold, "val")

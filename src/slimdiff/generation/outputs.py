@@ -1,0 +1,82 @@
+"""Generated samples on disk: one compressed array file per z-bin plus a manifest, and a PNG grid per run.
+
+zbinNN.npz: images, masks (N,H,W) float16 by default, continuous in [-1, 1] (masks are binarised only
+downstream, at tau = 0 by default), and per-sample z_bin, class, token, k, seed; plus a 0-d `meta` JSON
+string (run, replica, seed, sampler, model file, versions). zbinNN.csv: one row per sample.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+
+from slimdiff import provenance
+from slimdiff.io import atomic_path, write_text
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ARRAY_KEYS = ("z_bin", "class", "token", "k", "seed")
+
+
+def write_samples(npz_path: str | Path, result: dict, meta: dict, dtype: str = "float16", rows=None) -> None:
+    """Write the samples `rows` (default all) of a generate_samples result, atomically."""
+    rows = np.arange(len(result["seed"])) if rows is None else np.asarray(rows)
+    npz_path = Path(npz_path)
+    meta = {**meta, "dtype": dtype, "versions": provenance.versions(), "created": provenance.timestamp()}
+    arrays = {
+        "images": result["images"][rows].astype(dtype),
+        "masks": result["masks"][rows].astype(dtype),
+        **{k: result[k][rows] for k in ARRAY_KEYS},
+        "meta": np.array(json.dumps(meta)),
+    }
+    with atomic_path(npz_path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    manifest = pd.DataFrame({k: result[k][rows] for k in ARRAY_KEYS})
+    manifest.insert(0, "index", np.arange(len(rows)))
+    manifest["mask_area_px_tau0"] = (result["masks"][rows] > 0).sum(axis=(1, 2))
+    write_text(npz_path.with_suffix(".csv"), manifest.to_csv(index=False))
+
+
+def read_samples(npz_path: str | Path) -> dict:
+    with np.load(npz_path) as data:
+        out = {k: data[k] for k in data.files if k != "meta"}
+        out["meta"] = json.loads(str(data["meta"]))
+    return out
+
+
+def write_grid(npz_paths: list[str | Path], out_png: str | Path, max_columns: int = 8, title: str = "") -> None:
+    """Rows = z-bins, columns = samples (lesion class first), lesion-mask contour (tau = 0) in red."""
+    rows = []
+    for path in sorted(map(Path, npz_paths)):
+        s = read_samples(path)
+        order = np.argsort(-s["class"], kind="stable")[:max_columns]
+        rows.append(
+            (int(s["z_bin"][0]) if len(s["z_bin"]) else -1, s["images"][order], s["masks"][order], s["class"][order])
+        )
+    rows.sort(key=lambda r: r[0])
+    h, w = rows[0][1].shape[1:] if rows and len(rows[0][1]) else (32, 32)
+    canvas = np.full((len(rows) * h, max_columns * w), -1.0, np.float32)
+    contour = np.zeros_like(canvas)
+    for i, (_, images, masks, _) in enumerate(rows):
+        for j in range(len(images)):
+            canvas[i * h : (i + 1) * h, j * w : (j + 1) * w] = np.rot90(images[j].astype(np.float32))
+            contour[i * h : (i + 1) * h, j * w : (j + 1) * w] = np.rot90(masks[j].astype(np.float32) > 0)
+    inch = max(0.35, 1.6 * h / 160)
+    fig, ax = plt.subplots(figsize=(max_columns * inch + 1.2, max(1, len(rows)) * inch + 0.6))
+    ax.imshow(canvas, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+    if contour.any():
+        ax.contour(contour, levels=[0.5], colors="red", linewidths=0.6)
+    ax.set_yticks(np.arange(len(rows)) * h + h / 2, [f"bin {r[0]}" for r in rows])
+    ax.set_xticks([])
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title(title or "Generated samples: rows z-bins, lesion class first, mask contour (tau=0) red", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(out_png, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

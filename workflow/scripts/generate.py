@@ -1,0 +1,29 @@
+"""Rule generate: the samples of one z-bin for one run, fold and replica."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _log import to_rule_log  # noqa: E402
+
+import torch  # noqa: E402
+
+from slimdiff.generation.runner import generate_to_dir  # noqa: E402
+from slimdiff.generation.sampling import Condition  # noqa: E402
+
+to_rule_log(snakemake)  # noqa: F821
+torch.set_num_threads(snakemake.threads)  # noqa: F821
+gen, sampler = snakemake.params.generation, snakemake.params.sampler  # noqa: F821
+z_bin = int(snakemake.wildcards.zbin)  # noqa: F821
+written = generate_to_dir(
+    snakemake.input.model,  # noqa: F821
+    Path(snakemake.output.samples).parent,  # noqa: F821
+    [Condition(z_bin, c, gen["n_per_condition"]) for c in gen["classes"]],
+    seed=gen["seed"],
+    replica=int(snakemake.wildcards.replica),  # noqa: F821
+    batch_size=gen["batch_size"],
+    dtype=gen["dtype"],
+    sampler_overrides={k: sampler[k] for k in ("steps", "eta", "spacing", "guidance_scale")},
+    grid=False,
+)
+assert [str(p) for p in written] == [snakemake.output.samples], written  # noqa: F821
