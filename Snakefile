@@ -15,6 +15,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/generate.smk"
+include: "rules/metrics.smk"
 
 
 rule all:

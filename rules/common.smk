@@ -21,6 +21,9 @@ SAMPLES_DIR = "results/runs/{run}/fold{fold}/samples/replica{replica}"
 GEN = config["generation"]
 ZBINS = [f"{b:02d}" for b in range(DATA["cache"]["z_bins"])]
 REPLICAS = list(range(GEN["replicas"]))
+METRICS_DIR = "results/runs/{run}/fold{fold}/metrics"
+# Metric settings as rule params; Inception features are cached by content under results/metrics/features.
+METRICS = {**config["metrics"], "feature_cache": "results/metrics/features"}
 
 
 wildcard_constraints:
@@ -58,9 +61,29 @@ def zbin_samples(wildcards):
     return expand(f"{SAMPLES_DIR}/zbin{{zbin}}.npz", zbin=ZBINS, **wildcards)
 
 
+def run_samples(wildcards):
+    """All z-bin files of all replicas of one run and fold: the synthetic set the metrics score."""
+    return expand(
+        "results/runs/{run}/fold{fold}/samples/replica{replica}/zbin{zbin}.npz",
+        run=wildcards.run,
+        fold=wildcards.fold,
+        replica=REPLICAS,
+        zbin=ZBINS,
+    )
+
+
+def run_metrics():
+    return expand(f"{METRICS_DIR}/metrics.json", run=RUNS, fold=FOLDS)
+
+
 def sample_grids():
     return expand(f"{SAMPLES_DIR}/grid.png", run=RUNS, fold=FOLDS, replica=REPLICAS)
 
 
 def final_targets():
-    return [f"{CACHE_DIR}/qc/{f}" for f in QC_FILES] + trained_models() + sample_grids()
+    return (
+        [f"{CACHE_DIR}/qc/{f}" for f in QC_FILES]
+        + trained_models()
+        + sample_grids()
+        + ["results/metrics/summary.json"]
+    )

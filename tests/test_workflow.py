@@ -1,5 +1,6 @@
 """The Snakemake workflow and the DVC stages, run for real on a tiny synthetic cohort."""
 
+import json
 import os
 import re
 import shutil
@@ -36,6 +37,14 @@ def tiny_config(tmp: Path) -> Path:
         "training": {"batch_size": 8, "max_epochs": 1, "threads": 1},
         "sampler": {"steps": 3},
         "generation": {"replicas": 1, "n_per_condition": 1, "batch_size": 4},
+        "metrics": {
+            "lpips_pairs": 10,
+            "zbin_lpips_pairs": 4,
+            "kid_subsets": 5,
+            "zbin_kid_subsets": 3,
+            "mmd_subsets": 5,
+            "batch_size": 16,
+        },
         "experiments": {"prediction": ["epsilon", "x0"], "p": [1.5], "self_conditioning": [0.5]},
     }
     path = tmp / "config" / "config.yaml"
@@ -73,6 +82,7 @@ def test_dry_run_plans_the_data_stage(tmp_path):
     assert re.search(r"^train\s+2$", out, re.M), "one train job per run of the grid"
     assert re.search(r"^generate\s+6$", out, re.M), "one generate job per run, replica and z-bin"
     assert re.search(r"^gather_samples\s+2$", out, re.M)
+    assert re.search(r"^metrics_image\s+2$", out, re.M) and re.search(r"^aggregate_metrics\s+1$", out, re.M)
 
 
 def test_dry_run_rejects_a_bad_config(tmp_path):
@@ -82,7 +92,7 @@ def test_dry_run_rejects_a_bad_config(tmp_path):
     assert proc.returncode != 0 and "z_bins" in proc.stdout + proc.stderr
 
 
-def test_real_run_then_nothing_to_do(tmp_path):
+def test_real_run_then_nothing_to_do(tmp_path, metric_weights):
     tiny_config(tmp_path)
     proc = snakemake(tmp_path, "--cores", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -97,7 +107,21 @@ def test_real_run_then_nothing_to_do(tmp_path):
         samples = train.parent / "samples" / "replica0"
         assert sorted(p.name for p in samples.glob("zbin*.npz")) == ["zbin00.npz", "zbin01.npz", "zbin02.npz"]
         assert (samples / "grid.png").exists() and len(pd.read_csv(samples / "manifest.csv")) == 3 * 2
-    for rule in ("synth_cohort", "build_cache", "cache_qc", "train", "generate", "gather_samples"):
+    summary = json.loads((tmp_path / "results" / "metrics" / "summary.json").read_text())
+    assert set(summary["runs"]) == {"epsilon_lp1.5_sc0.5/fold0", "x0_lp1.5_sc0.5/fold0"}
+    assert "kid" in summary["baseline"] and len(summary["weights_sha256"]) == 2
+    for rule in (
+        "synth_cohort",
+        "build_cache",
+        "cache_qc",
+        "train",
+        "generate",
+        "gather_samples",
+        "metrics_image",
+        "metrics_mask",
+        "baseline",
+        "aggregate_metrics",
+    ):
         logs = list((tmp_path / "results" / "logs" / rule).glob("*.log"))
         assert logs and logs[0].stat().st_size > 0, f"rule {rule} left no log"
     again = snakemake(tmp_path, "-n")

@@ -8,7 +8,7 @@ from slimdiff import provenance
 
 def to_rule_log(snakemake) -> None:
     handle = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115 - lives as long as the job
-    sys.stderr = handle
+    sys.stderr = sys.stdout = handle  # progress bars and library prints land in the log too
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=handle, force=True
     )

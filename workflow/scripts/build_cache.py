@@ -6,9 +6,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _log import to_rule_log  # noqa: E402
 
+to_rule_log(snakemake)  # noqa: F821 - first, so every library logger writes to the rule log
+
 from slimdiff.data.cache import build_cache  # noqa: E402
 
-to_rule_log(snakemake)  # noqa: F821
 build_cache(
     snakemake.input.raw,  # noqa: F821
     Path(snakemake.output.cache_meta).parent,  # noqa: F821

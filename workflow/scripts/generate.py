@@ -6,12 +6,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _log import to_rule_log  # noqa: E402
 
+to_rule_log(snakemake)  # noqa: F821 - first, so every library logger writes to the rule log
+
 import torch  # noqa: E402
 
 from slimdiff.generation.runner import generate_to_dir  # noqa: E402
 from slimdiff.generation.sampling import Condition  # noqa: E402
 
-to_rule_log(snakemake)  # noqa: F821
 torch.set_num_threads(snakemake.threads)  # noqa: F821
 gen, sampler = snakemake.params.generation, snakemake.params.sampler  # noqa: F821
 z_bin = int(snakemake.wildcards.zbin)  # noqa: F821

@@ -6,9 +6,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _log import to_rule_log  # noqa: E402
 
+to_rule_log(snakemake)  # noqa: F821 - first, so every library logger writes to the rule log
+
 from slimdiff.data.synth import write_cohort  # noqa: E402
 
-to_rule_log(snakemake)  # noqa: F821
 cfg = snakemake.params.synthetic  # noqa: F821
 write_cohort(
     snakemake.output.cohort,  # noqa: F821

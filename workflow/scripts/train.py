@@ -6,10 +6,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _log import to_rule_log  # noqa: E402
 
+to_rule_log(snakemake)  # noqa: F821 - first, so every library logger writes to the rule log
+
 from slimdiff.training.runner import train_run  # noqa: E402
 
-to_rule_log(snakemake)  # noqa: F821
-sys.stdout = sys.stderr  # Lightning's progress goes to the rule log too
 train_run(
     Path(snakemake.input.cache_meta).parent,  # noqa: F821
     Path(snakemake.output.model).parent,  # noqa: F821

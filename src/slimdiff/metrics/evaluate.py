@@ -34,8 +34,12 @@ def real_split(cache_dir: str | Path, fold: int, role: str) -> dict[str, np.ndar
     cache = load_cache(cache_dir)
     rows = cache.index[fold_membership(cache.index, fold) == role]
     r = rows["row"].to_numpy()
-    return {"images": np.asarray(cache.images[r]), "masks": np.asarray(cache.masks[r], np.float32),
-            "z_bin": rows["z_bin"].to_numpy(), "class": rows["class"].to_numpy()}
+    return {
+        "images": np.asarray(cache.images[r]),
+        "masks": np.asarray(cache.masks[r], np.float32),
+        "z_bin": rows["z_bin"].to_numpy(),
+        "class": rows["class"].to_numpy(),
+    }
 
 
 def load_replicas(sample_files: list[str | Path]) -> dict[int, dict[str, np.ndarray]]:
@@ -46,35 +50,43 @@ def load_replicas(sample_files: list[str | Path]) -> dict[int, dict[str, np.ndar
         parts.setdefault(int(s["meta"]["replica"]), []).append(s)
     out = {}
     for r, items in sorted(parts.items()):
-        out[r] = {k: np.concatenate([np.asarray(i[k], np.float32 if k in ("images", "masks") else None)
-                                     for i in items]) for k in ("images", "masks", "z_bin", "class")}
+        out[r] = {
+            k: np.concatenate([np.asarray(i[k], np.float32 if k in ("images", "masks") else None) for i in items])
+            for k in ("images", "masks", "z_bin", "class")
+        }
     return out
 
 
-def compare_sets(real: dict, fake: dict, real_feats: np.ndarray, fake_feats: np.ndarray, lp: LPIPSMetric,
-                 cfg: dict) -> dict:
-    """All global metrics of one synthetic set against one real set."""
+def image_metrics(real: dict, fake: dict, real_feats, fake_feats, lp: LPIPSMetric, cfg: dict) -> dict:
     out = kid(real_feats, fake_feats, cfg["kid_subsets"], cfg["kid_subset_size"], cfg["seed"])
     out["fid"] = fid(real_feats, fake_feats)
     out.update(lp.unpaired(real["images"], fake["images"], cfg["lpips_pairs"], cfg["seed"]))
-    real_l, fake_l = lesion_features(real["masks"], 0.0), lesion_features(fake["masks"], cfg["tau"])
-    out.update(mmd_mf(real_l, fake_l, cfg["mmd_subsets"], cfg["mmd_subset_size"], cfg["seed"]))
     return out
 
 
-def evaluate_run(
-    cache_dir: str | Path,
-    sample_files: list[str | Path],
-    out_dir: str | Path,
-    fold: int,
-    cfg: dict,
-    run: str,
-    device: str = "cpu",
-    weights: dict | None = None,
+def mask_metrics(real_masks: np.ndarray, fake_masks: np.ndarray, cfg: dict) -> dict:
+    real_l, fake_l = lesion_features(real_masks, 0.0), lesion_features(fake_masks, cfg["tau"])
+    return {
+        **mmd_mf(real_l, fake_l, cfg["mmd_subsets"], cfg["mmd_subset_size"], cfg["seed"]),
+        "wasserstein": wasserstein_per_feature(real_l, fake_l),
+    }
+
+
+def _provenance(cfg: dict, weights: dict | None) -> dict:
+    return {
+        "settings": cfg,
+        "weights": weights or {},
+        "versions": provenance.versions(),
+        "created": provenance.timestamp(),
+    }
+
+
+def evaluate_images(
+    cache_dir, sample_files, out_dir, fold: int, cfg: dict, run: str, device: str = "cpu", weights: dict | None = None
 ) -> dict:
-    """metrics.json (DVC metrics), per_zbin.csv, morphology.csv and tau_sweep.csv for one run and fold."""
+    """image.json (per replica KID, FID, LPIPS; memorisation) and per_zbin.csv for one run and fold."""
     out_dir = Path(out_dir)
-    feature_cache = Path(cfg["feature_cache"]) if cfg.get("feature_cache") else None
+    feature_cache = cfg.get("feature_cache")
     inception = InceptionFeatures(device=device, batch_size=cfg["batch_size"])
     lp = LPIPSMetric(cfg["lpips_net"], device=device)
     real = real_split(cache_dir, fold, "test")
@@ -82,20 +94,21 @@ def evaluate_run(
     replicas = load_replicas(sample_files)
     if not replicas:
         raise ValueError(f"run {run}: no sample files given")
-
-    per_replica, morph_rows, fake_feats = [], [], {}
-    real_lesions = lesion_features(real["masks"], 0.0)
+    per_replica, fake_feats = [], {}
     for r, fake in replicas.items():
         fake_feats[r] = inception.cached(fake["images"], feature_cache)
-        m = compare_sets(real, fake, real_feats, fake_feats[r], lp, cfg)
+        m = image_metrics(real, fake, real_feats, fake_feats[r], lp, cfg)
         per_replica.append({"replica": r, "n_synthetic": len(fake["images"]), **m})
-        w = wasserstein_per_feature(real_lesions, lesion_features(fake["masks"], cfg["tau"]))
-        morph_rows.append({"replica": r, **w})
-        log.info("%s fold %d replica %d: KID %.4f FID %.2f LPIPS %.4f MMD-MF %.4f", run, fold, r, m["kid_mean"],
-                 m["fid"], m["lpips_mean"], m["mmd_mf_mean"])
-
-    # Per z-bin: replicas pooled; subset size capped by the bin.
-    pooled = {k: np.concatenate([f[k] for f in replicas.values()]) for k in ("images", "masks", "z_bin")}
+        log.info(
+            "%s fold %d replica %d: KID %.4f FID %.2f LPIPS %.4f",
+            run,
+            fold,
+            r,
+            m["kid_mean"],
+            m["fid"],
+            m["lpips_mean"],
+        )
+    pooled = {k: np.concatenate([f[k] for f in replicas.values()]) for k in ("images", "z_bin")}
     pooled_feats = np.concatenate([fake_feats[r] for r in replicas])
     zrows = []
     for b in sorted(set(real["z_bin"].tolist()) | set(pooled["z_bin"].tolist())):
@@ -103,44 +116,93 @@ def evaluate_run(
         k = kid(real_feats[ri], pooled_feats[fi], cfg["zbin_kid_subsets"], cfg["kid_subset_size"], cfg["seed"])
         lpz = lp.unpaired(real["images"][ri], pooled["images"][fi], cfg["zbin_lpips_pairs"], cfg["seed"])
         zrows.append({"z_bin": b, "n_real": int(ri.sum()), "n_synthetic": int(fi.sum()), **k, **lpz})
-    sweep = tau_sweep(real["masks"], pooled["masks"], seed=cfg["seed"])
-
-    summary = {}
-    for name, key in (("kid", "kid_mean"), ("fid", "fid"), ("lpips", "lpips_mean"), ("mmd_mf", "mmd_mf_mean")):
-        mean, std = stats.mean_std([p[key] for p in per_replica])
-        summary[name] = {"mean": mean, "std": std}
+    train = real_split(cache_dir, fold, "train")
+    memo = memorization(inception.cached(train["images"], feature_cache), real_feats, pooled_feats)
     result = {
         "run": run,
         "fold": fold,
         "n_real_test": len(real["images"]),
         "replicas": per_replica,
-        "summary": summary,
-        "settings": cfg,
-        "weights": weights or {},
+        "memorization": memo,
         "inception_weights_sha256": inception.weights_sha256,
-        "versions": provenance.versions(),
-        "created": provenance.timestamp(),
+        **_provenance(cfg, weights),
     }
     write_text(out_dir / "per_zbin.csv", pd.DataFrame(zrows).to_csv(index=False))
-    write_text(out_dir / "morphology.csv", pd.DataFrame(morph_rows).to_csv(index=False))
-    write_text(out_dir / "tau_sweep.csv", sweep.to_csv(index=False))
-    write_json(out_dir / "metrics.json", result)
+    write_json(out_dir / "image.json", result)
     return result
 
 
-def evaluate_baseline(cache_dir: str | Path, out_json: str | Path, fold: int, cfg: dict, device: str = "cpu",
-                      weights: dict | None = None) -> dict:
+def evaluate_masks(cache_dir, sample_files, out_dir, fold: int, cfg: dict, run: str) -> dict:
+    """mask.json (per replica MMD-MF), morphology.csv (per-feature Wasserstein) and tau_sweep.csv."""
+    out_dir = Path(out_dir)
+    real = real_split(cache_dir, fold, "test")
+    replicas = load_replicas(sample_files)
+    per_replica, morph = [], []
+    for r, fake in replicas.items():
+        m = mask_metrics(real["masks"], fake["masks"], cfg)
+        morph.append({"replica": r, **m.pop("wasserstein")})
+        per_replica.append({"replica": r, **m})
+    pooled = np.concatenate([f["masks"] for f in replicas.values()])
+    write_text(out_dir / "morphology.csv", pd.DataFrame(morph).to_csv(index=False))
+    write_text(out_dir / "tau_sweep.csv", tau_sweep(real["masks"], pooled, seed=cfg["seed"]).to_csv(index=False))
+    result = {"run": run, "fold": fold, "replicas": per_replica, **_provenance(cfg, None)}
+    write_json(out_dir / "mask.json", result)
+    return result
+
+
+def merge_run_metrics(image_json, mask_json, out_json) -> dict:
+    """metrics.json of a run (DVC metrics): per replica all four metrics, and mean/std over replicas."""
+    import json
+
+    img, msk = json.loads(Path(image_json).read_text()), json.loads(Path(mask_json).read_text())
+    masks = {m["replica"]: m for m in msk["replicas"]}
+    replicas = [{**r, **masks.get(r["replica"], {})} for r in img["replicas"]]
+    summary = {}
+    for name, key in (("kid", "kid_mean"), ("fid", "fid"), ("lpips", "lpips_mean"), ("mmd_mf", "mmd_mf_mean")):
+        mean, std = stats.mean_std([r.get(key, np.nan) for r in replicas])
+        summary[name] = {"mean": mean, "std": std}
+    result = {
+        "run": img["run"],
+        "fold": img["fold"],
+        "summary": summary,
+        "replicas": replicas,
+        "memorization": img["memorization"],
+        "n_real_test": img["n_real_test"],
+        "weights": img["weights"],
+        "versions": img["versions"],
+        "created": provenance.timestamp(),
+    }
+    write_json(out_json, result)
+    return result
+
+
+def evaluate_baseline(
+    cache_dir, out_json, fold: int, cfg: dict, device: str = "cpu", weights: dict | None = None
+) -> dict:
     """Real vs real: the fold's training slices scored against its test slices, the reference line."""
-    feature_cache = Path(cfg["feature_cache"]) if cfg.get("feature_cache") else None
+    feature_cache = cfg.get("feature_cache")
     inception = InceptionFeatures(device=device, batch_size=cfg["batch_size"])
     lp = LPIPSMetric(cfg["lpips_net"], device=device)
     test, train = real_split(cache_dir, fold, "test"), real_split(cache_dir, fold, "train")
-    m = compare_sets(test, train, inception.cached(test["images"], feature_cache),
-                     inception.cached(train["images"], feature_cache), lp, cfg)
-    result = {"fold": fold, "reference": "test", "compared": "train", "n_test": len(test["images"]),
-              "n_train": len(train["images"]), **m, "settings": cfg, "weights": weights or {},
-              "inception_weights_sha256": inception.weights_sha256, "versions": provenance.versions(),
-              "created": provenance.timestamp()}
+    m = image_metrics(
+        test,
+        train,
+        inception.cached(test["images"], feature_cache),
+        inception.cached(train["images"], feature_cache),
+        lp,
+        cfg,
+    )
+    m.update(mask_metrics(test["masks"], train["masks"], dict(cfg, tau=0.0)))
+    result = {
+        "fold": fold,
+        "reference": "test",
+        "compared": "train",
+        "n_test": len(test["images"]),
+        "n_train": len(train["images"]),
+        **m,
+        "inception_weights_sha256": inception.weights_sha256,
+        **_provenance(cfg, weights),
+    }
     write_json(out_json, result)
     return result
 
@@ -152,18 +214,27 @@ def memorization(train_feats: np.ndarray, test_feats: np.ndarray, fake_feats: np
     suggests copies of training slices. Also the share of synthetic samples closer to a training slice than
     the 5th percentile of test-to-train distances.
     """
+
     def nn(a: np.ndarray) -> np.ndarray:
         d2 = (a**2).sum(1)[:, None] + (train_feats**2).sum(1)[None, :] - 2 * a @ train_feats.T
         return np.sqrt(np.maximum(d2.min(1), 0))
 
     d_fake, d_test = nn(fake_feats), nn(test_feats)
-    return {"nn_ratio": float(np.median(d_fake) / max(np.median(d_test), 1e-12)),
-            "frac_below_test_p5": float((d_fake < np.percentile(d_test, 5)).mean()),
-            "median_nn_synthetic": float(np.median(d_fake)), "median_nn_test": float(np.median(d_test))}
+    return {
+        "nn_ratio": float(np.median(d_fake) / max(np.median(d_test), 1e-12)),
+        "frac_below_test_p5": float((d_fake < np.percentile(d_test, 5)).mean()),
+        "median_nn_synthetic": float(np.median(d_fake)),
+        "median_nn_test": float(np.median(d_test)),
+    }
 
 
-def aggregate(metric_files: list[str | Path], baseline_file: str | Path, out_json: str | Path, out_csv: str | Path,
-              weights: dict | None = None) -> dict:
+def aggregate(
+    metric_files: list[str | Path],
+    baseline_file: str | Path,
+    out_json: str | Path,
+    out_csv: str | Path,
+    weights: dict | None = None,
+) -> dict:
     """Every run's metrics, the baseline, and the statistics across configurations -> summary.json + CSV."""
     import json
 
@@ -172,9 +243,18 @@ def aggregate(metric_files: list[str | Path], baseline_file: str | Path, out_jso
     rows = []
     for m in runs:
         for rep in m["replicas"]:
-            rows.append({"run": m["run"], "fold": m["fold"], "prediction": m["run"].split("_")[0],
-                         "replica": rep["replica"], "kid": rep["kid_mean"], "fid": rep["fid"],
-                         "lpips": rep["lpips_mean"], "mmd_mf": rep["mmd_mf_mean"]})
+            rows.append(
+                {
+                    "run": m["run"],
+                    "fold": m["fold"],
+                    "prediction": m["run"].split("_")[0],
+                    "replica": rep["replica"],
+                    "kid": rep["kid_mean"],
+                    "fid": rep["fid"],
+                    "lpips": rep["lpips_mean"],
+                    "mmd_mf": rep["mmd_mf_mean"],
+                }
+            )
     table = pd.DataFrame(rows)
     tests = {}
     for metric in METRICS:
@@ -186,12 +266,15 @@ def aggregate(metric_files: list[str | Path], baseline_file: str | Path, out_jso
         preds = sorted(by_pred)
         tests[metric]["cliffs_delta"] = [
             {"a": a, "b": b, "delta": stats.cliffs_delta(by_pred[a], by_pred[b])}
-            for i, a in enumerate(preds) for b in preds[i + 1:]
+            for i, a in enumerate(preds)
+            for b in preds[i + 1 :]
         ]
     summary = {
         "runs": {f"{m['run']}/fold{m['fold']}": m["summary"] for m in runs},
-        "baseline": {k: baseline[v] for k, v in (("kid", "kid_mean"), ("fid", "fid"), ("lpips", "lpips_mean"),
-                                                  ("mmd_mf", "mmd_mf_mean"))},
+        "baseline": {
+            k: baseline[v]
+            for k, v in (("kid", "kid_mean"), ("fid", "fid"), ("lpips", "lpips_mean"), ("mmd_mf", "mmd_mf_mean"))
+        },
         "statistics": tests,
         "weights_sha256": {k: v["sha256"] for k, v in (weights or {}).items()},
         "versions": provenance.versions(),

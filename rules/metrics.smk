@@ -1,0 +1,114 @@
+# Metrics stage: weights -> per run and fold image metrics (Inception, LPIPS; GPU-tagged) and mask metrics
+# (CPU) -> metrics.json; the real-vs-real baseline; one summary over all runs.
+
+
+localrules:
+    metric_weights,
+    run_metrics,
+    aggregate_metrics,
+
+
+rule metric_weights:
+    output:
+        "results/metrics/weights.json",
+    params:
+        lpips_net=config["metrics"]["lpips_net"],
+        weights_dir=config["metrics"]["weights_dir"],
+        allow_download=config["metrics"]["allow_download"],
+        allow_pypi=config["metrics"]["allow_pypi"],
+    log:
+        "results/logs/metric_weights/metric_weights.log",
+    conda:
+        "../envs/slimdiff.yaml"
+    script:
+        "../workflow/scripts/metric_weights.py"
+
+
+rule metrics_image:
+    input:
+        **cache_outputs(),
+        weights="results/metrics/weights.json",
+        samples=run_samples,
+    output:
+        image=f"{METRICS_DIR}/image.json",
+        per_zbin=f"{METRICS_DIR}/per_zbin.csv",
+    params:
+        metrics=METRICS,
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "results/logs/metrics_image/{run}_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/metrics_image/{run}_fold{fold}.tsv"
+    conda:
+        "../envs/slimdiff.yaml"
+    script:
+        "../workflow/scripts/metrics_image.py"
+
+
+rule metrics_mask:
+    input:
+        **cache_outputs(),
+        samples=run_samples,
+    output:
+        mask=f"{METRICS_DIR}/mask.json",
+        morphology=f"{METRICS_DIR}/morphology.csv",
+        tau_sweep=f"{METRICS_DIR}/tau_sweep.csv",
+    params:
+        metrics=METRICS,
+    log:
+        "results/logs/metrics_mask/{run}_fold{fold}.log",
+    conda:
+        "../envs/slimdiff.yaml"
+    script:
+        "../workflow/scripts/metrics_mask.py"
+
+
+rule run_metrics:
+    input:
+        image=f"{METRICS_DIR}/image.json",
+        mask=f"{METRICS_DIR}/mask.json",
+    output:
+        f"{METRICS_DIR}/metrics.json",
+    log:
+        "results/logs/run_metrics/{run}_fold{fold}.log",
+    conda:
+        "../envs/slimdiff.yaml"
+    script:
+        "../workflow/scripts/run_metrics.py"
+
+
+rule baseline:
+    input:
+        **cache_outputs(),
+        weights="results/metrics/weights.json",
+    output:
+        "results/metrics/baseline.json",
+    params:
+        metrics=METRICS,
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "results/logs/baseline/baseline.log",
+    conda:
+        "../envs/slimdiff.yaml"
+    script:
+        "../workflow/scripts/baseline.py"
+
+
+rule aggregate_metrics:
+    input:
+        runs=run_metrics(),
+        baseline="results/metrics/baseline.json",
+        weights="results/metrics/weights.json",
+    output:
+        summary="results/metrics/summary.json",
+        table="results/metrics/summary.csv",
+    log:
+        "results/logs/aggregate_metrics/aggregate_metrics.log",
+    conda:
+        "../envs/slimdiff.yaml"
+    script:
+        "../workflow/scripts/aggregate_metrics.py"

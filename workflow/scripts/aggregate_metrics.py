@@ -1,0 +1,21 @@
+"""Rule aggregate_metrics: every run, the baseline and the statistics in results/metrics/summary.json."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _log import to_rule_log  # noqa: E402
+
+to_rule_log(snakemake)  # noqa: F821 - first, so every library logger writes to the rule log
+
+import json  # noqa: E402
+
+from slimdiff.metrics.evaluate import aggregate  # noqa: E402
+
+aggregate(
+    list(snakemake.input.runs),  # noqa: F821
+    snakemake.input.baseline,  # noqa: F821
+    snakemake.output.summary,  # noqa: F821
+    snakemake.output.table,  # noqa: F821
+    weights=json.loads(Path(snakemake.input.weights).read_text()),  # noqa: F821
+)
