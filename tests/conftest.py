@@ -129,19 +129,22 @@ def tiny_cache(synthetic_cohort, tmp_path_factory) -> Path:
     return out
 
 
+TINY_MODEL = {
+    "channels": [8, 16],
+    "attention_levels": [False, True],
+    "num_res_blocks": 1,
+    "num_head_channels": 8,
+    "norm_num_groups": 4,
+}
+
+
 def tiny_run_config(**training) -> dict:
     """A full run config with a ~20k-parameter model: a few CPU seconds per epoch at 32x32."""
     from slimdiff.experiments import expand_runs
 
     cfg = validate_config(
         {
-            "model": {
-                "channels": [8, 16],
-                "attention_levels": [False, True],
-                "num_res_blocks": 1,
-                "num_head_channels": 8,
-                "norm_num_groups": 4,
-            },
+            "model": TINY_MODEL,
             "training": {"batch_size": 8, "max_epochs": 2, "threads": 1, "early_stopping_patience": 50, **training},
             "sampler": {"steps": 5},
             "experiments": {"prediction": ["x0"], "p": [1.5], "self_conditioning": [0.5]},

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import tiny_run_config
+from conftest import TINY_MODEL, tiny_run_config
 
 from slimdiff.experiments import expand_runs, run_name
 from slimdiff.training.export import ModelFileError, load_denoiser, read_model_file, save_model
@@ -66,13 +66,7 @@ def test_resume_after_kill_continues_without_gap(tiny_cache, tmp_path):
     cfg_path.write_text(
         yaml.safe_dump(
             {
-                "model": {
-                    "channels": [8, 16],
-                    "attention_levels": [False, True],
-                    "num_res_blocks": 1,
-                    "num_head_channels": 8,
-                    "norm_num_groups": 4,
-                },
+                "model": TINY_MODEL,
                 "training": {"batch_size": 8, "max_epochs": 40, "threads": 1, "early_stopping_patience": 100},
                 "experiments": {"prediction": ["x0"], "p": [1.5], "self_conditioning": [0.5]},
             }

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, tiny_data_config
+from conftest import REPO, TINY_MODEL, tiny_data_config
 
 from slimdiff.data.cache import load_cache
 
@@ -27,13 +27,7 @@ def tiny_config(tmp: Path) -> Path:
     data["qc"] = {"examples_per_zbin": 2}
     tiny = {
         "data": data,
-        "model": {
-            "channels": [8, 16],
-            "attention_levels": [False, True],
-            "num_res_blocks": 1,
-            "num_head_channels": 8,
-            "norm_num_groups": 4,
-        },
+        "model": TINY_MODEL,
         "training": {"batch_size": 8, "max_epochs": 1, "threads": 1},
         "sampler": {"steps": 3},
         "generation": {"replicas": 1, "n_per_condition": 1, "batch_size": 4},

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from slimdiff.cli._common import run, setup_logging
 
@@ -27,16 +26,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         from slimdiff.generation.export import export_samples
+        from slimdiff.generation.outputs import find_sample_files
 
-        files = []
-        for item in map(Path, args.samples):
-            if item.is_dir():
-                files += sorted(item.rglob("zbin*.npz"))
-            elif item.is_file():
-                files.append(item)
-            else:
-                raise FileNotFoundError(f"{item}: no such file or directory")
-        n = export_samples(files, args.out, args.format, args.tau, args.dataset_name, args.only_lesion)
+        n = export_samples(
+            find_sample_files(args.samples), args.out, args.format, args.tau, args.dataset_name, args.only_lesion
+        )
         print(f"exported {n} pairs to {args.out} ({args.format})")
 
     return run(body, "slimdiff-export")

@@ -11,23 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from slimdiff.cli._common import run, setup_logging
-
-
-def sample_files(items: list[str]) -> list[Path]:
-    files = []
-    for item in map(Path, items):
-        if item.is_dir():
-            files += sorted(item.rglob("zbin*.npz"))
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise FileNotFoundError(f"{item}: no such file or directory")
-    if not files:
-        raise FileNotFoundError(f"no zbin*.npz sample files under {', '.join(items)}")
-    return files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,14 +40,17 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         from slimdiff.config import load_config
+        from slimdiff.generation.outputs import find_sample_files
         from slimdiff.metrics import evaluate
 
         cfg = dict(load_config(args.config)["metrics"], feature_cache=args.feature_cache)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
         if args.command == "image-metrics":
-            evaluate.evaluate_images(args.cache, sample_files(args.samples), args.out, args.fold, cfg, args.run, device)
+            evaluate.evaluate_images(
+                args.cache, find_sample_files(args.samples), args.out, args.fold, cfg, args.run, device
+            )
         elif args.command == "mask-metrics":
-            evaluate.evaluate_masks(args.cache, sample_files(args.samples), args.out, args.fold, cfg, args.run)
+            evaluate.evaluate_masks(args.cache, find_sample_files(args.samples), args.out, args.fold, cfg, args.run)
         elif args.command == "baseline":
             evaluate.evaluate_baseline(args.cache, args.out, args.fold, cfg, device)
         else:
@@ -75,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                 role: inception.cached(evaluate.real_split(args.cache, args.fold, role)["images"], cfg["feature_cache"])
                 for role in ("train", "test")
             }
-            fake = np.concatenate([r["images"] for r in evaluate.load_replicas(sample_files(args.samples)).values()])
+            fake = np.concatenate(
+                [r["images"] for r in evaluate.load_replicas(find_sample_files(args.samples)).values()]
+            )
             fake_feats = inception.cached(fake, cfg["feature_cache"])
             print(json.dumps(evaluate.memorization(feats["train"], feats["test"], fake_feats), indent=2))
 

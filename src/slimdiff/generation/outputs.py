@@ -43,6 +43,21 @@ def write_samples(npz_path: str | Path, result: dict, meta: dict, dtype: str = "
     write_text(npz_path.with_suffix(".csv"), manifest.to_csv(index=False))
 
 
+def find_sample_files(items: list[str | Path]) -> list[Path]:
+    """zbin*.npz files named directly or found under the given directories; an empty result is an error."""
+    files: list[Path] = []
+    for item in map(Path, items):
+        if item.is_dir():
+            files += sorted(item.rglob("zbin*.npz"))
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such file or directory")
+    if not files:
+        raise FileNotFoundError(f"no zbin*.npz sample files under {', '.join(map(str, items))}")
+    return files
+
+
 def read_samples(npz_path: str | Path) -> dict:
     with np.load(npz_path) as data:
         out = {k: data[k] for k in data.files if k != "meta"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import torch
 
 from slimdiff.generation.outputs import write_grid, write_samples
 from slimdiff.generation.sampling import Condition, generate_samples
+from slimdiff.io import file_sha256
 from slimdiff.training.export import load_denoiser
 
 log = logging.getLogger(__name__)
@@ -23,14 +23,6 @@ def resolve_device(device: str) -> str:
         raise ValueError(f"device {device!r} requested but no CUDA device is visible")
     log.info("sampling on %s", device)
     return device
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def generate_to_dir(

@@ -15,7 +15,6 @@ Every file's sha256 is recorded (weights.json) so the metrics can name the exact
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import pickle
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from slimdiff.io import atomic_path
+from slimdiff.io import file_sha256 as sha256
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,6 @@ class WeightsError(RuntimeError):
 
 def hub_checkpoints() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _download(url: str, target: Path, timeout: float) -> bool:
