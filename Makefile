@@ -22,6 +22,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 run: $(STAMP)
 	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile config/config.yaml
+	snakemake --cores 1 --configfile config/config.yaml --report results/report.html
+	@cat results/paper/table.md
+	@echo "Report: $(CURDIR)/results/report.html"
 
 dryrun: $(STAMP)
 	snakemake -n --configfile config/config.yaml

@@ -76,6 +76,14 @@ def run_metrics():
     return expand(f"{METRICS_DIR}/metrics.json", run=RUNS, fold=FOLDS)
 
 
+FIGURES = ["similarity_metrics", "per_zbin", "morphology", "tau_sensitivity", "training_curves"]
+
+
+def per_run_files(pattern):
+    """One file per run and fold, e.g. per_run_files(f"{METRICS_DIR}/per_zbin.csv")."""
+    return expand(pattern, run=RUNS, fold=FOLDS)
+
+
 def sample_grids():
     return expand(f"{SAMPLES_DIR}/grid.png", run=RUNS, fold=FOLDS, replica=REPLICAS)
 
@@ -85,5 +93,6 @@ def final_targets():
         [f"{CACHE_DIR}/qc/{f}" for f in QC_FILES]
         + trained_models()
         + sample_grids()
-        + ["results/metrics/summary.json"]
+        + ["results/metrics/summary.json", "results/paper/table.md"]
+        + expand("results/figures/{stem}.{ext}", stem=FIGURES, ext=["png", "pdf"])
     )

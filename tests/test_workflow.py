@@ -118,6 +118,11 @@ def test_real_run_then_nothing_to_do(tmp_path, metric_weights):
     ):
         logs = list((tmp_path / "results" / "logs" / rule).glob("*.log"))
         assert logs and logs[0].stat().st_size > 0, f"rule {rule} left no log"
+    for stem in ("similarity_metrics", "per_zbin", "training_curves"):
+        assert (tmp_path / "results" / "figures" / f"{stem}.pdf").exists()
+    assert "real vs real" in (tmp_path / "results" / "paper" / "table.md").read_text()
+    report = snakemake(tmp_path, "--cores", "1", "--report", "results/report.html")
+    assert report.returncode == 0 and (tmp_path / "results" / "report.html").stat().st_size > 10_000, report.stderr
     again = snakemake(tmp_path, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 

@@ -1,0 +1,226 @@
+"""Publication figures from the metrics files (PNG and PDF), one colour per prediction type throughout.
+
+similarity_metrics   KID, LPIPS, MMD-MF per configuration (replicas as boxes), real-vs-real baseline line,
+                     significance brackets between prediction types (Dunn, BH-adjusted p < 0.05)
+per_zbin             KID and LPIPS per z-bin, one line per configuration with its subset std band
+morphology           mean per-feature Wasserstein-1 (z-scored) of generated vs real lesions, per configuration
+tau_sensitivity      MMD-MF as the generated-mask threshold moves
+training_curves      validation loss per epoch of every run
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from slimdiff.figures.table import PRED_ORDER, parse_run  # noqa: E402
+from slimdiff.io import atomic_path  # noqa: E402
+from slimdiff.metrics.morphology import FEATURES  # noqa: E402
+
+# Paul Tol colours used by the paper: epsilon orange, v teal, x0 wine.
+COLOURS = {"epsilon": "#EE7733", "v": "#009988", "x0": "#882255"}
+LABELS = {"epsilon": r"$\epsilon$", "v": r"$\mathbf{v}$", "x0": r"$\mathbf{x}_0$"}
+LINESTYLES = ["-", "--", ":", "-."]
+STYLE = {
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "savefig.dpi": 200,
+}
+
+
+def save(fig, out_dir: Path, stem: str) -> list[Path]:
+    paths = []
+    for ext in ("png", "pdf"):
+        path = out_dir / f"{stem}.{ext}"
+        with atomic_path(path, suffix=f".{ext}") as tmp:
+            fig.savefig(tmp, format=ext, bbox_inches="tight")
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def run_of(path: str | Path) -> tuple[str, int]:
+    """results/runs/{run}/fold{k}/... -> (run, k)."""
+    parts = Path(path).parts
+    i = parts.index("runs")
+    return parts[i + 1], int(parts[i + 2].removeprefix("fold"))
+
+
+def config_order(runs) -> list[str]:
+    return sorted(
+        set(runs),
+        key=lambda r: (
+            PRED_ORDER.get(parse_run(r)["prediction"], 9),
+            parse_run(r)["p"],
+            parse_run(r)["sc"],
+            parse_run(r)["variant"],
+        ),
+    )
+
+
+def short(run: str) -> str:
+    c = parse_run(run)
+    return f"p{c['p']:g} sc{c['sc']:g}" + ("" if c["variant"] == "shared" else f" {c['variant'][:4]}")
+
+
+def similarity_figure(summary_csv, summary_json, out_dir) -> list[Path]:
+    table = pd.read_csv(summary_csv)
+    summary = json.loads(Path(summary_json).read_text())
+    runs = config_order(table["run"])
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.6))
+        for ax, (metric, title) in zip(axes, [("kid", "KID"), ("lpips", "LPIPS"), ("mmd_mf", "MMD-MF")], strict=True):
+            data = [table.loc[table["run"] == r, metric].dropna().to_numpy() for r in runs]
+            pos = np.arange(len(runs))
+            for x, r, d in zip(pos, runs, data, strict=True):
+                colour = COLOURS.get(parse_run(r)["prediction"], "grey")
+                if len(d):
+                    ax.boxplot(
+                        d,
+                        positions=[x],
+                        widths=0.6,
+                        whis=(5, 95),
+                        showfliers=False,
+                        patch_artist=True,
+                        boxprops={"facecolor": colour, "alpha": 0.35, "edgecolor": colour},
+                        medianprops={"color": colour},
+                        whiskerprops={"color": colour},
+                        capprops={"color": colour},
+                    )
+                    ax.scatter(np.full(len(d), x), d, s=8, color=colour, zorder=3)
+                else:
+                    ax.text(x, 0.5, "n/a", transform=ax.get_xaxis_transform(), ha="center", fontsize=7, color="grey")
+            base = summary["baseline"].get(metric, math.nan)
+            if base is not None and np.isfinite(base):
+                ax.axhline(base, color="grey", ls="--", lw=1, label="real vs real")
+            _brackets(ax, summary["statistics"].get(metric, {}), runs, data)
+            ax.set_xticks(pos, [short(r) for r in runs], rotation=45, ha="right")
+            ax.set_xlim(-0.5, len(runs) - 0.5)
+            ax.set_title(f"{title} (lower is better)")
+        handles = [
+            plt.Line2D([], [], color=c, marker="s", ls="", label=LABELS[p])
+            for p, c in COLOURS.items()
+            if any(parse_run(r)["prediction"] == p for r in runs)
+        ]
+        handles.append(plt.Line2D([], [], color="grey", ls="--", label="real vs real"))
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.12), frameon=False)
+        fig.tight_layout()
+        return save(fig, Path(out_dir), "similarity_metrics")
+
+
+def _brackets(ax, stats: dict, runs: list[str], data: list[np.ndarray]) -> None:
+    """Brackets between prediction types whose Dunn test (BH-adjusted) is significant."""
+    dunn = (stats.get("between_predictions") or {}).get("dunn", [])
+    centres = {}
+    for i, r in enumerate(runs):
+        centres.setdefault(parse_run(r)["prediction"], []).append(i)
+    finite = [v for d in data for v in d if np.isfinite(v)]
+    if not finite:
+        return
+    top, span = max(finite), (max(finite) - min(finite)) or abs(max(finite)) or 1.0
+    level = 0
+    for test in dunn:
+        if test.get("p_bh", 1.0) >= 0.05 or test["a"] not in centres or test["b"] not in centres:
+            continue
+        xa, xb = np.mean(centres[test["a"]]), np.mean(centres[test["b"]])
+        y = top + span * (0.08 + 0.1 * level)
+        ax.plot([xa, xa, xb, xb], [y - span * 0.02, y, y, y - span * 0.02], color="black", lw=0.7)
+        stars = "***" if test["p_bh"] < 0.001 else "**" if test["p_bh"] < 0.01 else "*"
+        ax.text((xa + xb) / 2, y, stars, ha="center", va="bottom", fontsize=7)
+        level += 1
+
+
+def per_zbin_figure(per_zbin_files, out_dir) -> list[Path]:
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.4))
+        frames = {run_of(p)[0]: pd.read_csv(p) for p in per_zbin_files}
+        runs = config_order(frames)
+        ps = sorted({parse_run(r)["p"] for r in runs})
+        for ax, (metric, std, title) in zip(
+            axes, [("kid_mean", "kid_std", "KID"), ("lpips_mean", "lpips_std", "LPIPS")], strict=True
+        ):
+            for r in runs:
+                f, c = frames[r], parse_run(r)
+                colour, ls = COLOURS.get(c["prediction"], "grey"), LINESTYLES[ps.index(c["p"]) % 4]
+                ax.plot(
+                    f["z_bin"], f[metric], color=colour, ls=ls, lw=1.2, label=f"{LABELS[c['prediction']]} {short(r)}"
+                )
+                ax.fill_between(f["z_bin"], f[metric] - f[std], f[metric] + f[std], color=colour, alpha=0.12, lw=0)
+            ax.set(xlabel="z-bin", title=f"{title} per z-bin")
+        axes[1].legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        fig.tight_layout()
+        return save(fig, Path(out_dir), "per_zbin")
+
+
+def morphology_figure(morphology_files, tau_files, out_dir) -> list[Path]:
+    paths = []
+    with plt.rc_context(STYLE):
+        frames = {run_of(p)[0]: pd.read_csv(p) for p in morphology_files}
+        runs = config_order(frames)
+        heat = np.array([[frames[r][f].mean() for f in FEATURES] for r in runs])
+        fig, ax = plt.subplots(figsize=(3.6, 0.35 * len(runs) + 1.2))
+        im = ax.imshow(heat, cmap="RdYlGn_r", aspect="auto")
+        ax.set_xticks(
+            range(len(FEATURES)),
+            ["Area", "Perim.", "Circ.", "Solid.", "Extent", "Eccen.", "Major", "Minor", "Eq.Dia."],
+            rotation=45,
+            ha="right",
+        )
+        ax.set_yticks(range(len(runs)), [f"{parse_run(r)['prediction']} {short(r)}" for r in runs])
+        fig.colorbar(im, ax=ax, label="Wasserstein-1 (z-scored)")
+        ax.set_title("Lesion morphology: generated vs real (n/a = too few lesions)")
+        fig.tight_layout()
+        paths += save(fig, Path(out_dir), "morphology")
+
+        fig, ax = plt.subplots(figsize=(3.4, 2.4))
+        for p in tau_files:
+            r = run_of(p)[0]
+            f = pd.read_csv(p)
+            ax.plot(
+                f["tau"],
+                f["mmd_mf_mean"],
+                marker="o",
+                ms=3,
+                color=COLOURS.get(parse_run(r)["prediction"], "grey"),
+                label=f"{LABELS[parse_run(r)['prediction']]} {short(r)}",
+            )
+        ax.axvline(0.0, color="grey", lw=0.6, ls=":")
+        ax.set(xlabel=r"mask threshold $\tau$", ylabel="MMD-MF", title=r"$\tau$ sensitivity")
+        ax.legend(frameon=False, fontsize=6)
+        fig.tight_layout()
+        paths += save(fig, Path(out_dir), "tau_sensitivity")
+    return paths
+
+
+def training_figure(log_files, out_dir) -> list[Path]:
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(3.4, 2.4))
+        for p in sorted(log_files, key=lambda p: config_order([run_of(p)[0]])[0]):
+            r, fold = run_of(p)
+            f = pd.read_csv(p)
+            ax.plot(
+                f["epoch"],
+                f["val_loss"],
+                color=COLOURS.get(parse_run(r)["prediction"], "grey"),
+                ls=LINESTYLES[fold % 4],
+                label=f"{LABELS[parse_run(r)['prediction']]} {short(r)} f{fold}",
+            )
+        ax.set(xlabel="epoch", ylabel="validation loss (EMA)", title="Training curves")
+        ax.set_yscale("log")
+        ax.legend(frameon=False, fontsize=6)
+        fig.tight_layout()
+        return save(fig, Path(out_dir), "training_curves")

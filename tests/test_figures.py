@@ -1,0 +1,105 @@
+"""The paper table's formatting and every figure, built from a small fixture of metric files."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from slimdiff.cli import figures as figures_cli
+from slimdiff.figures.table import config_table, to_latex, to_markdown
+from slimdiff.metrics.morphology import FEATURES
+
+RUNS = {"epsilon_lp1.5_sc0.5": 0.30, "v_lp1.5_sc0.5": 0.20, "x0_lp1.5_sc0.5": 0.10, "x0_lp2.0_sc0.5": 0.15}
+
+
+def per_replica():
+    rows = []
+    for run, base in RUNS.items():
+        for r, jitter in enumerate((-0.01, 0.0, 0.01)):
+            rows.append(
+                {
+                    "run": run,
+                    "fold": 0,
+                    "prediction": run.split("_")[0],
+                    "replica": r,
+                    "kid": base + jitter,
+                    "lpips": 0.5 - base + jitter,
+                    "mmd_mf": np.nan if run.startswith("v") else base * 10,
+                    "fid": base * 100,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+BASELINE = {"kid": 0.004, "lpips": 0.3, "mmd_mf": 0.09, "fid": 40.0}
+
+
+def test_table_marks_best_bold_and_worst_underlined():
+    table = config_table(per_replica(), BASELINE)
+    assert list(table["run"])[:4] == ["epsilon_lp1.5_sc0.5", "v_lp1.5_sc0.5", "x0_lp1.5_sc0.5", "x0_lp2.0_sc0.5"]
+    assert table.iloc[-1]["run"].startswith("real vs real")
+    md = to_markdown(table).splitlines()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in md[2:7]}
+    assert rows["x0, p=1.5, sc 0.5"][0] == "**0.1000 ± 0.0100**"  # lowest KID
+    assert rows["ε, p=1.5, sc 0.5"][0] == "<u>0.3000 ± 0.0100</u>"  # highest KID
+    assert rows["ε, p=1.5, sc 0.5"][1] == "**0.2000 ± 0.0100**"  # LPIPS order is reversed
+    assert rows["v, p=1.5, sc 0.5"][2] == "n/a"
+    assert rows["real vs real (baseline)"][0] == "0.0040"  # the baseline is shown, never ranked
+    tex = to_latex(table)
+    assert r"\textbf{0.1000 $\pm$ 0.0100}" in tex and r"\underline{0.3000 $\pm$ 0.0100}" in tex
+    assert r"\multicolumn{3}{l}{Real vs real (baseline)}" in tex and tex.count(r"\\") == 6
+
+
+def write_fixture(root):
+    (root / "metrics").mkdir(parents=True)
+    table = per_replica()
+    table.to_csv(root / "metrics" / "summary.csv", index=False)
+    dunn = [
+        {"a": "epsilon", "b": "x0", "z": 3.0, "p": 0.001, "p_bh": 0.003},
+        {"a": "epsilon", "b": "v", "z": 1.0, "p": 0.3, "p_bh": 0.3},
+    ]
+    stats = {m: {"between_predictions": {"dunn": dunn}} for m in ("kid", "lpips", "mmd_mf", "fid")}
+    (root / "metrics" / "summary.json").write_text(json.dumps({"baseline": BASELINE, "statistics": stats}))
+    g = np.random.default_rng(0)
+    for run in RUNS:
+        m = root / "runs" / run / "fold0" / "metrics"
+        m.mkdir(parents=True)
+        pd.DataFrame(
+            {"z_bin": range(4), "kid_mean": g.random(4), "kid_std": 0.01, "lpips_mean": g.random(4), "lpips_std": 0.02}
+        ).to_csv(m / "per_zbin.csv", index=False)
+        pd.DataFrame([{"replica": r, **{f: g.random() for f in FEATURES}} for r in range(2)]).to_csv(
+            m / "morphology.csv", index=False
+        )
+        pd.DataFrame({"tau": [-0.1, 0.0, 0.1], "mmd_mf_mean": g.random(3)}).to_csv(m / "tau_sweep.csv", index=False)
+        t = root / "runs" / run / "fold0" / "train"
+        t.mkdir(parents=True)
+        pd.DataFrame({"epoch": range(5), "val_loss": np.linspace(1, 0.2, 5)}).to_csv(t / "log.csv", index=False)
+
+
+def test_every_figure_and_table_builds(tmp_path, capsys):
+    write_fixture(tmp_path)
+    assert figures_cli.main(["--results", str(tmp_path)]) == 0
+    for stem in ("similarity_metrics", "per_zbin", "morphology", "tau_sensitivity", "training_curves"):
+        assert (tmp_path / "figures" / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / "figures" / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
+    for ext in ("csv", "md", "tex"):
+        assert (tmp_path / "paper" / f"table.{ext}").stat().st_size > 0
+    assert "| x0, p=1.5, sc 0.5 | **0.1000 ± 0.0100**" in capsys.readouterr().out
+
+
+def test_figures_need_the_metrics(tmp_path):
+    assert figures_cli.main(["--results", str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize("p", [1.5, 2.25])
+def test_run_names_parse(p):
+    from slimdiff.experiments import run_name
+    from slimdiff.figures.table import parse_run
+
+    assert parse_run(run_name("v", p, 0.8, "decoupled")) == {
+        "prediction": "v",
+        "p": p,
+        "sc": 0.8,
+        "variant": "decoupled",
+    }
