@@ -26,16 +26,18 @@ rule figures:
     input:
         summary="results/metrics/summary.json",
         table="results/metrics/summary.csv",
-        per_zbin=per_run_files(f"{METRICS_DIR}/per_zbin.csv"),
-        morphology=per_run_files(f"{METRICS_DIR}/morphology.csv"),
-        tau=per_run_files(f"{METRICS_DIR}/tau_sweep.csv"),
-        logs=per_run_files(f"{TRAIN_DIR}/log.csv"),
+        per_zbin="results/metrics/per_zbin.csv",
+        morphology="results/metrics/morphology.csv",
+        tau="results/metrics/tau_sweep.csv",
+        curves="results/metrics/training_curves.csv",
     output:
         report(
             expand("results/figures/{stem}.{ext}", stem=FIGURES, ext=["png", "pdf"]),
             caption="../report/figures.rst",
             category="Paper",
         ),
+    params:
+        style=config["figures"],
     log:
         "results/logs/figures/figures.log",
     conda:

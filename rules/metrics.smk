@@ -103,9 +103,17 @@ rule aggregate_metrics:
         runs=run_metrics(),
         baseline="results/metrics/baseline.json",
         weights="results/metrics/weights.json",
+        per_zbin=per_run_files(f"{METRICS_DIR}/per_zbin.csv"),
+        morphology=per_run_files(f"{METRICS_DIR}/morphology.csv"),
+        tau=per_run_files(f"{METRICS_DIR}/tau_sweep.csv"),
+        logs=per_run_files(f"{TRAIN_DIR}/log.csv"),
     output:
         summary="results/metrics/summary.json",
         table="results/metrics/summary.csv",
+        per_zbin="results/metrics/per_zbin.csv",
+        morphology="results/metrics/morphology.csv",
+        tau="results/metrics/tau_sweep.csv",
+        curves="results/metrics/training_curves.csv",
     log:
         "results/logs/aggregate_metrics/aggregate_metrics.log",
     conda:

@@ -62,19 +62,28 @@ def write_fixture(root):
     stats = {m: {"between_predictions": {"dunn": dunn}} for m in ("kid", "lpips", "mmd_mf", "fid")}
     (root / "metrics" / "summary.json").write_text(json.dumps({"baseline": BASELINE, "statistics": stats}))
     g = np.random.default_rng(0)
+    zb, morph, tau, curves = [], [], [], []
     for run in RUNS:
-        m = root / "runs" / run / "fold0" / "metrics"
-        m.mkdir(parents=True)
-        pd.DataFrame(
-            {"z_bin": range(4), "kid_mean": g.random(4), "kid_std": 0.01, "lpips_mean": g.random(4), "lpips_std": 0.02}
-        ).to_csv(m / "per_zbin.csv", index=False)
-        pd.DataFrame([{"replica": r, **{f: g.random() for f in FEATURES}} for r in range(2)]).to_csv(
-            m / "morphology.csv", index=False
+        zb.append(
+            pd.DataFrame(
+                {
+                    "run": run,
+                    "fold": 0,
+                    "z_bin": range(4),
+                    "kid_mean": g.random(4),
+                    "kid_std": 0.01,
+                    "lpips_mean": g.random(4),
+                    "lpips_std": 0.02,
+                }
+            )
         )
-        pd.DataFrame({"tau": [-0.1, 0.0, 0.1], "mmd_mf_mean": g.random(3)}).to_csv(m / "tau_sweep.csv", index=False)
-        t = root / "runs" / run / "fold0" / "train"
-        t.mkdir(parents=True)
-        pd.DataFrame({"epoch": range(5), "val_loss": np.linspace(1, 0.2, 5)}).to_csv(t / "log.csv", index=False)
+        morph.append(
+            pd.DataFrame([{"run": run, "fold": 0, "replica": r, **{f: g.random() for f in FEATURES}} for r in range(2)])
+        )
+        tau.append(pd.DataFrame({"run": run, "fold": 0, "tau": [-0.1, 0.0, 0.1], "mmd_mf_mean": g.random(3)}))
+        curves.append(pd.DataFrame({"run": run, "fold": 0, "epoch": range(5), "val_loss": np.linspace(1, 0.2, 5)}))
+    for name, frames in (("per_zbin", zb), ("morphology", morph), ("tau_sweep", tau), ("training_curves", curves)):
+        pd.concat(frames).to_csv(root / "metrics" / f"{name}.csv", index=False)
 
 
 def test_every_figure_and_table_builds(tmp_path, capsys):

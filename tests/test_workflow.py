@@ -31,6 +31,7 @@ def tiny_config(tmp: Path) -> Path:
         "training": {"batch_size": 8, "max_epochs": 1, "threads": 1},
         "sampler": {"steps": 3},
         "generation": {"replicas": 1, "n_per_condition": 1, "batch_size": 4},
+        "figures": {"dpi": 100},
         "metrics": {
             "lpips_pairs": 10,
             "zbin_lpips_pairs": 4,
@@ -47,11 +48,11 @@ def tiny_config(tmp: Path) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
     cmd = [
         str(BIN / "snakemake"),
         "--snakefile",
-        str(REPO / "Snakefile"),
+        str(snakefile),
         "--directory",
         str(workdir),
         "--configfile",
@@ -86,65 +87,6 @@ def test_dry_run_rejects_a_bad_config(tmp_path):
     assert proc.returncode != 0 and "z_bins" in proc.stdout + proc.stderr
 
 
-def test_real_run_then_nothing_to_do(tmp_path, metric_weights):
-    tiny_config(tmp_path)
-    proc = snakemake(tmp_path, "--cores", "2")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    cache = load_cache(tmp_path / "results" / "cache")
-    assert cache.meta["counts"]["patients"] == 3 and cache.meta["z_bins"] == 3
-    for name in ("zbin_montage.png", "cohort_stats.png", "cohort_stats.csv"):
-        assert (tmp_path / "results" / "cache" / "qc" / name).stat().st_size > 0
-    for run in ("epsilon_lp1.5_sc0.5", "x0_lp1.5_sc0.5"):
-        train = tmp_path / "results" / "runs" / run / "fold0" / "train"
-        for name in ("model.pt", "log.csv", "loss.png", "last.ckpt"):
-            assert (train / name).exists(), f"{run}: {name}"
-        samples = train.parent / "samples" / "replica0"
-        assert sorted(p.name for p in samples.glob("zbin*.npz")) == ["zbin00.npz", "zbin01.npz", "zbin02.npz"]
-        assert (samples / "grid.png").exists() and len(pd.read_csv(samples / "manifest.csv")) == 3 * 2
-    summary = json.loads((tmp_path / "results" / "metrics" / "summary.json").read_text())
-    assert set(summary["runs"]) == {"epsilon_lp1.5_sc0.5/fold0", "x0_lp1.5_sc0.5/fold0"}
-    assert "kid" in summary["baseline"] and len(summary["weights_sha256"]) == 2
-    for rule in (
-        "synth_cohort",
-        "build_cache",
-        "cache_qc",
-        "train",
-        "generate",
-        "gather_samples",
-        "metrics_image",
-        "metrics_mask",
-        "baseline",
-        "aggregate_metrics",
-    ):
-        logs = list((tmp_path / "results" / "logs" / rule).glob("*.log"))
-        assert logs and logs[0].stat().st_size > 0, f"rule {rule} left no log"
-    for stem in ("similarity_metrics", "per_zbin", "training_curves"):
-        assert (tmp_path / "results" / "figures" / f"{stem}.pdf").exists()
-    assert "real vs real" in (tmp_path / "results" / "paper" / "table.md").read_text()
-    report = snakemake(tmp_path, "--cores", "1", "--report", "results/report.html")
-    assert report.returncode == 0 and (tmp_path / "results" / "report.html").stat().st_size > 10_000, report.stderr
-    again = snakemake(tmp_path, "-n")
-    assert "Nothing to be done" in again.stdout + again.stderr
-
-    # a changed cache parameter reruns the cache (params trigger) but not the cohort
-    cfg = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
-    cfg["data"]["cache"]["z_bins"] = 2
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    plan = snakemake(tmp_path, "-n", "--quiet", "rules")
-    text = plan.stdout + plan.stderr
-    assert "build_cache" in text and "synth_cohort" not in text
-    assert re.search(r"^train\s+2$", text, re.M), "a new cache retrains every run"
-
-    # a changed training value reruns the training jobs, not the cache
-    cfg["data"]["cache"]["z_bins"] = 3
-    cfg["experiments"]["p"] = [1.5]
-    cfg["training"]["lr"] = 5e-4
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    plan = snakemake(tmp_path, "-n", "--quiet", "rules")
-    text = plan.stdout + plan.stderr
-    assert re.search(r"^train\s+2$", text, re.M) and "build_cache" not in text
-
-
 def test_raw_source_needs_an_existing_directory(tmp_path):
     path = tiny_config(tmp_path)
     cfg = yaml.safe_load(path.read_text())
@@ -156,7 +98,8 @@ def test_raw_source_needs_an_existing_directory(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="dvc repro needs git")
-def test_dvc_repro_twice_second_does_nothing(tmp_path):
+def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
+    """The whole tiny pipeline; reruns driven by params; DVC stages that wrap Snakemake targets."""
     proj = tmp_path / "proj"
     proj.mkdir()
     for name in ("Snakefile", "dvc.yaml", ".dvcignore", "requirements.lock"):
@@ -174,9 +117,81 @@ def test_dvc_repro_twice_second_does_nothing(tmp_path):
     run("git", "init", "-q")
     run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init")
     run(str(BIN / "dvc"), "init", "-q")
-    first = run(str(BIN / "dvc"), "repro")
+    first = run(str(BIN / "dvc"), "repro", "cache")
     assert "Running stage 'cohort'" in first and "Running stage 'cache'" in first
     assert (proj / "results" / "cache" / "cache_meta.json").exists()
-    second = run(str(BIN / "dvc"), "repro")
+    second = run(str(BIN / "dvc"), "repro", "cache")
     assert "Running stage" not in second
     assert "didn't change" in second or "up to date" in second
+
+    # the whole pipeline for real, then nothing left to do
+    proc = snakemake(proj, "--cores", "2", snakefile=proj / "Snakefile")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cache = load_cache(proj / "results" / "cache")
+    assert cache.meta["counts"]["patients"] == 3 and cache.meta["z_bins"] == 3
+    for name in ("zbin_montage.png", "cohort_stats.png", "cohort_stats.csv"):
+        assert (proj / "results" / "cache" / "qc" / name).stat().st_size > 0
+    for run_name in ("epsilon_lp1.5_sc0.5", "x0_lp1.5_sc0.5"):
+        train = proj / "results" / "runs" / run_name / "fold0" / "train"
+        for name in ("model.pt", "log.csv", "loss.png", "last.ckpt"):
+            assert (train / name).exists(), f"{run_name}: {name}"
+        samples = train.parent / "samples" / "replica0"
+        assert sorted(p.name for p in samples.glob("zbin*.npz")) == ["zbin00.npz", "zbin01.npz", "zbin02.npz"]
+        assert (samples / "grid.png").exists() and len(pd.read_csv(samples / "manifest.csv")) == 3 * 2
+    summary = json.loads((proj / "results" / "metrics" / "summary.json").read_text())
+    assert set(summary["runs"]) == {"epsilon_lp1.5_sc0.5/fold0", "x0_lp1.5_sc0.5/fold0"}
+    assert "kid" in summary["baseline"] and len(summary["weights_sha256"]) == 2
+    for rule in (
+        "synth_cohort",
+        "build_cache",
+        "cache_qc",
+        "train",
+        "generate",
+        "gather_samples",
+        "metrics_image",
+        "metrics_mask",
+        "baseline",
+        "aggregate_metrics",
+    ):
+        logs = list((proj / "results" / "logs" / rule).glob("*.log"))
+        assert logs and logs[0].stat().st_size > 0, f"rule {rule} left no log"
+    for stem in ("similarity_metrics", "per_zbin", "training_curves"):
+        assert (proj / "results" / "figures" / f"{stem}.pdf").exists()
+    assert "real vs real" in (proj / "results" / "paper" / "table.md").read_text()
+    report = snakemake(proj, "--cores", "1", "--report", "results/report.html", snakefile=proj / "Snakefile")
+    assert report.returncode == 0 and (proj / "results" / "report.html").stat().st_size > 10_000, report.stderr
+    again = snakemake(proj, "-n", snakefile=proj / "Snakefile")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    # the figures stage: a style change redraws figures only
+    model = proj / "results" / "runs" / "x0_lp1.5_sc0.5" / "fold0" / "train" / "model.pt"
+    sample = proj / "results" / "runs" / "x0_lp1.5_sc0.5" / "fold0" / "samples" / "replica0" / "zbin00.npz"
+    figure = proj / "results" / "figures" / "similarity_metrics.png"
+    run(str(BIN / "dvc"), "repro")
+    assert "Running stage" not in run(str(BIN / "dvc"), "repro")
+    before = {p: p.stat().st_mtime_ns for p in (model, sample, figure)}
+    cfg = yaml.safe_load((proj / "config" / "config.yaml").read_text())
+    cfg["figures"] = {"dpi": 90}
+    (proj / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    third = run(str(BIN / "dvc"), "repro")
+    assert "Running stage 'figures'" in third and "Running stage 'cache'" not in third
+    assert figure.stat().st_mtime_ns > before[figure]
+    assert model.stat().st_mtime_ns == before[model] and sample.stat().st_mtime_ns == before[sample]
+
+    # a changed cache parameter reruns the cache (params trigger) but not the cohort
+    cfg["figures"] = {"dpi": 100}
+    cfg["data"]["cache"]["z_bins"] = 2
+    (proj / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    plan = snakemake(proj, "-n", "--quiet", "rules", snakefile=proj / "Snakefile")
+    text = plan.stdout + plan.stderr
+    assert "build_cache" in text and "synth_cohort" not in text
+    assert re.search(r"^train\s+2$", text, re.M), "a new cache retrains every run"
+
+    # a changed training value reruns the training jobs, not the cache
+    cfg["data"]["cache"]["z_bins"] = 3
+    cfg["experiments"]["p"] = [1.5]
+    cfg["training"]["lr"] = 5e-4
+    (proj / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    plan = snakemake(proj, "-n", "--quiet", "rules", snakefile=proj / "Snakefile")
+    text = plan.stdout + plan.stderr
+    assert re.search(r"^train\s+2$", text, re.M) and "build_cache" not in text

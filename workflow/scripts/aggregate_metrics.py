@@ -10,7 +10,7 @@ to_rule_log(snakemake)  # noqa: F821 - first, so every library logger writes to 
 
 import json  # noqa: E402
 
-from slimdiff.metrics.evaluate import aggregate  # noqa: E402
+from slimdiff.metrics.evaluate import aggregate, collect_run_tables  # noqa: E402
 
 aggregate(
     list(snakemake.input.runs),  # noqa: F821
@@ -19,3 +19,7 @@ aggregate(
     snakemake.output.table,  # noqa: F821
     weights=json.loads(Path(snakemake.input.weights).read_text()),  # noqa: F821
 )
+i, o = snakemake.input, snakemake.output  # noqa: F821
+for name in ("per_zbin", "morphology", "tau"):
+    collect_run_tables(list(i[name]), o[name])
+collect_run_tables(list(i.logs), o.curves)

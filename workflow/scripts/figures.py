@@ -12,7 +12,4 @@ from slimdiff.figures import plots  # noqa: E402
 
 i = snakemake.input  # noqa: F821
 out = Path(snakemake.output[0]).parent  # noqa: F821
-plots.similarity_figure(i.table, i.summary, out)
-plots.per_zbin_figure(i.per_zbin, out)
-plots.morphology_figure(i.morphology, i.tau, out)
-plots.training_figure(i.logs, out)
+plots.draw_all(i.summary, i.table, i.per_zbin, i.morphology, i.tau, i.curves, out, **snakemake.params.style)  # noqa: F821

@@ -1,9 +1,8 @@
-"""slimdiff-figures: the paper table and the figures, from metrics files only (no model, no samples)."""
+"""slimdiff-figures: the paper table and the figures, from results/metrics/ only (no model, no samples)."""
 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figures", default=None, help="figure directory (default RESULTS/figures)")
     p.add_argument("--paper", default=None, help="table directory (default RESULTS/paper)")
     p.add_argument("--table-only", action="store_true")
+    p.add_argument("--dpi", type=int, default=200)
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     setup_logging(args.verbose)
@@ -29,7 +29,12 @@ def main(argv: list[str] | None = None) -> int:
 
         res = Path(args.results)
         summary_csv, summary_json = res / "metrics" / "summary.csv", res / "metrics" / "summary.json"
-        for f in (summary_csv, summary_json):
+        needed = [summary_csv, summary_json]
+        if not args.table_only:
+            needed += [
+                res / "metrics" / n for n in ("per_zbin.csv", "morphology.csv", "tau_sweep.csv", "training_curves.csv")
+            ]
+        for f in needed:
             if not f.exists():
                 raise FileNotFoundError(f"{f}: missing; run the metrics stage first")
         table = write_tables(
@@ -39,14 +44,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.table_only:
             return
         out = Path(args.figures or res / "figures")
-
-        def files(name):
-            return sorted(glob.glob(str(res / "runs" / "*" / "fold*" / name)))
-
-        plots.similarity_figure(summary_csv, summary_json, out)
-        plots.per_zbin_figure(files("metrics/per_zbin.csv"), out)
-        plots.morphology_figure(files("metrics/morphology.csv"), files("metrics/tau_sweep.csv"), out)
-        plots.training_figure(files("train/log.csv"), out)
+        m = res / "metrics"
+        plots.draw_all(
+            summary_json,
+            summary_csv,
+            m / "per_zbin.csv",
+            m / "morphology.csv",
+            m / "tau_sweep.csv",
+            m / "training_curves.csv",
+            out,
+            dpi=args.dpi,
+        )
         print(f"{len(table) - 1} configurations; figures in {out}")
 
     return run(body, "slimdiff-figures")

@@ -42,22 +42,18 @@ STYLE = {
 }
 
 
+DPI = {"value": 200}
+
+
 def save(fig, out_dir: Path, stem: str) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         path = out_dir / f"{stem}.{ext}"
         with atomic_path(path, suffix=f".{ext}") as tmp:
-            fig.savefig(tmp, format=ext, bbox_inches="tight")
+            fig.savefig(tmp, format=ext, bbox_inches="tight", dpi=DPI["value"])
         paths.append(path)
     plt.close(fig)
     return paths
-
-
-def run_of(path: str | Path) -> tuple[str, int]:
-    """results/runs/{run}/fold{k}/... -> (run, k)."""
-    parts = Path(path).parts
-    i = parts.index("runs")
-    return parts[i + 1], int(parts[i + 2].removeprefix("fold"))
 
 
 def config_order(runs) -> list[str]:
@@ -144,10 +140,12 @@ def _brackets(ax, stats: dict, runs: list[str], data: list[np.ndarray]) -> None:
         level += 1
 
 
-def per_zbin_figure(per_zbin_files, out_dir) -> list[Path]:
+def per_zbin_figure(per_zbin: pd.DataFrame, out_dir) -> list[Path]:
+    """`per_zbin`: the stacked per-run tables (columns run, fold, z_bin, kid_mean, ...); fold 0 is drawn."""
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.4))
-        frames = {run_of(p)[0]: pd.read_csv(p) for p in per_zbin_files}
+        per_zbin = per_zbin[per_zbin["fold"] == per_zbin["fold"].min()]
+        frames = {r: g.sort_values("z_bin") for r, g in per_zbin.groupby("run")}
         runs = config_order(frames)
         ps = sorted({parse_run(r)["p"] for r in runs})
         for ax, (metric, std, title) in zip(
@@ -166,10 +164,10 @@ def per_zbin_figure(per_zbin_files, out_dir) -> list[Path]:
         return save(fig, Path(out_dir), "per_zbin")
 
 
-def morphology_figure(morphology_files, tau_files, out_dir) -> list[Path]:
+def morphology_figure(morphology: pd.DataFrame, tau: pd.DataFrame, out_dir) -> list[Path]:
     paths = []
     with plt.rc_context(STYLE):
-        frames = {run_of(p)[0]: pd.read_csv(p) for p in morphology_files}
+        frames = dict(tuple(morphology.groupby("run")))
         runs = config_order(frames)
         heat = np.array([[frames[r][f].mean() for f in FEATURES] for r in runs])
         fig, ax = plt.subplots(figsize=(3.6, 0.35 * len(runs) + 1.2))
@@ -187,9 +185,8 @@ def morphology_figure(morphology_files, tau_files, out_dir) -> list[Path]:
         paths += save(fig, Path(out_dir), "morphology")
 
         fig, ax = plt.subplots(figsize=(3.4, 2.4))
-        for p in tau_files:
-            r = run_of(p)[0]
-            f = pd.read_csv(p)
+        for r in config_order(tau["run"]):
+            f = tau[tau["run"] == r].groupby("tau", as_index=False)["mmd_mf_mean"].mean()
             ax.plot(
                 f["tau"],
                 f["mmd_mf_mean"],
@@ -206,12 +203,10 @@ def morphology_figure(morphology_files, tau_files, out_dir) -> list[Path]:
     return paths
 
 
-def training_figure(log_files, out_dir) -> list[Path]:
+def training_figure(curves: pd.DataFrame, out_dir) -> list[Path]:
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(3.4, 2.4))
-        for p in sorted(log_files, key=lambda p: config_order([run_of(p)[0]])[0]):
-            r, fold = run_of(p)
-            f = pd.read_csv(p)
+        for (r, fold), f in sorted(curves.groupby(["run", "fold"]), key=lambda kv: (config_order([kv[0][0]]), kv[0])):
             ax.plot(
                 f["epoch"],
                 f["val_loss"],
@@ -224,3 +219,17 @@ def training_figure(log_files, out_dir) -> list[Path]:
         ax.legend(frameon=False, fontsize=6)
         fig.tight_layout()
         return save(fig, Path(out_dir), "training_curves")
+
+
+def draw_all(
+    summary_json, summary_csv, per_zbin_csv, morphology_csv, tau_csv, curves_csv, out_dir, dpi: int = 200
+) -> list[Path]:
+    """Every figure, from the metrics files alone."""
+    DPI["value"] = dpi
+    out_dir = Path(out_dir)
+    return (
+        similarity_figure(summary_csv, summary_json, out_dir)
+        + per_zbin_figure(pd.read_csv(per_zbin_csv), out_dir)
+        + morphology_figure(pd.read_csv(morphology_csv), pd.read_csv(tau_csv), out_dir)
+        + training_figure(pd.read_csv(curves_csv), out_dir)
+    )

@@ -228,6 +228,18 @@ def memorization(train_feats: np.ndarray, test_feats: np.ndarray, fake_feats: np
     }
 
 
+def collect_run_tables(files: list[str | Path], out_csv: str | Path) -> pd.DataFrame:
+    """Stack per-run CSVs (results/runs/{run}/fold{k}/...) into one table with run and fold columns."""
+    frames = []
+    for path in files:
+        parts = Path(path).parts
+        i = parts.index("runs")
+        frames.append(pd.read_csv(path).assign(run=parts[i + 1], fold=int(parts[i + 2].removeprefix("fold"))))
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "fold"])
+    write_text(out_csv, table.to_csv(index=False))
+    return table
+
+
 def aggregate(
     metric_files: list[str | Path],
     baseline_file: str | Path,
