@@ -76,7 +76,14 @@ def run_metrics():
     return expand(f"{METRICS_DIR}/metrics.json", run=RUNS, fold=FOLDS)
 
 
-FIGURES = ["similarity_metrics", "per_zbin", "morphology", "tau_sensitivity", "training_curves"]
+FIGURES = [
+    "similarity_metrics",
+    "per_zbin",
+    "morphology",
+    "lesion_features",
+    "tau_sensitivity",
+    "training_curves",
+]
 
 
 def per_run_files(pattern):

@@ -29,6 +29,7 @@ rule figures:
         per_zbin="results/metrics/per_zbin.csv",
         morphology="results/metrics/morphology.csv",
         tau="results/metrics/tau_sweep.csv",
+        lesions="results/metrics/lesions.csv",
         curves="results/metrics/training_curves.csv",
     output:
         report(

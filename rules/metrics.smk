@@ -55,6 +55,7 @@ rule metrics_mask:
         mask=f"{METRICS_DIR}/mask.json",
         morphology=f"{METRICS_DIR}/morphology.csv",
         tau_sweep=f"{METRICS_DIR}/tau_sweep.csv",
+        lesions=f"{METRICS_DIR}/lesions.csv",
     params:
         metrics=METRICS,
     log:
@@ -106,6 +107,7 @@ rule aggregate_metrics:
         per_zbin=per_run_files(f"{METRICS_DIR}/per_zbin.csv"),
         morphology=per_run_files(f"{METRICS_DIR}/morphology.csv"),
         tau=per_run_files(f"{METRICS_DIR}/tau_sweep.csv"),
+        lesions=per_run_files(f"{METRICS_DIR}/lesions.csv"),
         logs=per_run_files(f"{TRAIN_DIR}/log.csv"),
     output:
         summary="results/metrics/summary.json",
@@ -113,6 +115,7 @@ rule aggregate_metrics:
         per_zbin="results/metrics/per_zbin.csv",
         morphology="results/metrics/morphology.csv",
         tau="results/metrics/tau_sweep.csv",
+        lesions="results/metrics/lesions.csv",
         curves="results/metrics/training_curves.csv",
     log:
         "results/logs/aggregate_metrics/aggregate_metrics.log",

@@ -60,7 +60,9 @@ def write_fixture(root):
         {"a": "epsilon", "b": "v", "z": 1.0, "p": 0.3, "p_bh": 0.3},
     ]
     stats = {m: {"between_predictions": {"dunn": dunn}} for m in ("kid", "lpips", "mmd_mf", "fid")}
-    (root / "metrics" / "summary.json").write_text(json.dumps({"baseline": BASELINE, "statistics": stats}))
+    (root / "metrics" / "summary.json").write_text(
+        json.dumps({"baseline": BASELINE, "baseline_std": {"kid": 0.001}, "statistics": stats})
+    )
     g = np.random.default_rng(0)
     zb, morph, tau, curves = [], [], [], []
     for run in RUNS:
@@ -82,6 +84,22 @@ def write_fixture(root):
         )
         tau.append(pd.DataFrame({"run": run, "fold": 0, "tau": [-0.1, 0.0, 0.1], "mmd_mf_mean": g.random(3)}))
         curves.append(pd.DataFrame({"run": run, "fold": 0, "epoch": range(5), "val_loss": np.linspace(1, 0.2, 5)}))
+    lesions = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "run": run,
+                    "fold": 0,
+                    "source": src,
+                    "replica": -1 if src == "real" else 0,
+                    **{f: g.random(6) for f in FEATURES},
+                }
+            )
+            for run in RUNS
+            for src in ("real", "synthetic")
+        ]
+    )
+    lesions.to_csv(root / "metrics" / "lesions.csv", index=False)
     for name, frames in (("per_zbin", zb), ("morphology", morph), ("tau_sweep", tau), ("training_curves", curves)):
         pd.concat(frames).to_csv(root / "metrics" / f"{name}.csv", index=False)
 
@@ -89,7 +107,14 @@ def write_fixture(root):
 def test_every_figure_and_table_builds(tmp_path, capsys):
     write_fixture(tmp_path)
     assert figures_cli.main(["--results", str(tmp_path)]) == 0
-    for stem in ("similarity_metrics", "per_zbin", "morphology", "tau_sensitivity", "training_curves"):
+    for stem in (
+        "similarity_metrics",
+        "per_zbin",
+        "morphology",
+        "lesion_features",
+        "tau_sensitivity",
+        "training_curves",
+    ):
         assert (tmp_path / "figures" / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
         assert (tmp_path / "figures" / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
     for ext in ("csv", "md", "tex"):

@@ -20,6 +20,6 @@ aggregate(
     weights=json.loads(Path(snakemake.input.weights).read_text()),  # noqa: F821
 )
 i, o = snakemake.input, snakemake.output  # noqa: F821
-for name in ("per_zbin", "morphology", "tau"):
+for name in ("per_zbin", "morphology", "tau", "lesions"):
     collect_run_tables(list(i[name]), o[name])
 collect_run_tables(list(i.logs), o.curves)

@@ -12,4 +12,4 @@ from slimdiff.figures import plots  # noqa: E402
 
 i = snakemake.input  # noqa: F821
 out = Path(snakemake.output[0]).parent  # noqa: F821
-plots.draw_all(i.summary, i.table, i.per_zbin, i.morphology, i.tau, i.curves, out, **snakemake.params.style)  # noqa: F821
+plots.draw_all(i.summary, i.table, i.per_zbin, i.morphology, i.tau, i.lesions, i.curves, out, **snakemake.params.style)  # noqa: F821

@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         needed = [summary_csv, summary_json]
         if not args.table_only:
             needed += [
-                res / "metrics" / n for n in ("per_zbin.csv", "morphology.csv", "tau_sweep.csv", "training_curves.csv")
+                res / "metrics" / n
+                for n in ("per_zbin.csv", "morphology.csv", "tau_sweep.csv", "lesions.csv", "training_curves.csv")
             ]
         for f in needed:
             if not f.exists():
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             m / "per_zbin.csv",
             m / "morphology.csv",
             m / "tau_sweep.csv",
+            m / "lesions.csv",
             m / "training_curves.csv",
             out,
             dpi=args.dpi,

@@ -101,8 +101,11 @@ def similarity_figure(summary_csv, summary_json, out_dir) -> list[Path]:
                 else:
                     ax.text(x, 0.5, "n/a", transform=ax.get_xaxis_transform(), ha="center", fontsize=7, color="grey")
             base = summary["baseline"].get(metric, math.nan)
+            band = (summary.get("baseline_std") or {}).get(metric)
             if base is not None and np.isfinite(base):
                 ax.axhline(base, color="grey", ls="--", lw=1, label="real vs real")
+                if band is not None and np.isfinite(band):  # subset std of the baseline estimate
+                    ax.axhspan(base - band, base + band, color="grey", alpha=0.15, lw=0)
             _brackets(ax, summary["statistics"].get(metric, {}), runs, data)
             ax.set_xticks(pos, [short(r) for r in runs], rotation=45, ha="right")
             ax.set_xlim(-0.5, len(runs) - 0.5)
@@ -221,8 +224,52 @@ def training_figure(curves: pd.DataFrame, out_dir) -> list[Path]:
         return save(fig, Path(out_dir), "training_curves")
 
 
+def lesion_feature_figure(lesions: pd.DataFrame, out_dir) -> list[Path]:
+    """Distributions of the 9 per-lesion features: real test lesions vs generated ones per prediction type."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(3, 3, figsize=(7.0, 5.4))
+        real = lesions[lesions["source"] == "real"]
+        real = real[real["run"] == real["run"].min()] if len(real) else real  # the same test lesions in every run
+        fake = lesions[lesions["source"] == "synthetic"]
+        fake = fake.assign(prediction=fake["run"].map(lambda r: parse_run(r)["prediction"]))
+        for ax, feature in zip(axes.flat, FEATURES, strict=True):
+            values = pd.concat([real[feature], fake[feature]]).dropna()
+            bins = np.histogram_bin_edges(values, bins=20) if len(values) else 10
+            if len(real):
+                ax.hist(real[feature], bins=bins, density=True, color="grey", alpha=0.5, label="real")
+            for pred, g in fake.groupby("prediction"):
+                ax.hist(
+                    g[feature],
+                    bins=bins,
+                    density=True,
+                    histtype="step",
+                    lw=1.2,
+                    color=COLOURS.get(pred, "black"),
+                    label=LABELS.get(pred, pred),
+                )
+            ax.set_title(feature.replace("_", " "))
+            if not len(values):
+                ax.text(0.5, 0.5, "no lesions", transform=ax.transAxes, ha="center", color="grey")
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        if handles:
+            fig.legend(
+                handles, labels, loc="lower center", ncol=len(handles), frameon=False, bbox_to_anchor=(0.5, -0.03)
+            )
+        fig.suptitle("Lesion morphology: real test lesions vs generated", fontsize=9)
+        fig.tight_layout()
+        return save(fig, Path(out_dir), "lesion_features")
+
+
 def draw_all(
-    summary_json, summary_csv, per_zbin_csv, morphology_csv, tau_csv, curves_csv, out_dir, dpi: int = 200
+    summary_json,
+    summary_csv,
+    per_zbin_csv,
+    morphology_csv,
+    tau_csv,
+    lesions_csv,
+    curves_csv,
+    out_dir,
+    dpi: int = 200,
 ) -> list[Path]:
     """Every figure, from the metrics files alone."""
     DPI["value"] = dpi
@@ -231,5 +278,6 @@ def draw_all(
         similarity_figure(summary_csv, summary_json, out_dir)
         + per_zbin_figure(pd.read_csv(per_zbin_csv), out_dir)
         + morphology_figure(pd.read_csv(morphology_csv), pd.read_csv(tau_csv), out_dir)
+        + lesion_feature_figure(pd.read_csv(lesions_csv), out_dir)
         + training_figure(pd.read_csv(curves_csv), out_dir)
     )

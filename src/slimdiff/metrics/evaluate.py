@@ -138,10 +138,13 @@ def evaluate_masks(cache_dir, sample_files, out_dir, fold: int, cfg: dict, run: 
     real = real_split(cache_dir, fold, "test")
     replicas = load_replicas(sample_files)
     per_replica, morph = [], []
+    lesions = [lesion_features(real["masks"], 0.0).assign(source="real", replica=-1)]
     for r, fake in replicas.items():
         m = mask_metrics(real["masks"], fake["masks"], cfg)
         morph.append({"replica": r, **m.pop("wasserstein")})
         per_replica.append({"replica": r, **m})
+        lesions.append(lesion_features(fake["masks"], cfg["tau"]).assign(source="synthetic", replica=r))
+    write_text(out_dir / "lesions.csv", pd.concat(lesions, ignore_index=True).to_csv(index=False))
     pooled = np.concatenate([f["masks"] for f in replicas.values()])
     write_text(out_dir / "morphology.csv", pd.DataFrame(morph).to_csv(index=False))
     write_text(out_dir / "tau_sweep.csv", tau_sweep(real["masks"], pooled, seed=cfg["seed"]).to_csv(index=False))
@@ -283,6 +286,10 @@ def aggregate(
         ]
     summary = {
         "runs": {f"{m['run']}/fold{m['fold']}": m["summary"] for m in runs},
+        "baseline_std": {
+            k: baseline.get(v)
+            for k, v in (("kid", "kid_std"), ("fid", "fid_std"), ("lpips", "lpips_std"), ("mmd_mf", "mmd_mf_std"))
+        },
         "baseline": {
             k: baseline[v]
             for k, v in (("kid", "kid_mean"), ("fid", "fid"), ("lpips", "lpips_mean"), ("mmd_mf", "mmd_mf_mean"))
