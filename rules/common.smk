@@ -2,11 +2,17 @@
 import re
 from pathlib import Path
 
-from snakemake.utils import validate
+from slimdiff.config import ConfigError, validate_config
+from slimdiff.experiments import expand_runs, run_folds
+from slimdiff.gpu_lease import export_settings
 
-from slimdiff.experiments import expand_runs
-
-validate(config, "../config/schema.yaml")
+# The same validator as the slimdiff-* commands (config/schema.yaml, defaults filled in, every problem listed
+# with its key path); snakemake.utils.validate cannot fill defaults inside a list of experiment grids.
+try:
+    config.update(validate_config(config, source="the config (config/config.yaml + --configfile/--config)"))
+    RUNS = expand_runs(config)  # run name -> full run config (model, diffusion, loss, ...)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 DATA = config["data"]
 SYNTHETIC = DATA["source"] == "synthetic"
@@ -14,8 +20,8 @@ RAW_DIR = DATA["raw_dir"]
 CACHE_DIR = "results/cache"
 CACHE_FILES = ["images.npy", "masks.npy", "index.csv", "splits.json", "rejected.csv", "cache_meta.json"]
 QC_FILES = ["zbin_montage.png", "cohort_stats.png", "cohort_stats.csv"]
-RUNS = expand_runs(config)  # run name -> full run config (model, diffusion, loss, ...)
-FOLDS = config["training"]["folds"]
+RUN_FOLDS = run_folds(RUNS)  # (run, fold) pairs: each grid may train its runs on its own folds
+export_settings(config["gpu"])  # GPU jobs of this machine lease devices from this list (env, inherited)
 TRAIN_DIR = "results/runs/{run}/fold{fold}/train"
 SAMPLES_DIR = "results/runs/{run}/fold{fold}/samples/replica{replica}"
 GEN = config["generation"]
@@ -48,12 +54,23 @@ def cache_outputs():
 
 
 def run_config(wildcards):
-    """The run's full config as a rule parameter, so any change to it reruns exactly that run."""
-    return RUNS[wildcards.run]
+    """The run's full config as a rule parameter, so any change to it reruns exactly that run.
+
+    Its fold list is left out: adding folds to a grid must not retrain the folds already done.
+    """
+    cfg = {**RUNS[wildcards.run], "training": dict(RUNS[wildcards.run]["training"])}
+    cfg["training"].pop("folds")
+    return cfg
+
+
+def per_run_files(pattern, **wildcards):
+    """One file per (run, fold) pair, e.g. per_run_files(f"{METRICS_DIR}/per_zbin.csv")."""
+    runs, folds = zip(*RUN_FOLDS)
+    return [p for path in expand(pattern, zip, run=runs, fold=folds, allow_missing=True) for p in expand(path, **wildcards)]
 
 
 def trained_models():
-    return expand(f"{TRAIN_DIR}/model.pt", run=RUNS, fold=FOLDS)
+    return per_run_files(f"{TRAIN_DIR}/model.pt")
 
 
 def zbin_samples(wildcards):
@@ -73,7 +90,7 @@ def run_samples(wildcards):
 
 
 def run_metrics():
-    return expand(f"{METRICS_DIR}/metrics.json", run=RUNS, fold=FOLDS)
+    return per_run_files(f"{METRICS_DIR}/metrics.json")
 
 
 FIGURES = [
@@ -86,13 +103,8 @@ FIGURES = [
 ]
 
 
-def per_run_files(pattern):
-    """One file per run and fold, e.g. per_run_files(f"{METRICS_DIR}/per_zbin.csv")."""
-    return expand(pattern, run=RUNS, fold=FOLDS)
-
-
 def sample_grids():
-    return expand(f"{SAMPLES_DIR}/grid.png", run=RUNS, fold=FOLDS, replica=REPLICAS)
+    return per_run_files(f"{SAMPLES_DIR}/grid.png", replica=REPLICAS)
 
 
 def final_targets():

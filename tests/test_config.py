@@ -26,6 +26,9 @@ def test_partial_section_keeps_other_defaults():
         ({"data": {"cache": {"z_range": [1]}}}, "data.cache.z_range"),
         ({"data": {"layout": "flat"}}, "data.layout"),
         ({"data": {"splits": {"n_folds": 0}}}, "data.splits.n_folds"),
+        ({"experiments": [{"prediction": ["eps"]}]}, "experiments.0.prediction.0: 'eps' is not one of"),
+        ({"experiments": {"p": [0]}}, "experiments.p.0"),
+        ({"gpu": {"devices": "0,1"}}, "gpu.devices"),
     ],
 )
 def test_invalid_config_names_the_key(bad, where):
@@ -37,7 +40,7 @@ def test_invalid_config_names_the_key(bad, where):
 def test_shipped_configs_validate():
     from conftest import REPO
 
-    for name in ("config.yaml", "paper.yaml"):
+    for name in ("config.yaml", "paper.yaml", "ablation-cpu.yaml"):
         cfg = load_config(REPO / "config" / name)
         assert cfg["data"]["cache"]["z_bins"] >= 1
 
@@ -45,3 +48,38 @@ def test_shipped_configs_validate():
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_grids_union_their_runs_and_folds():
+    from slimdiff.experiments import expand_runs, run_folds
+
+    cfg = validate_config(
+        {
+            "training": {"folds": [0]},
+            "experiments": [
+                {"prediction": ["epsilon", "x0"], "p": [1.5, 2.0]},
+                {"prediction": ["x0"], "p": [1.5], "folds": [1, 2]},
+                {"prediction": ["x0"], "self_conditioning": [0.0], "variant": ["zero_coupling"],
+                 "overrides": {"loss": {"mask_p": 2.0}}},
+            ],
+        }
+    )  # fmt: skip
+    runs = expand_runs(cfg)
+    assert list(runs) == [
+        "epsilon_lp1.5_sc0.5", "epsilon_lp2.0_sc0.5", "x0_lp1.5_sc0.5", "x0_lp2.0_sc0.5", "x0_lp1.5_sc0.0-zero_coupling"
+    ]  # fmt: skip
+    assert runs["x0_lp1.5_sc0.5"]["training"]["folds"] == [0, 1, 2]
+    assert runs["x0_lp1.5_sc0.0-zero_coupling"]["loss"]["mask_p"] == 2.0
+    assert runs["x0_lp1.5_sc0.5"]["loss"]["mask_p"] is None
+    assert len(run_folds(runs)) == 7
+
+
+def test_conflicting_grids_and_bad_overrides_are_errors():
+    from slimdiff.experiments import expand_runs
+
+    twice = {"experiments": [{"prediction": ["x0"]}, {"prediction": ["x0"], "overrides": {"loss": {"mask_p": 2.0}}}]}
+    with pytest.raises(ConfigError, match="x0_lp1.5_sc0.5 is asked for twice"):
+        expand_runs(validate_config(twice))
+    typo = {"experiments": [{"name": "mine", "overrides": {"loss": {"mask_q": 2.0}}}]}
+    with pytest.raises(ConfigError, match="mine run x0_lp1.5_sc0.5"):
+        expand_runs(validate_config(typo))

@@ -43,13 +43,22 @@ def _validator_filling_defaults(schema: dict[str, Any]) -> jsonschema.protocols.
     return cls(schema)
 
 
+def _innermost(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For "not valid under any of the given schemas", the sub-error that says what is actually wrong."""
+    while error.validator in ("anyOf", "oneOf") and error.context:
+        # Skip the branches that fail only because the value has another type (a list given to the object form).
+        deeper = [e for e in error.context if not (e.validator == "type" and not e.relative_path)]
+        error = jsonschema.exceptions.best_match(deeper or error.context)
+    return error
+
+
 def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """Return a deep copy of `config` with defaults filled in; raise ConfigError naming every problem."""
     filled = copy.deepcopy(config) if config is not None else {}
     validator = _validator_filling_defaults(load_schema())
-    errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(filled), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        lines = [f"  - {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors]
+        lines = [f"  - {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in map(_innermost, errors)]
         raise ConfigError(f"{source} does not match config/schema.yaml:\n" + "\n".join(lines))
     return filled
 

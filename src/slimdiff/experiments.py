@@ -1,9 +1,18 @@
-"""The run grid: config sections + `experiments` lists -> named run configs (x0_lp1.5_sc0.5, ...)."""
+"""The run grid: config sections + `experiments` grids -> named run configs (x0_lp1.5_sc0.5, ...).
+
+`experiments` is one grid or a list of grids. A grid is the product of its lists (prediction x p x
+self-conditioning x variant), optionally with its own folds and config overrides, so the paper's design
+(Table 1, the self-conditioning ablation, the 3-fold coupling comparison) is a union of small products
+rather than one big one. A run that two grids both ask for trains once, on the union of their folds.
+"""
 
 from __future__ import annotations
 
 import copy
 import itertools
+from typing import Any
+
+from slimdiff.config import ConfigError, _validator_filling_defaults, load_schema, validate_config
 
 RUN_SECTIONS = ("model", "diffusion", "sampler", "self_conditioning", "loss", "training")
 
@@ -18,18 +27,60 @@ def run_name(prediction: str, p: float, sc: float, variant: str = "shared") -> s
     return name if variant == "shared" else f"{name}-{variant}"
 
 
+def _deep_merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def experiment_grids(config: dict) -> list[dict[str, Any]]:
+    """The config's grids as a list, each with the schema's defaults filled in."""
+    grids = config.get("experiments", {})
+    grids = grids if isinstance(grids, list) else [grids]
+    schema = load_schema()
+    validator = _validator_filling_defaults({"$defs": schema["$defs"], "$ref": "#/$defs/grid"})
+    filled = []
+    for i, grid in enumerate(grids):
+        grid = copy.deepcopy(grid)
+        errors = [f"experiments[{i}]: {e.message}" for e in validator.iter_errors(grid)]
+        if errors:
+            raise ConfigError("\n".join(errors))
+        filled.append(grid)
+    return filled
+
+
 def expand_runs(config: dict) -> dict[str, dict]:
-    """Every combination of the experiment lists, as a full run config (a deep copy of the base sections)."""
-    grid = config["experiments"]
-    runs = {}
-    for variant, prediction, p, sc in itertools.product(
-        grid["variant"], grid["prediction"], grid["p"], grid["self_conditioning"]
-    ):
-        cfg = {k: copy.deepcopy(config[k]) for k in RUN_SECTIONS}
-        cfg["model"]["variant"] = variant
-        cfg["diffusion"]["prediction"] = prediction
-        cfg["loss"]["p"] = p
-        cfg["self_conditioning"]["probability"] = sc
-        cfg["self_conditioning"]["enabled"] = sc > 0
-        runs[run_name(prediction, p, sc, variant)] = cfg
+    """Every run of every grid, as a full run config; `training.folds` holds the folds the run trains on."""
+    runs: dict[str, dict] = {}
+    for i, grid in enumerate(experiment_grids(config)):
+        label = grid.get("name") or f"experiments[{i}]"
+        for variant, prediction, p, sc in itertools.product(
+            grid["variant"], grid["prediction"], grid["p"], grid["self_conditioning"]
+        ):
+            cfg = {k: copy.deepcopy(config[k]) for k in RUN_SECTIONS}
+            cfg["model"]["variant"] = variant
+            cfg["diffusion"]["prediction"] = prediction
+            cfg["loss"]["p"] = p
+            cfg["self_conditioning"]["probability"] = sc
+            cfg["self_conditioning"]["enabled"] = sc > 0
+            cfg = _deep_merge(cfg, grid["overrides"])
+            cfg["training"]["folds"] = list(grid["folds"] if grid["folds"] is not None else cfg["training"]["folds"])
+            validate_config(cfg, source=f"{label} run {run_name(prediction, p, sc, variant)} (after overrides)")
+            name = run_name(prediction, p, sc, variant)
+            if name in runs:
+                other = runs[name]
+                folds = sorted(set(other["training"]["folds"]) | set(cfg["training"]["folds"]))
+                other["training"]["folds"] = cfg["training"]["folds"] = folds
+                if other != cfg:
+                    raise ConfigError(
+                        f"run {name} is asked for twice ({label} and an earlier grid) with different settings; "
+                        "give one of them other values or drop the duplicate"
+                    )
+            runs[name] = cfg
     return runs
+
+
+def run_folds(runs: dict[str, dict]) -> list[tuple[str, int]]:
+    """(run, fold) pairs in grid order: the unit of training, sampling and evaluation."""
+    return [(name, fold) for name, cfg in runs.items() for fold in cfg["training"]["folds"]]

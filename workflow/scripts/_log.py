@@ -1,12 +1,14 @@
-"""Route a Snakemake script's logging, warnings and stderr to the rule's log file."""
+"""Route a Snakemake script's logging, warnings and stderr to the rule's log file; lease a GPU for GPU jobs."""
 
 import logging
 import sys
 
 from slimdiff import provenance
+from slimdiff.gpu_lease import lease_gpu
 
 
 def to_rule_log(snakemake) -> None:
+    """Call first in every rule script, before anything imports torch (the GPU lease must come first)."""
     handle = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115 - lives as long as the job
     sys.stderr = sys.stdout = handle  # progress bars and library prints land in the log too
     logging.basicConfig(
@@ -16,3 +18,5 @@ def to_rule_log(snakemake) -> None:
     logging.getLogger("slimdiff").info(
         "rule %s, %d thread(s), versions %s", snakemake.rule, snakemake.threads, provenance.versions()
     )
+    if snakemake.resources.get("gpu", 0):
+        lease_gpu()  # held until the job's process exits, crash or kill included

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from torch.utils.data import DataLoader
 
 from slimdiff import provenance
@@ -246,6 +247,8 @@ def train_run(
         deterministic=True if device == "cpu" else "warn",
         enable_progress_bar=not os.environ.get("SLURM_JOB_ID"),
         enable_model_summary=False,
+        # Under SLURM, Snakemake owns retries: Lightning must not requeue the job on SIGUSR1 behind its back.
+        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
     )
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.exists() else None)
 

@@ -1,0 +1,131 @@
+"""One GPU per job on a multi-GPU workstation.
+
+`snakemake --resources gpu=2` only caps how many GPU-tagged jobs run at once; it never says *which* GPU a job
+gets, so without help two trainings both land on device 0. Each GPU job therefore leases a device itself: it
+takes a non-blocking exclusive `flock` on one lock file per device index in a node-local directory, retries
+with jittered back-off while all are taken, and exports `CUDA_VISIBLE_DEVICES` before torch touches CUDA.
+The lock is held by an open file descriptor, so the kernel releases it when the process ends, killed or not.
+
+Under SLURM the allocation already sets the visible devices, so leasing steps aside.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import logging
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEVICES_ENV = "SLIMDIFF_GPU_DEVICES"  # comma-separated device ids; overrides detection (config: gpu.devices)
+LOCK_DIR_ENV = "SLIMDIFF_GPU_LOCK_DIR"  # node-local directory of the lock files (config: gpu.lock_dir)
+
+_held: list[int] = []  # descriptors of held locks: alive for the life of the process
+
+
+@dataclass(frozen=True)
+class Lease:
+    device: str | None  # the leased device id as the driver numbers it, None when nothing was leased
+    reason: str  # why: "leased", "slurm", "no-gpu"
+    lock_file: Path | None = None
+
+
+def default_lock_dir() -> Path:
+    """Node-local (not the shared project directory, where a cluster filesystem may not honour flock)."""
+    return Path(tempfile.gettempdir()) / f"slimdiff-gpu-locks-{getpass.getuser()}"
+
+
+def detect_devices() -> list[str]:
+    """Device ids to share out: $SLIMDIFF_GPU_DEVICES, else $CUDA_VISIBLE_DEVICES, else `nvidia-smi -L`."""
+    for env in (DEVICES_ENV, "CUDA_VISIBLE_DEVICES"):
+        value = os.environ.get(env)
+        if value is not None:
+            return [d.strip() for d in value.split(",") if d.strip() and d.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+def under_slurm() -> bool:
+    return "SLURM_JOB_ID" in os.environ
+
+
+def lease_gpu(
+    devices: list[str] | None = None,
+    lock_dir: str | Path | None = None,
+    timeout_s: float = 24 * 3600,
+    backoff_s: float = 1.0,
+) -> Lease:
+    """Lease one free device for the rest of this process and make it the only one CUDA can see.
+
+    Call before the first CUDA call (safest: before importing torch). Waits while every device is taken;
+    raises TimeoutError after `timeout_s`.
+    """
+    if under_slurm():
+        log.info("SLURM job %s: using its allocation, CUDA_VISIBLE_DEVICES=%s", os.environ["SLURM_JOB_ID"],
+                 os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"))  # fmt: skip
+        return Lease(None, "slurm")
+    devices = detect_devices() if devices is None else [str(d) for d in devices]
+    if not devices:
+        log.info("no GPU to lease: the job runs on the CPU")
+        return Lease(None, "no-gpu")
+    lock_dir = Path(lock_dir or os.environ.get(LOCK_DIR_ENV) or default_lock_dir())
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    start, waited = time.monotonic(), False
+    while True:
+        for device in rng.sample(devices, len(devices)):  # random start order: fewer collisions on retry
+            lock_file = lock_dir / f"gpu{device}.lock"
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+            _held.append(fd)
+            os.environ["CUDA_VISIBLE_DEVICES"] = device
+            log.info("leased GPU %s (lock %s); CUDA_VISIBLE_DEVICES=%s", device, lock_file, device)
+            return Lease(device, "leased", lock_file)
+        if time.monotonic() - start > timeout_s:
+            raise TimeoutError(
+                f"no free GPU among {devices} after {timeout_s:.0f} s (locks in {lock_dir}); "
+                "is --resources gpu=N larger than the number of devices?"
+            )
+        if not waited:
+            log.info("all of GPUs %s are leased; waiting", devices)
+            waited = True
+        time.sleep(backoff_s * (0.5 + rng.random()))
+
+
+def release_all() -> None:
+    """Give back every device this process leased (exit does the same)."""
+    while _held:
+        fd = _held.pop()
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def export_settings(gpu_config: dict) -> None:
+    """Hand the config's `gpu` section to the jobs of this machine through their inherited environment.
+
+    The environment, not rule params: which device a job runs on must never make Snakemake rerun it.
+    A variable the user already set wins over the config.
+    """
+    if gpu_config.get("devices") is not None:
+        os.environ.setdefault(DEVICES_ENV, ",".join(str(d) for d in gpu_config["devices"]))
+    if gpu_config.get("lock_dir"):
+        os.environ.setdefault(LOCK_DIR_ENV, str(gpu_config["lock_dir"]))

@@ -1,0 +1,128 @@
+"""GPU leasing: one device per GPU-tagged job, never shared, released on exit (kill included)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slimdiff import gpu_lease
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_devices_come_from_env_then_visible_devices(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    monkeypatch.delenv(gpu_lease.DEVICES_ENV, raising=False)
+    assert gpu_lease.detect_devices() == ["2", "3"]
+    monkeypatch.setenv(gpu_lease.DEVICES_ENV, "5")
+    assert gpu_lease.detect_devices() == ["5"]
+    monkeypatch.setenv(gpu_lease.DEVICES_ENV, "")
+    assert gpu_lease.detect_devices() == []
+
+
+def test_export_settings_keeps_what_the_user_set(monkeypatch):
+    monkeypatch.delenv(gpu_lease.DEVICES_ENV, raising=False)
+    monkeypatch.setenv(gpu_lease.LOCK_DIR_ENV, "/mine")
+    gpu_lease.export_settings({"devices": [0, 1], "lock_dir": "/config"})
+    assert os.environ[gpu_lease.DEVICES_ENV] == "0,1"
+    assert os.environ[gpu_lease.LOCK_DIR_ENV] == "/mine"
+
+
+def test_under_slurm_leasing_steps_aside(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLURM_JOB_ID", "17")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    lease = gpu_lease.lease_gpu(devices=["0", "1"], lock_dir=tmp_path)
+    assert lease.reason == "slurm" and os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    assert not list(tmp_path.iterdir())
+
+
+def test_no_devices_means_cpu(monkeypatch, tmp_path):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert gpu_lease.lease_gpu(devices=[], lock_dir=tmp_path).reason == "no-gpu"
+
+
+_HOLDER = """
+import sys, time
+from slimdiff.gpu_lease import lease_gpu
+lease = lease_gpu(devices=["0"], lock_dir=sys.argv[1], timeout_s=float(sys.argv[2]), backoff_s=0.05)
+print(lease.device, flush=True)
+time.sleep(float(sys.argv[3]))
+"""
+
+
+def _holder(lock_dir, timeout_s=1.0, hold_s=60.0):
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_JOB_ID"}
+    return subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(lock_dir), str(timeout_s), str(hold_s)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_a_killed_job_gives_its_device_back(tmp_path):
+    first = _holder(tmp_path)
+    assert first.stdout.readline().strip() == "0"
+    second = _holder(tmp_path, timeout_s=0.5)
+    _, err = second.communicate(timeout=30)
+    assert second.returncode != 0 and "no free GPU among ['0']" in err
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    third = _holder(tmp_path, hold_s=0)
+    out, _ = third.communicate(timeout=30)
+    assert third.returncode == 0 and out.strip() == "0"
+
+
+_SNAKEFILE = """
+from slimdiff.gpu_lease import export_settings
+export_settings(config["gpu"])
+
+rule all:
+    input: expand("out/{i}.json", i=range(4))
+
+rule gpu_job:
+    output: "out/{i}.json"
+    log: "logs/{i}.log"
+    resources: gpu=1
+    script: "job.py"
+"""
+
+_JOB = """
+import json, os, sys, time
+sys.path.insert(0, {scripts!r})
+from _log import to_rule_log
+to_rule_log(snakemake)
+start = time.time()
+time.sleep(2.0)
+record = dict(device=os.environ.get("CUDA_VISIBLE_DEVICES"), start=start, end=time.time(), pid=os.getpid())
+open(snakemake.output[0], "w").write(json.dumps(record))
+"""
+
+
+def test_four_gpu_jobs_on_two_devices_never_share_one(tmp_path):
+    """`--resources gpu=2` over the configured devices [0, 1]: 4 jobs, 2 at a time, each on its own device."""
+    (tmp_path / "Snakefile").write_text(_SNAKEFILE)
+    (tmp_path / "job.py").write_text(_JOB.format(scripts=str(REPO / "workflow" / "scripts")))
+    env = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")}
+    env.pop(gpu_lease.DEVICES_ENV, None)
+    cmd = ["snakemake", "--cores", "4", "--resources", "gpu=2", "--config", "gpu={devices: [0, 1], lock_dir: locks}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = [json.loads((tmp_path / "out" / f"{i}.json").read_text()) for i in range(4)]
+    assert sorted({j["device"] for j in jobs}) == ["0", "1"]
+    pairs = [(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1 :]]
+    overlapping = [(a, b) for a, b in pairs if a["start"] < b["end"] and b["start"] < a["end"]]
+    assert overlapping, "the two GPU slots were never used at the same time"
+    assert all(a["device"] != b["device"] for a, b in overlapping)
+    assert all("leased GPU" in (tmp_path / "logs" / f"{i}.log").read_text() for i in range(4))
+
+
+@pytest.fixture(autouse=True)
+def _release():
+    yield
+    gpu_lease.release_all()
