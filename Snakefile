@@ -23,3 +23,9 @@ rule all:
     default_target: True
     input:
         final_targets(),
+
+
+# Training, sampling and metrics without the figures (the DVC stage `compute` runs this target).
+rule compute:
+    input:
+        computed_targets(),

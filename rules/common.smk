@@ -44,6 +44,15 @@ if not SYNTHETIC and not Path(RAW_DIR).is_dir():
     )
 
 
+def gpu_resources(job):
+    """Resources of a GPU-tagged rule: one GPU, plus what config `cluster` says a scheduler should grant."""
+    ask = config["cluster"][job]
+    res = {"gpu": 1, "runtime": ask["runtime"], "mem_mb": ask["mem_mb"], "cpus_per_gpu": ask["cpus_per_gpu"]}
+    if ask["gpu_model"]:
+        res["gpu_model"] = ask["gpu_model"]
+    return res
+
+
 def raw_input():
     """The raw cohort: produced by synth_cohort for the embedded default, else the user's directory."""
     return rules.synth_cohort.output.cohort if SYNTHETIC else RAW_DIR
@@ -93,6 +102,16 @@ def run_metrics():
     return per_run_files(f"{METRICS_DIR}/metrics.json")
 
 
+# What rule aggregate_metrics writes under results/metrics (the figures and the table read only these).
+AGGREGATED_METRICS = [
+    "summary.json",
+    "summary.csv",
+    "per_zbin.csv",
+    "morphology.csv",
+    "tau_sweep.csv",
+    "lesions.csv",
+    "training_curves.csv",
+]
 FIGURES = [
     "similarity_metrics",
     "per_zbin",
@@ -107,11 +126,30 @@ def sample_grids():
     return per_run_files(f"{SAMPLES_DIR}/grid.png", replica=REPLICAS)
 
 
-def final_targets():
+def zbin_panel_rows():
+    """Per z-bin, one (label, samples file) row per run: its first fold, replica 0."""
+    first_fold = {run: cfg["training"]["folds"][0] for run, cfg in RUNS.items()}
+    path = "results/runs/{run}/fold{fold}/samples/replica0/zbin{zbin}.npz"
+    return {
+        z: [(f"{run} f{fold}", path.format(run=run, fold=fold, zbin=z)) for run, fold in first_fold.items()]
+        for z in ZBINS
+    }
+
+
+def computed_targets():
+    """Everything up to the metrics: the `compute` target, and the DVC stage of the same name."""
     return (
         [f"{CACHE_DIR}/qc/{f}" for f in QC_FILES]
         + trained_models()
         + sample_grids()
-        + ["results/metrics/summary.json", "results/paper/table.md"]
+        + expand("results/samples/zbin{zbin}.png", zbin=ZBINS)
+        + [f"results/metrics/{f}" for f in AGGREGATED_METRICS]
+    )
+
+
+def final_targets():
+    return (
+        computed_targets()
+        + ["results/paper/table.md"]
         + expand("results/figures/{stem}.{ext}", stem=FIGURES, ext=["png", "pdf"])
     )

@@ -11,7 +11,13 @@ rule paper_table:
         summary="results/metrics/summary.json",
         table="results/metrics/summary.csv",
     output:
-        csv=report("results/paper/table.csv", caption="../report/table.rst", category="Paper"),
+        csv=report(
+            "results/paper/table.csv",
+            caption="../report/table.rst",
+            category="Paper",
+            subcategory="Table",
+            labels={"table": "similarity by configuration"},
+        ),
         md="results/paper/table.md",
         tex="results/paper/table.tex",
     log:
@@ -32,11 +38,17 @@ rule figures:
         lesions="results/metrics/lesions.csv",
         curves="results/metrics/training_curves.csv",
     output:
-        report(
-            expand("results/figures/{stem}.{ext}", stem=FIGURES, ext=["png", "pdf"]),
-            caption="../report/figures.rst",
-            category="Paper",
-        ),
+        **{
+            stem: report(
+                f"results/figures/{stem}.png",
+                caption=f"../report/figures/{stem}.rst",
+                category="Paper",
+                subcategory="Figures",
+                labels={"figure": stem.replace("_", " ")},
+            )
+            for stem in FIGURES
+        },
+        pdfs=expand("results/figures/{stem}.pdf", stem=FIGURES),
     params:
         style=config["figures"],
     log:

@@ -13,9 +13,11 @@ rule generate:
         sampler=lambda w: RUNS[w.run]["sampler"],
     threads: GEN["threads"]
     resources:
-        gpu=1,
+        **gpu_resources("generate"),
     log:
         "results/logs/generate/{run}_fold{fold}_replica{replica}_zbin{zbin}.log",
+    benchmark:
+        "results/benchmarks/generate/{run}_fold{fold}_replica{replica}_zbin{zbin}.tsv"
     conda:
         "../envs/slimdiff.yaml"
     script:
@@ -39,3 +41,27 @@ rule gather_samples:
         "../envs/slimdiff.yaml"
     script:
         "../workflow/scripts/gather_samples.py"
+
+
+rule zbin_panels:
+    input:
+        [path for rows in zbin_panel_rows().values() for _, path in rows],
+    output:
+        **{
+            f"zbin{z}": report(
+                f"results/samples/zbin{z}.png",
+                caption="../report/zbin_panel.rst",
+                category="Samples",
+                subcategory="Per z-bin, all runs",
+                labels={"zbin": z},
+            )
+            for z in ZBINS
+        },
+    params:
+        rows=zbin_panel_rows(),
+    log:
+        "results/logs/zbin_panels/zbin_panels.log",
+    conda:
+        "../envs/slimdiff.yaml"
+    script:
+        "../workflow/scripts/zbin_panels.py"

@@ -36,7 +36,7 @@ rule metrics_image:
         metrics=METRICS,
     threads: 2
     resources:
-        gpu=1,
+        **gpu_resources("metrics"),
     log:
         "results/logs/metrics_image/{run}_fold{fold}.log",
     benchmark:
@@ -60,6 +60,8 @@ rule metrics_mask:
         metrics=METRICS,
     log:
         "results/logs/metrics_mask/{run}_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/metrics_mask/{run}_fold{fold}.tsv"
     conda:
         "../envs/slimdiff.yaml"
     script:
@@ -90,9 +92,11 @@ rule baseline:
         metrics=METRICS,
     threads: 2
     resources:
-        gpu=1,
+        **gpu_resources("metrics"),
     log:
         "results/logs/baseline/baseline.log",
+    benchmark:
+        "results/benchmarks/baseline/baseline.tsv"
     conda:
         "../envs/slimdiff.yaml"
     script:

@@ -18,7 +18,7 @@ rule train:
         run_cfg=run_config,
     threads: config["training"]["threads"]
     resources:
-        gpu=1,
+        **gpu_resources("train"),
     log:
         "results/logs/train/{run}_fold{fold}.log",
     benchmark:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from slimdiff.config import validate_config
 
@@ -168,3 +170,48 @@ def metric_weights() -> dict:
     from slimdiff.metrics.weights import ensure_weights
 
     return ensure_weights(("vgg",))
+
+
+def tiny_config(tmp: Path) -> Path:
+    data = tiny_data_config()
+    data["synthetic"] = {"patients": 3, "controls": 2, "seed": 5, "voxel_mm": [3.5, 4.5]}
+    data["cache"]["auto_z_range_offset"] = 0
+    data["cache"]["z_bins"] = 3
+    data["qc"] = {"examples_per_zbin": 2}
+    tiny = {
+        "data": data,
+        "model": TINY_MODEL,
+        "training": {"batch_size": 8, "max_epochs": 1, "threads": 1},
+        "sampler": {"steps": 3},
+        "diffusion": {"prediction": "x0"},  # dvc.yaml tracks these sections by name: they must be present
+        "self_conditioning": {"enabled": True},
+        "loss": {"p": 1.5},
+        "generation": {"replicas": 1, "n_per_condition": 1, "batch_size": 4},
+        "figures": {"dpi": 100},
+        "metrics": {
+            "lpips_pairs": 10,
+            "zbin_lpips_pairs": 4,
+            "kid_subsets": 5,
+            "zbin_kid_subsets": 3,
+            "mmd_subsets": 5,
+            "batch_size": 16,
+        },
+        "experiments": {"prediction": ["epsilon", "x0"], "p": [1.5], "self_conditioning": [0.5]},
+    }
+    path = tmp / "config" / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(tiny))
+    return path
+
+
+def copy_project(proj: Path) -> Path:
+    """A copy of the workflow (not results) with the tiny config, for tests that run Snakemake or DVC for real."""
+    proj.mkdir(parents=True)
+    for name in ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore", "requirements.lock"):
+        shutil.copy(REPO / name, proj / name)
+    for name in ("rules", "workflow", "src", "profiles", "report", "envs"):
+        shutil.copytree(REPO / name, proj / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (proj / "slurm").symlink_to("profiles/slurm")
+    tiny_config(proj)
+    shutil.copy(REPO / "config" / "schema.yaml", proj / "config" / "schema.yaml")
+    return proj

@@ -11,41 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, TINY_MODEL, tiny_data_config
+from conftest import REPO, copy_project, tiny_config
 
 from slimdiff.data.cache import load_cache
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-
-
-def tiny_config(tmp: Path) -> Path:
-    data = tiny_data_config()
-    data["synthetic"] = {"patients": 3, "controls": 2, "seed": 5, "voxel_mm": [3.5, 4.5]}
-    data["cache"]["auto_z_range_offset"] = 0
-    data["cache"]["z_bins"] = 3
-    data["qc"] = {"examples_per_zbin": 2}
-    tiny = {
-        "data": data,
-        "model": TINY_MODEL,
-        "training": {"batch_size": 8, "max_epochs": 1, "threads": 1},
-        "sampler": {"steps": 3},
-        "generation": {"replicas": 1, "n_per_condition": 1, "batch_size": 4},
-        "figures": {"dpi": 100},
-        "metrics": {
-            "lpips_pairs": 10,
-            "zbin_lpips_pairs": 4,
-            "kid_subsets": 5,
-            "zbin_kid_subsets": 3,
-            "mmd_subsets": 5,
-            "batch_size": 16,
-        },
-        "experiments": {"prediction": ["epsilon", "x0"], "p": [1.5], "self_conditioning": [0.5]},
-    }
-    path = tmp / "config" / "config.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(tiny))
-    return path
 
 
 def snakemake(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
@@ -124,33 +95,24 @@ def test_raw_source_needs_an_existing_directory(tmp_path):
 @pytest.mark.skipif(shutil.which("git") is None, reason="dvc repro needs git")
 def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
     """The whole tiny pipeline; reruns driven by params; DVC stages that wrap Snakemake targets."""
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    for name in ("Snakefile", "dvc.yaml", ".dvcignore", "requirements.lock"):
-        shutil.copy(REPO / name, proj / name)
-    for name in ("rules", "workflow", "src", "profiles", "report", "envs"):
-        shutil.copytree(REPO / name, proj / name, ignore=shutil.ignore_patterns("__pycache__"))
-    tiny_config(proj)
-    shutil.copy(REPO / "config" / "schema.yaml", proj / "config" / "schema.yaml")
+    proj = copy_project(tmp_path / "proj")
 
     def run(*cmd):
         proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=proj)
         assert proc.returncode == 0, " ".join(cmd) + "\n" + proc.stdout[-3000:] + proc.stderr[-3000:]
         return proc.stdout + proc.stderr
 
+    dvc = str(BIN / "dvc")
+    git = ("git", "-c", "user.name=t", "-c", "user.email=t@t")
     run("git", "init", "-q")
-    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init")
-    run(str(BIN / "dvc"), "init", "-q")
-    first = run(str(BIN / "dvc"), "repro", "cache")
-    assert "Running stage 'cohort'" in first and "Running stage 'cache'" in first
-    assert (proj / "results" / "cache" / "cache_meta.json").exists()
-    second = run(str(BIN / "dvc"), "repro", "cache")
-    assert "Running stage" not in second
-    assert "didn't change" in second or "up to date" in second
+    run(*git, "commit", "-q", "--allow-empty", "-m", "init")
+    run(dvc, "init", "-q")
+    run(dvc, "remote", "add", "-d", "store", str(tmp_path / "dvc-remote"))
 
-    # the whole pipeline for real, then nothing left to do
-    proc = snakemake(proj, "--cores", "2", snakefile=proj / "Snakefile")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # a fresh project: `dvc repro` runs the whole pipeline through Snakemake, then there is nothing left to do
+    first = run(dvc, "repro")
+    for stage in ("cohort", "cache", "compute", "figures"):
+        assert f"Running stage '{stage}'" in first
     cache = load_cache(proj / "results" / "cache")
     assert cache.meta["counts"]["patients"] == 3 and cache.meta["z_bins"] == 3
     for name in ("zbin_montage.png", "cohort_stats.png", "cohort_stats.csv"):
@@ -182,25 +144,63 @@ def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
     for stem in ("similarity_metrics", "per_zbin", "training_curves"):
         assert (proj / "results" / "figures" / f"{stem}.pdf").exists()
     assert "real vs real" in (proj / "results" / "paper" / "table.md").read_text()
-    report = snakemake(proj, "--cores", "1", "--report", "results/report.html", snakefile=proj / "Snakefile")
-    assert report.returncode == 0 and (proj / "results" / "report.html").stat().st_size > 10_000, report.stderr
+    assert "Running stage" not in run(dvc, "repro")
+    assert "up to date" in run(dvc, "status")
     again = snakemake(proj, "-n", snakefile=proj / "Snakefile")
     assert "Nothing to be done" in again.stdout + again.stderr
+    report = snakemake(proj, "--cores", "1", "--report", "results/report.html", snakefile=proj / "Snakefile")
+    assert report.returncode == 0 and (proj / "results" / "report.html").stat().st_size > 10_000, report.stderr
+    metrics_show = run(dvc, "metrics", "show")
+    assert "baseline.kid" in metrics_show or "kid" in metrics_show
 
     # the figures stage: a style change redraws figures only
     model = proj / "results" / "runs" / "x0_lp1.5_sc0.5" / "fold0" / "train" / "model.pt"
     sample = proj / "results" / "runs" / "x0_lp1.5_sc0.5" / "fold0" / "samples" / "replica0" / "zbin00.npz"
     figure = proj / "results" / "figures" / "similarity_metrics.png"
-    run(str(BIN / "dvc"), "repro")
-    assert "Running stage" not in run(str(BIN / "dvc"), "repro")
     before = {p: p.stat().st_mtime_ns for p in (model, sample, figure)}
     cfg = yaml.safe_load((proj / "config" / "config.yaml").read_text())
     cfg["figures"] = {"dpi": 90}
     (proj / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    third = run(str(BIN / "dvc"), "repro")
-    assert "Running stage 'figures'" in third and "Running stage 'cache'" not in third
+    third = run(dvc, "repro")
+    assert "Running stage 'figures'" in third
+    assert all(f"Running stage '{s}'" not in third for s in ("cohort", "cache", "compute"))
     assert figure.stat().st_mtime_ns > before[figure]
     assert model.stat().st_mtime_ns == before[model] and sample.stat().st_mtime_ns == before[sample]
+
+    # push models and metrics; a fresh clone pulls them and redraws the figures without training or sampling
+    run("git", "add", "-A")
+    run(*git, "commit", "-q", "-m", "results")
+    pushed = run(dvc, "push")
+    assert "files pushed" in pushed or "pushed" in pushed
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(proj), str(clone)], check=True, env=ENV)
+
+    def run_clone(*cmd):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=clone)
+        assert proc.returncode == 0, " ".join(cmd) + "\n" + proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    run_clone(dvc, "pull", "compute")
+    pulled = clone / "results" / "runs" / "x0_lp1.5_sc0.5" / "fold0" / "train"
+    assert (pulled / "model.pt").read_bytes() == model.read_bytes()
+    assert (pulled / "log.csv").exists() and not (pulled / "last.ckpt").exists(), "only the exported model travels"
+    assert not (pulled.parent / "samples").exists()
+    assert (clone / "results" / "metrics" / "summary.json").exists()
+    assert not (clone / "results" / "metrics" / "features").exists()
+    redraw = run_clone(dvc, "repro", "-s", "figures")
+    assert "Running stage 'figures'" in redraw and "Running stage 'compute'" not in redraw
+    assert (clone / "results" / "figures" / "similarity_metrics.pdf").exists()
+    assert not (clone / "results" / "logs" / "train").exists() and not (pulled.parent / "samples").exists()
+    # going on with Snakemake in the clone: rebuild the (deterministic) cache, mark the pulled models up to date
+    # (checkout order, not training, set their timestamps), and only sampling is left to do
+    proc = snakemake(clone, "--cores", "2", "cache_qc", snakefile=clone / "Snakefile")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    models = [str(p.relative_to(clone)) for p in (clone / "results" / "runs").glob("*/fold*/train/model.pt")]
+    proc = snakemake(clone, "--cores", "1", "--touch", *models, snakefile=clone / "Snakefile")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    plan = snakemake(clone, "-n", "--quiet", "rules", snakefile=clone / "Snakefile")
+    text = plan.stdout + plan.stderr
+    assert plan.returncode == 0 and re.search(r"^generate\s+6$", text, re.M) and not re.search(r"^train\s", text, re.M)
 
     # a changed cache parameter reruns the cache (params trigger) but not the cohort
     cfg["figures"] = {"dpi": 100}

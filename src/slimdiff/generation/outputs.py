@@ -65,33 +65,47 @@ def read_samples(npz_path: str | Path) -> dict:
     return out
 
 
-def write_grid(npz_paths: list[str | Path], out_png: str | Path, max_columns: int = 8, title: str = "") -> None:
-    """Rows = z-bins, columns = samples (lesion class first), lesion-mask contour (tau = 0) in red."""
-    rows = []
-    for path in sorted(map(Path, npz_paths)):
-        s = read_samples(path)
-        order = np.argsort(-s["class"], kind="stable")[:max_columns]
-        rows.append(
-            (int(s["z_bin"][0]) if len(s["z_bin"]) else -1, s["images"][order], s["masks"][order], s["class"][order])
-        )
-    rows.sort(key=lambda r: r[0])
-    h, w = rows[0][1].shape[1:] if rows and len(rows[0][1]) else (32, 32)
+def _first_samples(path: Path, max_columns: int) -> tuple[int, np.ndarray, np.ndarray]:
+    s = read_samples(path)
+    order = np.argsort(-s["class"], kind="stable")[:max_columns]  # lesion class first
+    return (int(s["z_bin"][0]) if len(s["z_bin"]) else -1), s["images"][order], s["masks"][order]
+
+
+def _draw_rows(rows: list[tuple[str, np.ndarray, np.ndarray]], out_png, max_columns: int, title: str) -> None:
+    """One row of samples per entry, lesion-mask contour (tau = 0) in red."""
+    h, w = next((r[1].shape[1:] for r in rows if len(r[1])), (32, 32))
     canvas = np.full((len(rows) * h, max_columns * w), -1.0, np.float32)
     contour = np.zeros_like(canvas)
-    for i, (_, images, masks, _) in enumerate(rows):
+    for i, (_, images, masks) in enumerate(rows):
         for j in range(len(images)):
             canvas[i * h : (i + 1) * h, j * w : (j + 1) * w] = np.rot90(images[j].astype(np.float32))
             contour[i * h : (i + 1) * h, j * w : (j + 1) * w] = np.rot90(masks[j].astype(np.float32) > 0)
     inch = max(0.35, 1.6 * h / 160)
-    fig, ax = plt.subplots(figsize=(max_columns * inch + 1.2, max(1, len(rows)) * inch + 0.6))
+    fig, ax = plt.subplots(figsize=(max_columns * inch + 2.0, max(1, len(rows)) * inch + 0.6))
     ax.imshow(canvas, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
     if contour.any():
         ax.contour(contour, levels=[0.5], colors="red", linewidths=0.6)
-    ax.set_yticks(np.arange(len(rows)) * h + h / 2, [f"bin {r[0]}" for r in rows])
+    ax.set_yticks(np.arange(len(rows)) * h + h / 2, [r[0] for r in rows])
     ax.set_xticks([])
     ax.tick_params(axis="y", labelsize=7)
-    ax.set_title(title or "Generated samples: rows z-bins, lesion class first, mask contour (tau=0) red", fontsize=9)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def write_grid(npz_paths: list[str | Path], out_png: str | Path, max_columns: int = 8, title: str = "") -> None:
+    """Rows = z-bins, columns = samples (lesion class first), lesion-mask contour (tau = 0) in red."""
+    rows = sorted((_first_samples(Path(p), max_columns) for p in npz_paths), key=lambda r: r[0])
+    title = title or "Generated samples: rows z-bins, lesion class first, mask contour (tau=0) red"
+    _draw_rows([(f"bin {z}", images, masks) for z, images, masks in rows], out_png, max_columns, title)
+
+
+def write_zbin_panel(npz_by_run: dict[str, str | Path], out_png: str | Path, max_columns: int = 8) -> None:
+    """One z-bin across runs: rows = runs, columns = samples (lesion class first), so runs compare at a glance."""
+    rows, z = [], -1
+    for label, path in npz_by_run.items():
+        z, images, masks = _first_samples(Path(path), max_columns)
+        rows.append((label, images, masks))
+    _draw_rows(rows, out_png, max_columns, f"z-bin {z}: one row per run, lesion class first, mask contour red")
