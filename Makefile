@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 # Metric network weights (Inception, LPIPS trunks) are cached inside the project, built once by slimdiff-weights.
 export TORCH_HOME ?= $(CURDIR)/.torch_home
 
-.PHONY: run ablation test lint dryrun report clean
+.PHONY: run ablation test test-slurm lint dryrun report clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,7 +40,11 @@ lint: $(STAMP)
 	snakemake --lint
 
 test: lint
-	pytest -n 2 --dist loadgroup tests
+	pytest -n 2 --dist loadgroup -m "not slurm" tests
+
+# The tiny pipeline through `snakemake --profile slurm` on a real local SLURM (root; CI runs it after `test`).
+test-slurm: $(STAMP)
+	pytest -m slurm tests
 
 report: $(STAMP)
 	snakemake --cores 1 --report results/report.html

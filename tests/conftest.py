@@ -188,6 +188,11 @@ def tiny_config(tmp: Path) -> Path:
         "loss": {"p": 1.5},
         "generation": {"replicas": 1, "n_per_condition": 1, "batch_size": 4},
         "figures": {"dpi": 100},
+        "cluster": {  # small enough for a 2-CPU SLURM node
+            "train": {"runtime": 20, "mem_mb": 2000, "cpus_per_gpu": 1},
+            "generate": {"runtime": 10, "mem_mb": 1000, "cpus_per_gpu": 1},
+            "metrics": {"runtime": 20, "mem_mb": 3000, "cpus_per_gpu": 1},
+        },
         "metrics": {
             "lpips_pairs": 10,
             "zbin_lpips_pairs": 4,

@@ -4,6 +4,7 @@
 # Exit codes: 0 = cluster up (node idle); 3 = cannot run here (not root, no packages, foreign
 # config) -- one-line reason on stderr, a test should skip; 1 = bring-up failed (see logs).
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"   # daemons live in sbin; test runners may strip it
 
 MARK="# written by tests/slurm/start_cluster.sh"
 HOST=$(hostname -s)
@@ -13,15 +14,16 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 skip() { echo "start_cluster.sh: $*" >&2; exit 3; }
 fail() { echo "start_cluster.sh: $*" >&2; exit 1; }
-alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# alive PIDFILE NAME: the pid in PIDFILE is running and really is NAME (not a reused pid).
+alive() { [[ -s $1 && $(cat "/proc/$(cat "$1")/comm" 2>/dev/null) == "$2" ]]; }
 node_state() { timeout 5 sinfo -h -N -n "$HOST" -o %T 2>/dev/null | head -n1; }
 
 [[ $(id -u) -eq 0 ]] || skip "needs root (daemons, /etc/slurm)"
 
 # Fast path: our cluster is already running and the node is usable.
-if grep -qxF "$MARK" "$CONF" 2>/dev/null && alive /run/munge/munged.pid \
-   && alive /run/slurm/slurmctld.pid && alive /run/slurm/slurmd.pid \
-   && [[ $(node_state) =~ ^(idle|mixed|allocated) ]]; then
+if grep -qxF "$MARK" "$CONF" 2>/dev/null && alive /run/munge/munged.pid munged \
+   && alive /run/slurm/slurmctld.pid slurmctld && alive /run/slurm/slurmd.pid slurmd \
+   && [[ $(node_state) =~ ^(idle|mixed|allocated)$ ]]; then
   exit 0
 fi
 
@@ -67,6 +69,8 @@ $MARK
 ClusterName=local
 SlurmctldHost=$HOST
 AuthType=auth/munge
+MpiDefault=none
+MailProg=/bin/true
 SlurmUser=root
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -90,14 +94,16 @@ PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONFEOF
 printf '%s\nNodeName=%s Name=gpu File=%s/fakegpu[0-1]\n' "$MARK" "$HOST" "$GPUDIR" >/etc/slurm/gres.conf
 
-slurmctld   # daemonizes; controller first so slurmd can register
-slurmd
+# Controller first so slurmd can register. Both daemonize. -c drops saved node/job state,
+# so a stale "idle" (or "drained") from the last run cannot fake readiness below.
+slurmctld -c || fail "slurmctld failed to start; see /var/log/slurm/slurmctld.log"
+slurmd || fail "slurmd failed to start; see /var/log/slurm/slurmd.log"
 
 # Wait (bounded) for the node to register; resume it if an earlier run left it drained.
 for _ in $(seq 60); do
   state=$(node_state || true)
   case $state in
-    idle*|mixed*|allocated*) exit 0 ;;
+    idle|mixed|allocated) exit 0 ;;   # a trailing * means slurmd not responding yet
     drain*|down*) scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true ;;
   esac
   sleep 0.5

@@ -1,6 +1,8 @@
 """Route a Snakemake script's logging, warnings and stderr to the rule's log file; lease a GPU for GPU jobs."""
 
 import logging
+import os
+import platform
 import sys
 
 from slimdiff import provenance
@@ -18,5 +20,7 @@ def to_rule_log(snakemake) -> None:
     logging.getLogger("slimdiff").info(
         "rule %s, %d thread(s), versions %s", snakemake.rule, snakemake.threads, provenance.versions()
     )
+    if "SLURM_JOB_ID" in os.environ:
+        logging.getLogger("slimdiff").info("in SLURM job %s on %s", os.environ["SLURM_JOB_ID"], platform.node())
     if snakemake.resources.get("gpu", 0):
         lease_gpu()  # held until the job's process exits, crash or kill included
