@@ -70,3 +70,14 @@ def test_cache_cli_bad_config(phantom_cohort, tmp_path):
         text=True,
     )
     assert proc.returncode == 2 and "data.cache.z_bins" in proc.stderr and str(cfg) in proc.stderr
+
+
+def test_train_lists_the_runs_of_a_config_with_their_folds(capsys):
+    from conftest import REPO
+
+    from slimdiff.cli.train import main
+
+    assert main(["--list-runs", "--config", str(REPO / "config" / "paper.yaml")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 23
+    assert "x0_lp1.5_sc0.5  folds [0, 1, 2]" in lines and "epsilon_lp2.0_sc0.8  folds [0]" in lines

@@ -150,6 +150,9 @@ def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
     assert "Nothing to be done" in again.stdout + again.stderr
     report = snakemake(proj, "--cores", "1", "--report", "results/report.html", snakefile=proj / "Snakefile")
     assert report.returncode == 0 and (proj / "results" / "report.html").stat().st_size > 10_000, report.stderr
+    html = (proj / "results" / "report.html").read_text()
+    for item in ("Per z-bin, all runs", "zbin02.png", "similarity_metrics.png", "table.csv", "grid.png"):
+        assert item in html, f"report lacks {item}"
     metrics_show = run(dvc, "metrics", "show")
     assert "baseline.kid" in metrics_show or "kid" in metrics_show
 
