@@ -75,7 +75,8 @@ def run_config(wildcards):
 def per_run_files(pattern, **wildcards):
     """One file per (run, fold) pair, e.g. per_run_files(f"{METRICS_DIR}/per_zbin.csv")."""
     runs, folds = zip(*RUN_FOLDS)
-    return [p for path in expand(pattern, zip, run=runs, fold=folds, allow_missing=True) for p in expand(path, **wildcards)]
+    per_pair = expand(pattern, zip, run=runs, fold=folds, allow_missing=True)
+    return [path for pair in per_pair for path in expand(pair, **wildcards)]
 
 
 def trained_models():
