@@ -21,6 +21,10 @@ def to_rule_log(snakemake) -> None:
         "rule %s, %d thread(s), versions %s", snakemake.rule, snakemake.threads, provenance.versions()
     )
     if "SLURM_JOB_ID" in os.environ:
-        logging.getLogger("slimdiff").info("in SLURM job %s on %s", os.environ["SLURM_JOB_ID"], platform.node())
+        env = os.environ
+        array = ""
+        if "SLURM_ARRAY_JOB_ID" in env:
+            array = f" (array {env['SLURM_ARRAY_JOB_ID']} task {env.get('SLURM_ARRAY_TASK_ID')})"
+        logging.getLogger("slimdiff").info("in SLURM job %s%s on %s", env["SLURM_JOB_ID"], array, platform.node())
     if snakemake.resources.get("gpu", 0):
         lease_gpu()  # held until the job's process exits, crash or kill included
