@@ -63,12 +63,13 @@ def cache_outputs():
 
 
 def run_config(wildcards):
-    """The run's full config as a rule parameter, so any change to it reruns exactly that run.
+    """What a run learns from, as the train rule's parameter: any change to it retrains exactly that run.
 
-    Its fold list is left out: adding folds to a grid must not retrain the folds already done.
+    Left out: the fold list (adding folds must not retrain the folds already done) and the sampler (sampling
+    settings change the samples, not the model; rule generate has them as its own parameter).
     """
-    cfg = {**RUNS[wildcards.run], "training": dict(RUNS[wildcards.run]["training"])}
-    cfg["training"].pop("folds")
+    cfg = {k: v for k, v in RUNS[wildcards.run].items() if k != "sampler"}
+    cfg["training"] = {k: v for k, v in cfg["training"].items() if k != "folds"}
     return cfg
 
 

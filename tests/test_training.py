@@ -114,6 +114,18 @@ def test_resume_refuses_a_checkpoint_from_another_config(trained, tiny_cache):
         train_run(tiny_cache, trained, other, fold=0, device="cpu")
 
 
+def test_sampler_settings_do_not_block_a_resume(trained, tiny_cache):
+    from slimdiff.training.runner import check_resumable
+
+    stored = torch.load(trained / "last.ckpt", map_location="cpu", weights_only=False)["hyper_parameters"]
+    other = tiny_run_config()
+    other["sampler"]["steps"] = stored["run_cfg"]["sampler"]["steps"] + 7
+    check_resumable(trained / "last.ckpt", other, stored["data_info"])  # no error
+    other["loss"]["p"] = 2.0
+    with pytest.raises(ModelFileError, match="differs in run_cfg.loss.p"):
+        check_resumable(trained / "last.ckpt", other, stored["data_info"])
+
+
 def test_bad_model_files(trained, tmp_path):
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"not a torch file")

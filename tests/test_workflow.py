@@ -214,8 +214,16 @@ def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
     assert "build_cache" in text and "synth_cohort" not in text
     assert re.search(r"^train\s+2$", text, re.M), "a new cache retrains every run"
 
-    # a changed training value reruns the training jobs, not the cache
+    # a changed sampler resamples without retraining
     cfg["data"]["cache"]["z_bins"] = 3
+    cfg["sampler"]["steps"] = 4
+    (proj / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    plan = snakemake(proj, "-n", "--quiet", "rules", snakefile=proj / "Snakefile")
+    text = plan.stdout + plan.stderr
+    assert re.search(r"^generate\s+6$", text, re.M) and not re.search(r"^train\s", text, re.M), text[-2000:]
+
+    # a changed training value reruns the training jobs, not the cache
+    cfg["sampler"]["steps"] = 3
     cfg["experiments"]["p"] = [1.5]
     cfg["training"]["lr"] = 5e-4
     (proj / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))

@@ -65,9 +65,13 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def _identity(run_cfg: dict, data_info: dict) -> dict:
-    """What a checkpoint must agree on to be resumed."""
+    """What a checkpoint must agree on to be resumed (not the sampler: it only matters after training)."""
     flat = _flatten({"run_cfg": run_cfg, "data_info": data_info})
-    return {k: v for k, v in flat.items() if k.rsplit(".", 1)[-1] not in _RUNTIME_KEYS}
+    return {
+        k: v
+        for k, v in flat.items()
+        if k.rsplit(".", 1)[-1] not in _RUNTIME_KEYS and not k.startswith("run_cfg.sampler.")
+    }
 
 
 def check_resumable(ckpt: Path, run_cfg: dict, data_info: dict) -> None:
