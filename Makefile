@@ -26,7 +26,7 @@ run: $(STAMP)
 	@cat results/paper/table.md
 	@echo "Report: $(CURDIR)/results/report.html"
 
-# The prediction-type x Lp grid of Table 1 at small scale on the CPU (reuses the default's three runs).
+# Table 1's prediction-type x Lp grid at small scale on the CPU (after `make run`, its 3 runs are only resampled).
 ablation: $(STAMP)
 	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile config/config.yaml config/ablation-cpu.yaml
 	@cat results/paper/table.md
