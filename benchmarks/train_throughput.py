@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from slimdiff import provenance
+from slimdiff import io, provenance
 from slimdiff.config import load_config, validate_config
 from slimdiff.experiments import expand_runs
 from slimdiff.model.factory import count_parameters
@@ -43,7 +43,7 @@ def run_config(which: str) -> tuple[dict, int]:
 def bench(which: str, device: str, steps: int, batch: int, channels_last: bool, compile_: bool) -> dict:
     run, size = run_config(which)
     n_bins = 30
-    module = DiffusionModule(run, {"z_bins": n_bins, "z_range": [34, 115]}).to(device)
+    module = DiffusionModule(run, {"z_bins": n_bins, "z_range": [34, 115], "image_size": [size, size]}).to(device)
     if channels_last:
         module.net = module.net.to(memory_format=torch.channels_last)
     if compile_:
@@ -114,21 +114,20 @@ def main() -> None:
     args = p.parse_args()
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     results = []
     for device in devices:
         variants = [(False, False)] if device == "cpu" else [(False, False), (True, False), (True, True)]
-        for which in args.models.split(","):
-            for channels_last, compile_ in variants:
+        # Cheap settings first, and the file rewritten after each, so a run cut short still reports them.
+        for channels_last, compile_ in variants:
+            for which in args.models.split(","):
                 steps = args.steps or (3 if device == "cpu" else 20)
                 r = bench(which, device, steps, args.batch, channels_last, compile_)
-                print(json.dumps(r))
+                print(json.dumps(r), flush=True)
                 results.append(r)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({"results": results, "versions": provenance.versions(), "created": provenance.timestamp()}, indent=2)
-        + "\n"
-    )
+                payload = {"results": results, "versions": provenance.versions(), "created": provenance.timestamp()}
+                io.write_json(out, payload)
     print(f"wrote {out}")
 
 
