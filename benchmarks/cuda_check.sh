@@ -16,8 +16,12 @@ device=${DEVICE:-cuda}
 run=x0_lp1.5_sc0.5
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
-  torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+# A first probe with a deadline: a machine whose CUDA start-up hangs should say so, not eat the whole budget.
+if ! timeout 120 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
+  torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"; then
+    echo "cuda_check: 'import torch' and CUDA start-up did not finish within 120 s" >&2
+    exit 1
+fi
 
 train() {
     python -m slimdiff.cli.train --cache "$cache" --out "$out/run" --config config/config.yaml --run $run \
