@@ -1,5 +1,6 @@
 """Training end to end on a tiny cache: outputs, model.pt, determinism, resume after a kill, bad checkpoints."""
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,6 +106,51 @@ def test_resume_after_kill_continues_without_gap(tiny_cache, tmp_path):
     assert log["epoch"].tolist() == list(range(40))
     steps = log["step"].diff().dropna()
     assert (steps == steps.iloc[0]).all(), "the step count must continue across the resume"
+
+
+def test_cosine_schedule_matches_torch_for_a_fixed_length():
+    from slimdiff.training.module import cosine_lr_factor
+
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=3e-4)
+    ref = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=7, eta_min=1e-6)
+    factor = cosine_lr_factor(7, 3e-4, 1e-6)
+    for epoch in range(8):  # 0..T_max; past it torch rises again, ours holds lr_min
+        assert opt.param_groups[0]["lr"] == pytest.approx(3e-4 * factor(epoch), rel=1e-9, abs=1e-12)
+        opt.step()
+        ref.step()
+
+
+def test_resume_with_more_epochs_follows_the_longer_schedule(trained, tiny_cache, tmp_path):
+    """Extending a finished 2-epoch run to 4: epochs 2-3 use the 4-epoch cosine, the LR never rises again."""
+    from slimdiff.training.module import cosine_lr_factor
+
+    out = tmp_path / "extended"
+    shutil.copytree(trained, out)
+    cfg = tiny_run_config(max_epochs=4)
+    train_run(tiny_cache, out, cfg, fold=0, device="cpu", run_name="x0_lp1.5_sc0.5")
+    log = pd.read_csv(out / "log.csv")
+    assert log["epoch"].tolist() == [0, 1, 2, 3]
+    tr = cfg["training"]
+    factor = cosine_lr_factor(4, tr["lr"], tr["lr_min"])
+    assert log["lr"].iloc[2:].tolist() == pytest.approx([tr["lr"] * factor(e) for e in (2, 3)])
+    assert log["lr"].iloc[2] > log["lr"].iloc[3] > tr["lr_min"]
+
+
+def test_resume_from_a_checkpoint_with_the_old_scheduler_state(trained, tiny_cache, tmp_path):
+    """last.ckpt files written with torch's CosineAnnealingLR still resume (its T_max is dropped)."""
+    out = tmp_path / "old"
+    shutil.copytree(trained, out)
+    ckpt = torch.load(out / "last.ckpt", weights_only=False)
+    tr = tiny_run_config()["training"]
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=tr["lr"])
+    old = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=2, eta_min=tr["lr_min"])
+    for _ in range(2):
+        opt.step()
+        old.step()
+    ckpt["lr_schedulers"] = [old.state_dict()]
+    torch.save(ckpt, out / "last.ckpt")
+    train_run(tiny_cache, out, tiny_run_config(max_epochs=3), fold=0, device="cpu", run_name="x0_lp1.5_sc0.5")
+    assert pd.read_csv(out / "log.csv")["epoch"].tolist() == [0, 1, 2]
 
 
 def test_resume_refuses_a_checkpoint_from_another_config(trained, tiny_cache):

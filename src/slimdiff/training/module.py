@@ -8,6 +8,8 @@ early-stopping signal does not wander with the random draws.
 
 from __future__ import annotations
 
+import math
+
 import lightning.pytorch as pl
 import torch
 
@@ -82,9 +84,43 @@ class DiffusionModule(pl.LightningModule):
         for k, v in terms.items():
             self.log(f"val/{k}", v, on_epoch=True, batch_size=b)
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Checkpoints written before the closed-form schedule hold a CosineAnnealingLR state: keep its epoch
+        # count and last rates, drop its T_max (the schedule's length now always comes from the config).
+        for state in checkpoint.get("lr_schedulers", []):
+            if "T_max" in state and "lr_lambdas" not in state:
+                state.pop("T_max")
+                state.pop("eta_min", None)
+                state["lr_lambdas"] = [None] * len(state["base_lrs"])
+
+    def on_train_start(self) -> None:
+        # A resumed run gets its optimizer's rate back as the checkpoint's schedule left it; if --max-epochs
+        # changed, that is the old length's rate. Set it from this run's schedule at the epoch reached.
+        for config in self.trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            for group, base, factor in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas, strict=True):
+                group["lr"] = base * factor(sched.last_epoch)
+
     def configure_optimizers(self):
         tr = self.run_cfg["training"]
         fused = self.device.type == "cuda"
         opt = torch.optim.AdamW(self.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"], fused=fused)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=tr["max_epochs"], eta_min=tr["lr_min"])
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lr_factor(tr["max_epochs"], tr["lr"], tr["lr_min"]))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def cosine_lr_factor(max_epochs: int, lr: float, lr_min: float):
+    """Cosine annealing from lr to lr_min over max_epochs, in closed form, as a LambdaLR factor.
+
+    Closed form rather than torch's CosineAnnealingLR: that one keeps T_max in its state, so a run resumed with
+    a larger --max-epochs kept the old length and its LR rose again past the old end. A LambdaLR closure is not
+    stored in the checkpoint, so a resumed run follows the schedule of its own (new) length from the epoch it
+    reached, exactly as a run trained with that length from scratch. Same values as CosineAnnealingLR otherwise.
+    """
+    floor = lr_min / lr
+
+    def factor(epoch: int) -> float:
+        progress = min(epoch, max_epochs) / max_epochs
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
