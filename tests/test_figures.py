@@ -46,6 +46,9 @@ def test_table_marks_best_bold_and_worst_underlined():
     assert rows["ε, p=1.5, sc 0.5"][1] == "**0.2000 ± 0.0100**"  # LPIPS order is reversed
     assert rows["v, p=1.5, sc 0.5"][2] == "n/a"
     assert rows["real vs real (baseline)"][0] == "0.0040"  # the baseline is shown, never ranked
+    assert "n/a: not computable" in md[-1] and "at least 10 lesions" in md[-1]  # says why
+    complete = config_table(per_replica().fillna({"mmd_mf": 1.0}), BASELINE)
+    assert "n/a" not in to_markdown(complete)
     tex = to_latex(table)
     assert r"\textbf{0.1000 $\pm$ 0.0100}" in tex and r"\underline{0.3000 $\pm$ 0.0100}" in tex
     assert r"\multicolumn{3}{l}{Real vs real (baseline)}" in tex and tex.count(r"\\") == 6

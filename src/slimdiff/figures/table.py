@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from slimdiff.io import write_text
+from slimdiff.metrics.morphology import MIN_LESION_PX, MIN_LESIONS
 
 METRIC_COLUMNS = [("kid", "KID"), ("lpips", "LPIPS"), ("mmd_mf", "MMD-MF"), ("fid", "FID")]
 PRED_ORDER = {"epsilon": 0, "v": 1, "x0": 2}
@@ -69,6 +70,11 @@ def _fmt(mean: float, std: float, digits: int) -> str:
 
 
 DIGITS = {"kid": 4, "lpips": 4, "mmd_mf": 3, "fid": 1}
+NOT_AVAILABLE = (
+    f"n/a: not computable for any replica. MMD-MF needs at least {MIN_LESIONS} lesions (connected components"
+    f" of at least {MIN_LESION_PX} px in the masks thresholded at tau) among the real test masks and among the"
+    " generated masks; each run's metrics/mask.json has the counts."
+)
 
 
 def _label(row) -> tuple[str, str]:
@@ -95,10 +101,10 @@ def to_markdown(table: pd.DataFrame) -> str:
                 text = f"<u>{text}</u>"
             cells.append(text)
         lines.append(f"| {_label(row)[0]} | " + " | ".join(cells) + " |")
-    return (
-        "\n".join(lines)
-        + "\n\nLower is better for every metric; best in bold, worst underlined; mean ± std over replicas.\n"
-    )
+    notes = "Lower is better for every metric; best in bold, worst underlined; mean ± std over replicas."
+    if table[[f"{m}_mean" for m, _ in METRIC_COLUMNS]].isna().any(axis=None):
+        notes += "\n\n" + NOT_AVAILABLE
+    return "\n".join(lines) + "\n\n" + notes + "\n"
 
 
 def to_latex(table: pd.DataFrame) -> str:
