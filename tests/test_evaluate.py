@@ -88,7 +88,7 @@ def test_run_metrics_end_to_end(tiny_cache, samples, metric_weights, tmp_path):
     )
     assert set(summary["runs"]) == {"x0_lp1.5_sc0.5/fold0", "epsilon_lp1.5_sc0.5/fold0"}
     assert summary["baseline"]["kid"] == base["kid_mean"]
-    assert "kruskal_p" in summary["statistics"]["kid"]["between_predictions"]
+    assert "kruskal_p" in summary["statistics"]["kid"]["fold0/shared/sc0.5"]["between_predictions"]
     assert len(summary["weights_sha256"]) == 2
     assert len(pd.read_csv(tmp_path / "summary.csv")) == 4
 

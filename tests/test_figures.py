@@ -54,15 +54,55 @@ def test_table_marks_best_bold_and_worst_underlined():
     assert r"\multicolumn{3}{l}{Real vs real (baseline)}" in tex and tex.count(r"\\") == 6
 
 
+def more_folds(table: pd.DataFrame) -> pd.DataFrame:
+    """The best Table-1 run again on folds 1 and 2, and a decoupled twin on folds 0-2, all much worse."""
+    x0 = table[table["run"] == "x0_lp1.5_sc0.5"]
+    extra = [x0.assign(fold=f, kid=x0["kid"] + 0.8 + f / 10) for f in (1, 2)]
+    extra += [x0.assign(run="x0_lp1.5_sc0.5-decoupled", fold=f, kid=x0["kid"] + 0.6 + f / 10) for f in (0, 1, 2)]
+    return pd.concat([table, *extra], ignore_index=True)
+
+
+def test_table_sections_never_pool_folds_or_families():
+    table = config_table(more_folds(per_replica()), BASELINE)
+    fold0 = table[(table["run"] == "x0_lp1.5_sc0.5") & (table["fold"] == "0")].iloc[0]
+    assert fold0["replicas"] == 3 and fold0["kid_mean"] == pytest.approx(0.10)  # not averaged with folds 1-2
+    across = table[table["family"] == "across folds"].set_index("run")
+    assert list(across.index) == ["x0_lp1.5_sc0.5", "x0_lp1.5_sc0.5-decoupled"]
+    fold_means = [0.10, 0.10 + 0.9, 0.10 + 1.0]
+    assert across.loc["x0_lp1.5_sc0.5", "kid_mean"] == pytest.approx(np.mean(fold_means))
+    assert across.loc["x0_lp1.5_sc0.5", "kid_std"] == pytest.approx(np.std(fold_means))  # ddof 0 across folds
+    assert across.loc["x0_lp1.5_sc0.5", "fold"] == "0,1,2" and across.loc["x0_lp1.5_sc0.5", "replicas"] == 9
+    assert table["family"].iloc[0] == "fold0/shared/sc0.5"  # the largest family (Table 1) comes first
+    md = to_markdown(table)
+    sections = [line.split("*")[1] for line in md.splitlines() if line.startswith("| *")]
+    assert sections == [
+        "fold 0, shared, sc 0.5",
+        "fold 0, decoupled, sc 0.5",
+        "fold 1, shared, sc 0.5",
+        "fold 1, decoupled, sc 0.5",
+        "fold 2, shared, sc 0.5",
+        "fold 2, decoupled, sc 0.5",
+        "across folds: mean ± std of the per-fold means",
+    ]
+    rows = [line for line in md.splitlines() if line.startswith("| x0, p=1.5, sc 0.5")]
+    assert rows[0].split("|")[2].strip() == "**0.1000 ± 0.0100**"  # best of Table 1
+    bold = [line for line in md.splitlines() if line.startswith("| ") and "**" in line.split("|")[2]]
+    assert len(bold) == 2  # one best per family of two or more: Table 1 and across folds
+    tex = to_latex(table)
+    assert tex.count(r"\multicolumn{7}{l}{\textit{") == 7
+
+
 def write_fixture(root):
     (root / "metrics").mkdir(parents=True)
-    table = per_replica()
+    table = more_folds(per_replica())
     table.to_csv(root / "metrics" / "summary.csv", index=False)
     dunn = [
         {"a": "epsilon", "b": "x0", "z": 3.0, "p": 0.001, "p_bh": 0.003},
         {"a": "epsilon", "b": "v", "z": 1.0, "p": 0.3, "p_bh": 0.3},
     ]
-    stats = {m: {"between_predictions": {"dunn": dunn}} for m in ("kid", "lpips", "mmd_mf", "fid")}
+    stats = {
+        m: {"fold0/shared/sc0.5": {"between_predictions": {"dunn": dunn}}} for m in ("kid", "lpips", "mmd_mf", "fid")
+    }
     (root / "metrics" / "summary.json").write_text(
         json.dumps({"baseline": BASELINE, "baseline_std": {"kid": 0.001}, "statistics": stats})
     )
@@ -131,8 +171,7 @@ def test_figures_need_the_metrics(tmp_path):
 
 @pytest.mark.parametrize("p", [1.5, 2.25])
 def test_run_names_parse(p):
-    from slimdiff.experiments import run_name
-    from slimdiff.figures.table import parse_run
+    from slimdiff.experiments import parse_run, run_name
 
     assert parse_run(run_name("v", p, 0.8, "decoupled")) == {
         "prediction": "v",

@@ -214,6 +214,53 @@ def test_statistics():
     assert all(x["p_bh"] >= x["p"] for x in kd["dunn"])
 
 
+def test_statistics_compare_within_a_family_only(tmp_path):
+    """The paper grid: Table 1 (3 predictions x 3 p, fold 0) plus its best run on folds 1-2 and a decoupled twin.
+
+    Between-type tests pool Lp x replicas of one family (n = 15 per type with 5 replicas), Friedman has the Lp
+    exponents as treatments, and the other folds' much worse values never reach fold 0's tests.
+    """
+    import json
+
+    from slimdiff.experiments import run_name
+    from slimdiff.metrics.evaluate import aggregate
+
+    g = np.random.default_rng(0)
+    level = {"epsilon": 0.3, "v": 0.2, "x0": 0.1}
+    files = []
+
+    def write(run: str, fold: int, centre: float) -> None:
+        reps = [
+            {"replica": r, "kid_mean": centre + g.normal(0, 0.01), "fid": 1.0, "lpips_mean": 0.5, "mmd_mf_mean": 0.1}
+            for r in range(5)
+        ]
+        path = tmp_path / f"{run}-{fold}.json"
+        path.write_text(json.dumps({"run": run, "fold": fold, "replicas": reps, "summary": {}}))
+        files.append(path)
+
+    for pred, centre in level.items():
+        for p in (1.5, 2.0, 2.5):
+            write(run_name(pred, p, 0.5), 0, centre + p / 100)
+    for fold in (1, 2):
+        write("x0_lp1.5_sc0.5", fold, 5.0)
+    for fold in (0, 1, 2):
+        write("x0_lp1.5_sc0.5-decoupled", fold, 5.0)
+    (tmp_path / "baseline.json").write_text(
+        json.dumps({"kid_mean": 0.0, "fid": 0.0, "lpips_mean": 0.3, "mmd_mf_mean": 0.0})
+    )
+    summary = aggregate(files, tmp_path / "baseline.json", tmp_path / "summary.json", tmp_path / "summary.csv")
+    kid = summary["statistics"]["kid"]
+    assert list(kid) == ["fold0/shared/sc0.5"]  # families of one run have nothing to compare
+    table1 = kid["fold0/shared/sc0.5"]
+    assert table1["n"] == {"epsilon": 15, "v": 15, "x0": 15}
+    assert set(table1["within_prediction"]) == {"epsilon", "v", "x0"}
+    nemenyi = table1["within_prediction"]["x0"]["nemenyi"]
+    assert {(x["a"], x["b"]) for x in nemenyi} == {(1.5, 2.0), (1.5, 2.5), (2.0, 2.5)}  # Lp is the treatment
+    assert {(d["a"], d["b"]): d["delta"] for d in table1["cliffs_delta"]}[("epsilon", "x0")] == 1.0
+    csv = pd.read_csv(tmp_path / "summary.csv")
+    assert set(csv["family"]) >= {"fold0/shared/sc0.5", "fold1/shared/sc0.5", "fold0/decoupled/sc0.5"}
+
+
 def test_memorization_ratio():
     from slimdiff.metrics.evaluate import memorization
 

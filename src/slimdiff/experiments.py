@@ -27,6 +27,24 @@ def run_name(prediction: str, p: float, sc: float, variant: str = "shared") -> s
     return name if variant == "shared" else f"{name}-{variant}"
 
 
+def parse_run(run: str) -> dict:
+    """x0_lp1.5_sc0.5[-variant] -> prediction, p, sc, variant (the inverse of run_name)."""
+    name, _, variant = run.partition("-")
+    pred, lp, sc = name.split("_")
+    return {"prediction": pred, "p": float(lp[2:]), "sc": float(sc[2:]), "variant": variant or "shared"}
+
+
+def comparison_family(run: str, fold: int) -> str:
+    """The set of runs that are compared with each other: same fold, bottleneck variant and self-conditioning.
+
+    Within a family only the prediction type and the Lp exponent vary, as in the paper's Table 1 (fold 0,
+    shared, sc 0.5). Runs of different families differ in more than the factors a test compares (a fold is a
+    different training set), so statistics and best/worst marks never pool across families.
+    """
+    c = parse_run(run)
+    return f"fold{fold}/{c['variant']}/sc{_num(c['sc'])}"
+
+
 def _deep_merge(base: dict, update: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():

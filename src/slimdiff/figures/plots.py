@@ -1,10 +1,12 @@
 """Publication figures from the metrics files (PNG and PDF), one colour per prediction type throughout.
 
-similarity_metrics   KID, LPIPS, MMD-MF per configuration (replicas as boxes), real-vs-real baseline line,
-                     significance brackets between prediction types (Dunn, BH-adjusted p < 0.05)
-per_zbin             KID and LPIPS per z-bin, one line per configuration with its subset std band
+similarity_metrics   KID, LPIPS, MMD-MF per configuration of the largest comparison family (Table 1: one fold,
+                     shared, sc 0.5; replicas as boxes), real-vs-real baseline line, significance brackets
+                     between prediction types (Dunn within that family, BH-adjusted p < 0.05)
+per_zbin             KID and LPIPS per z-bin, one line per configuration with its subset std band (lowest fold)
 morphology           mean per-feature Wasserstein-1 (z-scored) of generated vs real lesions, per configuration
-tau_sensitivity      MMD-MF as the generated-mask threshold moves
+                     (lowest fold)
+tau_sensitivity      MMD-MF as the generated-mask threshold moves (lowest fold)
 training_curves      validation loss per epoch of every run
 """
 
@@ -21,7 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from slimdiff.figures.table import PRED_ORDER, parse_run  # noqa: E402
+from slimdiff.experiments import comparison_family, parse_run  # noqa: E402
+from slimdiff.figures.table import PRED_ORDER, family_title  # noqa: E402
 from slimdiff.io import atomic_path  # noqa: E402
 from slimdiff.metrics.morphology import FEATURES  # noqa: E402
 
@@ -73,9 +76,24 @@ def short(run: str) -> str:
     return f"p{c['p']:g} sc{c['sc']:g}" + ("" if c["variant"] == "shared" else f" {c['variant'][:4]}")
 
 
+def primary_family(table: pd.DataFrame) -> str:
+    """The comparison family with the most runs (Table 1 in the paper's config); ties go to the first name."""
+    families = table.assign(family=[comparison_family(r, f) for r, f in zip(table["run"], table["fold"], strict=True)])
+    counts = families.groupby("family")["run"].nunique()
+    return sorted(counts.index, key=lambda f: (-counts[f], f))[0]
+
+
+def first_fold(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the lowest fold: every run has it in the paper's design, and folds are never pooled."""
+    return frame[frame["fold"] == frame["fold"].min()] if "fold" in frame and len(frame) else frame
+
+
 def similarity_figure(summary_csv, summary_json, out_dir) -> list[Path]:
+    """The primary family's runs (one fold, one variant, one self-conditioning), so boxes never mix folds."""
     table = pd.read_csv(summary_csv)
     summary = json.loads(Path(summary_json).read_text())
+    family = primary_family(table)
+    table = table[[comparison_family(r, f) == family for r, f in zip(table["run"], table["fold"], strict=True)]]
     runs = config_order(table["run"])
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.6))
@@ -106,7 +124,7 @@ def similarity_figure(summary_csv, summary_json, out_dir) -> list[Path]:
                 ax.axhline(base, color="grey", ls="--", lw=1, label="real vs real")
                 if band is not None and np.isfinite(band):  # subset std of the baseline estimate
                     ax.axhspan(base - band, base + band, color="grey", alpha=0.15, lw=0)
-            _brackets(ax, summary["statistics"].get(metric, {}), runs, data)
+            _brackets(ax, summary["statistics"].get(metric, {}).get(family, {}), runs, data)
             ax.set_xticks(pos, [short(r) for r in runs], rotation=45, ha="right")
             ax.set_xlim(-0.5, len(runs) - 0.5)
             ax.set_title(f"{title} (lower is better)")
@@ -117,6 +135,7 @@ def similarity_figure(summary_csv, summary_json, out_dir) -> list[Path]:
         ]
         handles.append(plt.Line2D([], [], color="grey", ls="--", label="real vs real"))
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.12), frameon=False)
+        fig.suptitle(family_title(family), fontsize=8)
         fig.tight_layout()
         return save(fig, Path(out_dir), "similarity_metrics")
 
@@ -147,7 +166,7 @@ def per_zbin_figure(per_zbin: pd.DataFrame, out_dir) -> list[Path]:
     """`per_zbin`: the stacked per-run tables (columns run, fold, z_bin, kid_mean, ...); fold 0 is drawn."""
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.4))
-        per_zbin = per_zbin[per_zbin["fold"] == per_zbin["fold"].min()]
+        per_zbin = first_fold(per_zbin)
         frames = {r: g.sort_values("z_bin") for r, g in per_zbin.groupby("run")}
         runs = config_order(frames)
         ps = sorted({parse_run(r)["p"] for r in runs})
@@ -170,7 +189,7 @@ def per_zbin_figure(per_zbin: pd.DataFrame, out_dir) -> list[Path]:
 def morphology_figure(morphology: pd.DataFrame, tau: pd.DataFrame, out_dir) -> list[Path]:
     paths = []
     with plt.rc_context(STYLE):
-        frames = dict(tuple(morphology.groupby("run")))
+        frames = dict(tuple(first_fold(morphology).groupby("run")))
         runs = config_order(frames)
         heat = np.array([[frames[r][f].mean() for f in FEATURES] for r in runs])
         fig, ax = plt.subplots(figsize=(3.6, 0.35 * len(runs) + 1.2))
@@ -188,6 +207,7 @@ def morphology_figure(morphology: pd.DataFrame, tau: pd.DataFrame, out_dir) -> l
         paths += save(fig, Path(out_dir), "morphology")
 
         fig, ax = plt.subplots(figsize=(3.4, 2.4))
+        tau = first_fold(tau)
         for r in config_order(tau["run"]):
             f = tau[tau["run"] == r].groupby("tau", as_index=False)["mmd_mf_mean"].mean()
             ax.plot(
@@ -228,6 +248,7 @@ def lesion_feature_figure(lesions: pd.DataFrame, out_dir) -> list[Path]:
     """Distributions of the 9 per-lesion features: real test lesions vs generated ones per prediction type."""
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(3, 3, figsize=(7.0, 5.4))
+        lesions = first_fold(lesions)
         real = lesions[lesions["source"] == "real"]
         real = real[real["run"] == real["run"].min()] if len(real) else real  # the same test lesions in every run
         fake = lesions[lesions["source"] == "synthetic"]

@@ -1,8 +1,11 @@
-"""The paper table: one row per configuration, mean +/- std over replicas, best bold, worst underlined.
+"""The paper table: one row per configuration and fold, mean +/- std over replicas, best bold, worst underlined.
 
-All four metrics are "lower is better". Rows are configurations (prediction type x p x self-conditioning);
-the real-vs-real baseline is the last row and is not ranked. Written as CSV (plain numbers), Markdown and
-LaTeX (results/paper/table.{csv,md,tex}).
+All four metrics are "lower is better". Rows are configurations (prediction type x p x self-conditioning x
+variant) on one fold, in sections by comparison family (same fold, variant, self-conditioning): Table 1 is
+one such section. Best and worst are marked within a section, never across, since sections differ in more
+than the compared factors. Runs on several folds get an "across folds" section. The real-vs-real baseline
+is the last row and is not ranked. Written as CSV (plain numbers), Markdown and LaTeX
+(results/paper/table.{csv,md,tex}); with a single section the layout is exactly the paper's Table 1.
 """
 
 from __future__ import annotations
@@ -12,42 +15,68 @@ from pathlib import Path
 
 import pandas as pd
 
+from slimdiff.experiments import comparison_family, parse_run
 from slimdiff.io import write_text
 from slimdiff.metrics.morphology import MIN_LESION_PX, MIN_LESIONS
 
 METRIC_COLUMNS = [("kid", "KID"), ("lpips", "LPIPS"), ("mmd_mf", "MMD-MF"), ("fid", "FID")]
 PRED_ORDER = {"epsilon": 0, "v": 1, "x0": 2}
+VARIANT_ORDER = {"shared": 0, "decoupled": 1, "zero_coupling": 2}
 PRED_LABEL = {"epsilon": "ε", "v": "v", "x0": "x0"}
 PRED_TEX = {"epsilon": r"$\epsilon$", "v": r"$\mathbf{v}$", "x0": r"$\mathbf{x}_0$"}
 
 
-def parse_run(run: str) -> dict:
-    """x0_lp1.5_sc0.5[-variant] -> prediction, p, sc, variant."""
-    name, _, variant = run.partition("-")
-    pred, lp, sc = name.split("_")
-    return {"prediction": pred, "p": float(lp[2:]), "sc": float(sc[2:]), "variant": variant or "shared"}
+ACROSS_FOLDS = "across folds"
 
 
 def config_table(per_replica: pd.DataFrame, baseline: dict) -> pd.DataFrame:
-    """per_replica: columns run, replica, kid, lpips, mmd_mf, fid -> one row per run with mean/std columns."""
+    """per_replica: columns run, fold, replica, kid, lpips, mmd_mf, fid -> one row per (run, fold).
+
+    Rows are grouped by comparison family (same fold, variant, self-conditioning; the largest first, which is
+    Table 1 in the paper's config). A run trained on several folds also gets an "across folds" row: the mean
+    and population std (ddof 0, as the camera-ready tables) of its per-fold means. The real-vs-real baseline
+    is the last row.
+    """
     rows = []
-    for run, g in per_replica.groupby("run"):
-        row = {"run": run, **parse_run(run), "replicas": len(g)}
+    for (run, fold), g in per_replica.groupby(["run", "fold"]):
+        row = {"run": run, **parse_run(run), "fold": str(fold), "family": comparison_family(run, fold)}
+        row["replicas"] = len(g)
         for m, _ in METRIC_COLUMNS:
             v = g[m].dropna()
             row[f"{m}_mean"] = float(v.mean()) if len(v) else math.nan
             row[f"{m}_std"] = float(v.std(ddof=1)) if len(v) > 1 else (0.0 if len(v) else math.nan)
         rows.append(row)
+    per_fold = pd.DataFrame(rows)
+    for run, g in per_fold.groupby("run"):
+        if len(g) < 2:
+            continue
+        row = {"run": run, **parse_run(run), "fold": ",".join(g["fold"]), "family": ACROSS_FOLDS}
+        row["replicas"] = int(g["replicas"].sum())
+        for m, _ in METRIC_COLUMNS:
+            v = g[f"{m}_mean"].dropna()
+            row[f"{m}_mean"] = float(v.mean()) if len(v) else math.nan
+            row[f"{m}_std"] = float(v.std(ddof=0)) if len(v) else math.nan
+        rows.append(row)
     table = pd.DataFrame(rows)
-    table = table.sort_values(
-        ["variant", "prediction", "p", "sc"], key=lambda s: s.map(PRED_ORDER) if s.name == "prediction" else s
-    ).reset_index(drop=True)
+    size = table.groupby("family")["run"].transform("size")
+    table = table.assign(
+        _family_rank=[_family_order(f, n) for f, n in zip(table["family"], size, strict=True)],
+        _pred=table["prediction"].map(PRED_ORDER),
+        _variant=[(VARIANT_ORDER.get(v, 9), v) for v in table["variant"]],
+    )
+    table = (
+        table.sort_values(["_family_rank", "_variant", "_pred", "p", "sc"])
+        .drop(columns=["_family_rank", "_pred", "_variant"])
+        .reset_index(drop=True)
+    )
     base = {
         "run": "real vs real (baseline)",
         "prediction": "",
         "p": math.nan,
         "sc": math.nan,
         "variant": "",
+        "fold": "",
+        "family": "",
         "replicas": 0,
     }
     for m, _ in METRIC_COLUMNS:
@@ -55,12 +84,30 @@ def config_table(per_replica: pd.DataFrame, baseline: dict) -> pd.DataFrame:
     return pd.concat([table, pd.DataFrame([base])], ignore_index=True)
 
 
-def best_worst(table: pd.DataFrame, metric: str) -> tuple[int | None, int | None]:
-    """Row positions of the lowest and highest mean among configurations (baseline excluded)."""
-    ranked = table.iloc[:-1][f"{metric}_mean"].dropna()
-    if len(ranked) < 2:
-        return (ranked.index[0] if len(ranked) else None), None
-    return int(ranked.idxmin()), int(ranked.idxmax())
+def _family_order(family: str, size: int) -> tuple:
+    """Larger families first (Table 1), then by fold, variant (shared first) and self-conditioning."""
+    if family == ACROSS_FOLDS:
+        return (1, 0, 0, 0, 0.0)
+    fold, variant, sc = family.split("/")
+    return (0, -size, int(fold.removeprefix("fold")), VARIANT_ORDER.get(variant, 9), float(sc.removeprefix("sc")))
+
+
+def best_worst(table: pd.DataFrame, metric: str) -> tuple[set[int], set[int]]:
+    """Row positions of the lowest and highest mean within each family of two or more configurations."""
+    best, worst = set(), set()
+    for _, g in table.iloc[:-1].groupby("family"):
+        ranked = g[f"{metric}_mean"].dropna()
+        if len(ranked) >= 2 and ranked.min() < ranked.max():  # a tie marks nothing
+            best.add(int(ranked.idxmin()))
+            worst.add(int(ranked.idxmax()))
+    return best, worst
+
+
+def family_title(family: str) -> str:
+    if family == ACROSS_FOLDS:
+        return "across folds: mean ± std of the per-fold means"
+    fold, variant, sc = family.split("/")
+    return f"{fold.replace('fold', 'fold ')}, {variant}, sc {sc.removeprefix('sc')}"
 
 
 def _fmt(mean: float, std: float, digits: int) -> str:
@@ -90,18 +137,26 @@ def to_markdown(table: pd.DataFrame) -> str:
     header = "| configuration | " + " | ".join(label for _, label in METRIC_COLUMNS) + " |"
     lines = [header, "|" + "---|" * (len(METRIC_COLUMNS) + 1)]
     marks = {m: best_worst(table, m) for m, _ in METRIC_COLUMNS}
+    sections = table["family"].iloc[:-1].nunique() > 1
     for i, row in table.iterrows():
+        if sections and row["family"] and (i == 0 or row["family"] != table["family"].iloc[i - 1]):
+            lines.append(f"| *{family_title(row['family'])}* |" + " |" * len(METRIC_COLUMNS))
         cells = []
         for m, _ in METRIC_COLUMNS:
             text = _fmt(row[f"{m}_mean"], row[f"{m}_std"], DIGITS[m])
             best, worst = marks[m]
-            if i == best:
+            if i in best:
                 text = f"**{text}**"
-            elif i == worst:
+            elif i in worst:
                 text = f"<u>{text}</u>"
             cells.append(text)
         lines.append(f"| {_label(row)[0]} | " + " | ".join(cells) + " |")
     notes = "Lower is better for every metric; best in bold, worst underlined; mean ± std over replicas."
+    if sections:
+        notes = (
+            "Lower is better for every metric; mean ± std over replicas (across folds: over the fold means);"
+            " best in bold and worst underlined within each section."
+        )
     if table[[f"{m}_mean" for m, _ in METRIC_COLUMNS]].isna().any(axis=None):
         notes += "\n\n" + NOT_AVAILABLE
     return "\n".join(lines) + "\n\n" + notes + "\n"
@@ -115,16 +170,22 @@ def to_latex(table: pd.DataFrame) -> str:
         "Pred. & $p$ & sc & " + " & ".join(f"{label} $\\downarrow$" for _, label in METRIC_COLUMNS) + r" \\",
         r"\midrule",
     ]
+    sections = table["family"].iloc[:-1].nunique() > 1
     for i, row in table.iterrows():
         if not row["prediction"]:
             lines.append(r"\midrule")
+        elif sections and (i == 0 or row["family"] != table["family"].iloc[i - 1]):
+            if i > 0:
+                lines.append(r"\midrule")
+            title = family_title(row["family"]).replace("±", r"$\pm$")
+            lines.append(rf"\multicolumn{{{3 + len(METRIC_COLUMNS)}}}{{l}}{{\textit{{{title}}}}} \\")
         cells = []
         for m, _ in METRIC_COLUMNS:
             text = _fmt(row[f"{m}_mean"], row[f"{m}_std"], DIGITS[m]).replace("±", r"$\pm$").replace("n/a", "--")
             best, worst = marks[m]
-            if i == best:
+            if i in best:
                 text = rf"\textbf{{{text}}}"
-            elif i == worst:
+            elif i in worst:
                 text = rf"\underline{{{text}}}"
             cells.append(text)
         label = _label(row)[1] if row["prediction"] else r"\multicolumn{3}{l}{Real vs real (baseline)}"

@@ -17,6 +17,7 @@ import pandas as pd
 from slimdiff import provenance
 from slimdiff.data.cache import load_cache
 from slimdiff.data.splits import fold_membership
+from slimdiff.experiments import comparison_family, parse_run
 from slimdiff.generation.outputs import read_samples
 from slimdiff.io import write_json, write_text
 from slimdiff.metrics import stats
@@ -147,7 +148,12 @@ def evaluate_masks(cache_dir, sample_files, out_dir, fold: int, cfg: dict, run: 
     write_text(out_dir / "lesions.csv", pd.concat(lesions, ignore_index=True).to_csv(index=False))
     pooled = np.concatenate([f["masks"] for f in replicas.values()])
     write_text(out_dir / "morphology.csv", pd.DataFrame(morph).to_csv(index=False))
-    write_text(out_dir / "tau_sweep.csv", tau_sweep(real["masks"], pooled, seed=cfg["seed"]).to_csv(index=False))
+    write_text(
+        out_dir / "tau_sweep.csv",
+        tau_sweep(
+            real["masks"], pooled, subsets=cfg["mmd_subsets"], subset_size=cfg["mmd_subset_size"], seed=cfg["seed"]
+        ).to_csv(index=False),
+    )
     result = {"run": run, "fold": fold, "replicas": per_replica, **_provenance(cfg, None)}
     write_json(out_dir / "mask.json", result)
     return result
@@ -262,7 +268,8 @@ def aggregate(
                 {
                     "run": m["run"],
                     "fold": m["fold"],
-                    "prediction": m["run"].split("_")[0],
+                    **parse_run(m["run"]),
+                    "family": comparison_family(m["run"], m["fold"]),
                     "replica": rep["replica"],
                     "kid": rep["kid_mean"],
                     "fid": rep["fid"],
@@ -271,19 +278,17 @@ def aggregate(
                 }
             )
     table = pd.DataFrame(rows)
-    tests = {}
-    for metric in METRICS:
-        by_pred = {p: g[metric].tolist() for p, g in table.groupby("prediction")}
-        tests[metric] = {"between_predictions": stats.kruskal_dunn(by_pred), "within_prediction": {}}
-        for p, g in table.groupby("prediction"):
-            wide = g.pivot_table(index="replica", columns="run", values=metric)
-            tests[metric]["within_prediction"][p] = stats.friedman_nemenyi(wide)
-        preds = sorted(by_pred)
-        tests[metric]["cliffs_delta"] = [
-            {"a": a, "b": b, "delta": stats.cliffs_delta(by_pred[a], by_pred[b])}
-            for i, a in enumerate(preds)
-            for b in preds[i + 1 :]
-        ]
+    # One set of tests per family (same fold, variant, self-conditioning): pooling families would compare
+    # prediction types across different training sets and settings, and average replicas across folds.
+    order = sorted(table["family"].unique(), key=lambda f: (-int((table["family"] == f).sum()), f))
+    tests = {
+        metric: {
+            family: stats.compare_configurations(table[table["family"] == family], metric)
+            for family in order
+            if table.loc[table["family"] == family, "run"].nunique() > 1
+        }
+        for metric in METRICS
+    }
     summary = {
         "runs": {f"{m['run']}/fold{m['fold']}": m["summary"] for m in runs},
         "baseline_std": {

@@ -37,6 +37,6 @@ class LPIPSMetric:
         d = self.distances(real[i], fake[j])
         return {
             "lpips_mean": float(d.mean()),
-            "lpips_std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+            "lpips_std": float(d.std(ddof=0)),  # population std over the pairs, as the paper's tables
             "lpips_pairs": int(n_pairs),
         }

@@ -94,11 +94,18 @@ def wasserstein_per_feature(real: pd.DataFrame, fake: pd.DataFrame) -> dict[str,
     return w
 
 
-def tau_sweep(real_masks: np.ndarray, fake_masks: np.ndarray, taus=TAU_SWEEP, seed: int = 0) -> pd.DataFrame:
+def tau_sweep(
+    real_masks: np.ndarray,
+    fake_masks: np.ndarray,
+    taus=TAU_SWEEP,
+    subsets: int = 100,
+    subset_size: int = 500,
+    seed: int = 0,
+) -> pd.DataFrame:
     """MMD-MF as the synthetic masks' threshold moves (real masks stay at tau = 0)."""
     real = lesion_features(real_masks, 0.0)
     rows = []
     for tau in taus:
         fake = lesion_features(fake_masks, tau)
-        rows.append({"tau": tau, **mmd_mf(real, fake, seed=seed)})
+        rows.append({"tau": tau, **mmd_mf(real, fake, subsets=subsets, subset_size=subset_size, seed=seed)})
     return pd.DataFrame(rows)

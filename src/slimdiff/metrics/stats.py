@@ -1,9 +1,10 @@
 """Statistics across replicas and configurations.
 
 * mean and sample std (ddof = 1) over replicas;
-* within one prediction type: Friedman test over configurations (replicas as blocks), Nemenyi post-hoc;
+* within one prediction type: Friedman test over the Lp exponents (replicas as blocks), Nemenyi post-hoc;
 * between prediction types: Kruskal-Wallis, Dunn post-hoc with Benjamini-Hochberg correction;
 * effect size: Cliff's delta.
+Tests run within one family of runs (same fold, variant, self-conditioning; compare_configurations).
 """
 
 from __future__ import annotations
@@ -75,5 +76,29 @@ def kruskal_dunn(groups: dict[str, list[float]]) -> dict:
         "dunn": [
             {"a": a, "b": b, "z": float(z), "p": float(praw), "p_bh": float(padj)}
             for (a, b, z, praw), padj in zip(raw, adjusted, strict=True)
+        ],
+    }
+
+
+def compare_configurations(family: pd.DataFrame, metric: str) -> dict:
+    """Regime A of the paper's statistics on one family of runs (see slimdiff.experiments.comparison_family).
+
+    `family`: one row per replica with columns prediction, p, replica and `metric`. Between prediction types:
+    Kruskal-Wallis + Dunn (BH) and Cliff's delta on the values pooled over Lp and replicas; within each
+    prediction type: Friedman + Nemenyi with the Lp exponents as treatments and the replicas as blocks.
+    """
+    by_pred = {p: g[metric].tolist() for p, g in family.groupby("prediction")}
+    preds = list(by_pred)
+    return {
+        "n": {p: int(np.isfinite(np.asarray(v, float)).sum()) for p, v in by_pred.items()},
+        "between_predictions": kruskal_dunn(by_pred),
+        "within_prediction": {
+            p: friedman_nemenyi(g.pivot_table(index="replica", columns="p", values=metric))
+            for p, g in family.groupby("prediction")
+        },
+        "cliffs_delta": [
+            {"a": a, "b": b, "delta": cliffs_delta(by_pred[a], by_pred[b])}
+            for i, a in enumerate(preds)
+            for b in preds[i + 1 :]
         ],
     }
