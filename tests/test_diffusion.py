@@ -21,6 +21,10 @@ def test_timestep_spacings():
     assert ddim_timesteps(500, 1000, "leading")[0] == 998
     trail = ddim_timesteps(300, 1000, "trailing")
     assert trail[0] == 999 and len(trail) == 300 and trail == sorted(trail, reverse=True)
+    for steps in range(1, 1001):  # float-step grids used to gain a step ending at t = -1 (e.g. 61 steps)
+        trail = ddim_timesteps(steps, 1000, "trailing")
+        assert len(trail) == steps and trail[0] == 999 and trail[-1] >= 0, steps
+        assert all(a > b for a, b in zip(trail, trail[1:], strict=False)), steps
     with pytest.raises(ValueError):
         ddim_timesteps(0)
 

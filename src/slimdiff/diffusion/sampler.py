@@ -32,7 +32,8 @@ def ddim_timesteps(steps: int, timesteps: int = 1000, spacing: str = "leading") 
         k = timesteps // steps
         grid = np.arange(steps) * k
     elif spacing == "trailing":
-        grid = np.round(np.arange(timesteps, 0, -timesteps / steps)).astype(int)[::-1] - 1
+        # Exactly `steps` points: a float-step np.arange(T, 0, -T/steps) can yield one more (ending at -1).
+        grid = np.round(timesteps - np.arange(steps) * (timesteps / steps)).astype(int)[::-1] - 1
     else:
         raise ValueError(f"unknown timestep spacing {spacing!r}: expected leading or trailing")
     return [int(t) for t in grid[::-1]]
