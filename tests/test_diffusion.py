@@ -128,6 +128,6 @@ def test_classifier_free_guidance_combines_passes():
 
     guided = classifier_free_guidance(net, null_token=10, scale=3.0)
     out = guided(torch.zeros(2, 2, 2, 2), torch.tensor([5, 5]), torch.tensor([2, 4]))
-    # uncond = 10, cond = token: 10 + 3 * (token - 10)
-    assert torch.allclose(out[:, 0, 0, 0], torch.tensor([-14.0, -8.0]))
+    # uncond token = token + 10 (null, z-bin kept), cond = token: (token + 10) + 3 * (token - (token + 10))
+    assert torch.allclose(out[:, 0, 0, 0], torch.tensor([-18.0, -16.0]))
     assert classifier_free_guidance(net, 10, 1.0) is net

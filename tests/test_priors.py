@@ -57,6 +57,19 @@ def test_prior_reaches_the_output(mode):
     assert a.shape == (2, 2, 32, 32) and not torch.allclose(a, net(x, t, tok))
 
 
+def test_a_dropped_token_keeps_the_prior_of_its_z_bin():
+    """Classifier-free guidance: the null condition replaces the embedding, never the slice's anatomical prior."""
+    net = build_denoiser(dict(TINY, anatomical_prior="concat", cfg_null_token=True), False, 4, (0, 7), (32, 32))
+    net.set_priors(np.stack([disc(r=4 + 2 * b) for b in range(4)]) > 0)
+    seen = []
+    net.unet.conv_in.register_forward_hook(lambda mod, args, out: seen.append(args[0][:, -1].clone()))
+    x, t = torch.randn(2, 2, 32, 32), torch.tensor([10, 500])
+    tokens = torch.tensor([1, 6])  # z-bins 1 and 2
+    net(x, t, tokens)
+    net(x, t, tokens + 2 * 4)  # the same slices with their condition dropped
+    assert torch.equal(seen[0], seen[1]) and torch.equal(seen[0][1], net.priors[2])
+
+
 def test_twin_variant_refuses_priors():
     with pytest.raises(ValueError, match="anatomical_prior"):
         build_denoiser(dict(TINY, variant="zero_coupling", anatomical_prior="concat"), False, 4, (0, 7))

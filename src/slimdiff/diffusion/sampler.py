@@ -83,7 +83,11 @@ def ddim_sample(
 def classifier_free_guidance(
     net: Callable[..., torch.Tensor], null_token: int, scale: float
 ) -> Callable[..., torch.Tensor]:
-    """o = o_uncond + scale * (o_cond - o_uncond), the unconditional pass using the learned null token."""
+    """o = o_uncond + scale * (o_cond - o_uncond), the unconditional pass using the learned null token.
+
+    `null_token` is the first null token (2 * n_bins); the unconditional pass gets tokens + null_token, which
+    the embedding reads as null while the anatomical prior still follows each sample's z-bin.
+    """
     if scale == 1.0:
         return net
 
@@ -91,7 +95,7 @@ def classifier_free_guidance(
         both = net(
             torch.cat([x_t, x_t]),
             torch.cat([t, t]),
-            torch.cat([tokens, torch.full_like(tokens, null_token)]),
+            torch.cat([tokens, tokens + null_token]),
             None if x0_sc is None else torch.cat([x0_sc, x0_sc]),
         )
         cond, uncond = both.chunk(2)

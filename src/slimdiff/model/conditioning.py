@@ -3,7 +3,9 @@
     e_z = Linear([E_bin(z_bin) ; PE(z_centre(z_bin))])        learned bin + sinusoidal code of the bin centre
     e   = Linear([E_class(class) ; e_z])                      fused with the pathology class
 
-Tokens >= 2 * n_bins are the classifier-free-guidance null condition (a learned vector), when enabled.
+Tokens >= 2 * n_bins are the classifier-free-guidance null condition (a learned vector), when enabled. A
+dropped token k is written k + 2 * n_bins: the embedding sees only "null", while a model with an anatomical
+prior still looks up the prior of the slice's own z-bin (token % n_bins), as the upstream method does.
 """
 
 from __future__ import annotations

@@ -123,7 +123,8 @@ class JointDenoiser(nn.Module):
         if self.self_cond:
             inputs.append(torch.zeros_like(x_t) if x0_sc is None else x0_sc)
         if self.prior_mode != "none":
-            prior = self.priors[tokens.clamp(0, 2 * self.n_bins - 1) % self.n_bins][:, None].to(x_t.dtype)
+            # token % n_bins is the slice's z-bin, for null (dropped) tokens too: see conditioning.py
+            prior = self.priors[tokens.long() % self.n_bins][:, None].to(x_t.dtype)
             if self.prior_mode == "concat":
                 inputs.append(prior)
             else:

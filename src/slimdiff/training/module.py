@@ -61,7 +61,7 @@ class DiffusionModule(pl.LightningModule):
         x0, tokens = batch
         if self.run_cfg["model"]["cfg_null_token"]:
             drop = torch.rand(tokens.shape, device=tokens.device) < self.run_cfg["training"]["cfg_dropout"]
-            tokens = torch.where(drop, torch.full_like(tokens, 2 * self.data_info["z_bins"]), tokens)
+            tokens = torch.where(drop, tokens + 2 * self.data_info["z_bins"], tokens)  # null, z-bin kept
         t = torch.randint(0, self.diffusion.timesteps, (x0.shape[0],), device=x0.device)
         eps = torch.randn_like(x0)
         x0_sc = self._self_condition(self.diffusion.q_sample(x0, t, eps), t, tokens)
