@@ -35,6 +35,8 @@ def test_kid_equals_a_hand_computed_mmd():
     x, y = g.normal(size=(6, 3)), g.normal(1.0, size=(6, 3))
     assert kid(x, y, subsets=3, subset_size=6)["kid_mean"] == pytest.approx(hand_mmd(x, y), rel=1e-6)
     assert kid(x, y, subsets=3, subset_size=50)["kid_subset_size"] == 6  # capped by the smaller set
+    big, small = g.normal(size=(300, 3)), g.normal(size=(40, 3))
+    assert kid(big, small, subsets=3, subset_size=250)["kid_subset_size"] == 20  # half the smaller set
 
 
 def test_kid_and_fid_known_answers():

@@ -114,7 +114,7 @@ def evaluate_images(
     zrows = []
     for b in sorted(set(real["z_bin"].tolist()) | set(pooled["z_bin"].tolist())):
         ri, fi = real["z_bin"] == b, pooled["z_bin"] == b
-        k = kid(real_feats[ri], pooled_feats[fi], cfg["zbin_kid_subsets"], cfg["kid_subset_size"], cfg["seed"])
+        k = kid(real_feats[ri], pooled_feats[fi], cfg["zbin_kid_subsets"], cfg["zbin_kid_subset_size"], cfg["seed"])
         lpz = lp.unpaired(real["images"][ri], pooled["images"][fi], cfg["zbin_lpips_pairs"], cfg["seed"])
         zrows.append({"z_bin": b, "n_real": int(ri.sum()), "n_synthetic": int(fi.sum()), **k, **lpz})
     train = real_split(cache_dir, fold, "train")
