@@ -21,9 +21,12 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile config/config.yaml
-	snakemake --cores 1 --configfile config/config.yaml --report results/report.html
+	@start=$$(date +%s); \
+	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile config/config.yaml && \
+	snakemake --cores 1 --configfile config/config.yaml --report results/report.html && \
+	mkdir -p results/benchmarks && echo "$$(( $$(date +%s) - start )) s, pipeline and report" > results/benchmarks/make_run_seconds.txt
 	@cat results/paper/table.md
+	@python benchmarks/stage_times.py
 	@echo "Report: $(CURDIR)/results/report.html"
 
 # Table 1's prediction-type x Lp grid at small scale on the CPU (6 epochs, DDIM 20 steps: under an hour on 2 cores).

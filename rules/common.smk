@@ -89,6 +89,25 @@ def zbin_samples(wildcards):
     return expand(f"{SAMPLES_DIR}/zbin{{zbin}}.npz", zbin=ZBINS, **wildcards)
 
 
+# generation.job_unit: replica makes one generate job sample every z-bin of a replica. The files are the same
+# per-z-bin files with the same samples (each sample has its own seed); only the number of processes changes.
+# On a CPU a job's start-up (Python, torch, the model: several seconds) outweighs sampling one small z-bin.
+PER_ZBIN_JOBS = GEN["job_unit"] == "zbin"
+GENERATE_JOB = "{run}_fold{fold}_replica{replica}" + ("_zbin{zbin}" if PER_ZBIN_JOBS else "")
+
+
+def generate_outputs(ext):
+    """The per-z-bin files of one generate job: one z-bin, or every z-bin of the replica."""
+    if PER_ZBIN_JOBS:
+        return f"{SAMPLES_DIR}/zbin{{zbin}}.{ext}"
+    return expand(f"{SAMPLES_DIR}/zbin{{zbin}}.{ext}", zbin=ZBINS, allow_missing=True)
+
+
+def generate_zbins(wildcards):
+    """The z-bins one generate job samples."""
+    return [int(wildcards.zbin)] if PER_ZBIN_JOBS else [int(z) for z in ZBINS]
+
+
 def run_samples(wildcards):
     """All z-bin files of all replicas of one run and fold: the synthetic set the metrics score."""
     return expand(

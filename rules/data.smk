@@ -50,6 +50,8 @@ rule cache_qc:
         qc=DATA["qc"],
     log:
         "results/logs/cache_qc/cache_qc.log",
+    benchmark:
+        "results/benchmarks/cache_qc/cache_qc.tsv"
     conda:
         "../envs/slimdiff.yaml"
     script:

@@ -22,6 +22,8 @@ rule paper_table:
         tex="results/paper/table.tex",
     log:
         "results/logs/paper_table/paper_table.log",
+    benchmark:
+        "results/benchmarks/paper_table/paper_table.tsv"
     conda:
         "../envs/slimdiff.yaml"
     script:
@@ -53,6 +55,8 @@ rule figures:
         style=config["figures"],
     log:
         "results/logs/figures/figures.log",
+    benchmark:
+        "results/benchmarks/figures/figures.tsv"
     conda:
         "../envs/slimdiff.yaml"
     script:

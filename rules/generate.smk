@@ -1,23 +1,25 @@
 # Generation stage: one job per run, fold, replica and z-bin (GPU-tagged), then a gather job per replica
 # that draws the sample grid and concatenates the manifests.
-
+#
+# generation.job_unit: replica makes one job sample every z-bin of a replica instead (see rules/common.smk).
 
 rule generate:
     input:
         model=f"{TRAIN_DIR}/model.pt",
     output:
-        samples=f"{SAMPLES_DIR}/zbin{{zbin}}.npz",
-        manifest=f"{SAMPLES_DIR}/zbin{{zbin}}.csv",
+        samples=generate_outputs("npz"),
+        manifests=generate_outputs("csv"),
     params:
+        zbins=generate_zbins,
         generation=GEN,
         sampler=lambda w: RUNS[w.run]["sampler"],
     threads: GEN["threads"]
     resources:
         **gpu_resources("generate"),
     log:
-        "results/logs/generate/{run}_fold{fold}_replica{replica}_zbin{zbin}.log",
+        f"results/logs/generate/{GENERATE_JOB}.log",
     benchmark:
-        "results/benchmarks/generate/{run}_fold{fold}_replica{replica}_zbin{zbin}.tsv"
+        f"results/benchmarks/generate/{GENERATE_JOB}.tsv"
     conda:
         "../envs/slimdiff.yaml"
     script:
@@ -37,6 +39,8 @@ rule gather_samples:
         manifest=f"{SAMPLES_DIR}/manifest.csv",
     log:
         "results/logs/gather_samples/{run}_fold{fold}_replica{replica}.log",
+    benchmark:
+        "results/benchmarks/gather_samples/{run}_fold{fold}_replica{replica}.tsv"
     conda:
         "../envs/slimdiff.yaml"
     script:
@@ -61,6 +65,8 @@ rule zbin_panels:
         rows=zbin_panel_rows(),
     log:
         "results/logs/zbin_panels/zbin_panels.log",
+    benchmark:
+        "results/benchmarks/zbin_panels/zbin_panels.tsv"
     conda:
         "../envs/slimdiff.yaml"
     script:

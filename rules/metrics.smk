@@ -34,7 +34,7 @@ rule metrics_image:
         per_zbin=f"{METRICS_DIR}/per_zbin.csv",
     params:
         metrics=METRICS,
-    threads: 2
+    threads: config["metrics"]["threads"]
     resources:
         **gpu_resources("metrics"),
     log:
@@ -76,6 +76,8 @@ rule run_metrics:
         f"{METRICS_DIR}/metrics.json",
     log:
         "results/logs/run_metrics/{run}_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/run_metrics/{run}_fold{fold}.tsv"
     conda:
         "../envs/slimdiff.yaml"
     script:
@@ -90,7 +92,7 @@ rule baseline:
         "results/metrics/baseline.json",
     params:
         metrics=METRICS,
-    threads: 2
+    threads: config["metrics"]["threads"]
     resources:
         **gpu_resources("metrics"),
     log:
@@ -123,6 +125,8 @@ rule aggregate_metrics:
         curves="results/metrics/training_curves.csv",
     log:
         "results/logs/aggregate_metrics/aggregate_metrics.log",
+    benchmark:
+        "results/benchmarks/aggregate_metrics/aggregate_metrics.tsv"
     conda:
         "../envs/slimdiff.yaml"
     script:

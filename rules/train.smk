@@ -17,6 +17,9 @@ rule train:
     params:
         run_cfg=run_config,
     threads: config["training"]["threads"]
+    # Trainings are the long jobs: start every one as early as the cores allow, and fill the gaps with sampling
+    # and metrics of the runs already trained.
+    priority: 10
     resources:
         **gpu_resources("train"),
     log:

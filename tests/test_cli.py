@@ -12,10 +12,12 @@ from slimdiff.cli import synth as synth_cli
 def test_synth_cli_writes_a_cohort(tmp_path):
     rc = synth_cli.main(
         ["--out", str(tmp_path / "raw"), "--patients", "1", "--controls", "1", "--voxel-mm", "4", "5", "--seed", "3"]
+        + ["--lesion-volume-ml", "9", "10", "--variability", "0.5"]
     )
     assert rc == 0
     table = pd.read_csv(tmp_path / "raw" / "participants.tsv", sep="\t")
     assert table["group"].tolist() == ["fcd", "hc"]
+    assert 5.0 < table["lesion_volume_ml"].iloc[0] < 14.0  # 9-10 cm^3, as written on a coarse 4-5 mm grid
 
 
 def test_cache_cli_builds_cache_and_qc(phantom_cohort, tmp_path):

@@ -27,12 +27,25 @@ def per_replica():
                     "lpips": 0.5 - base + jitter,
                     "mmd_mf": np.nan if run.startswith("v") else base * 10,
                     "fid": base * 100,
+                    "n_lesions": 3 if run.startswith("v") else 40,  # v draws too few lesions for MMD-MF
+                    "lesion_rate_cls1": 0.05 if run.startswith("v") else 0.9,
+                    "lesion_rate_cls0": 0.0 if run.startswith("v") else 0.05,
+                    "area_median": 12.0 if run.startswith("v") else 30.0 + r,
                 }
             )
     return pd.DataFrame(rows)
 
 
-BASELINE = {"kid": 0.004, "lpips": 0.3, "mmd_mf": 0.09, "fid": 40.0}
+BASELINE = {
+    "kid": 0.004,
+    "lpips": 0.3,
+    "mmd_mf": 0.09,
+    "fid": 40.0,
+    "n_lesions": 80,
+    "lesion_rate_cls1": 0.95,
+    "lesion_rate_cls0": 0.0,
+    "area_median": 20.0,
+}
 
 
 def test_table_marks_best_bold_and_worst_underlined():
@@ -44,14 +57,19 @@ def test_table_marks_best_bold_and_worst_underlined():
     assert rows["x0, p=1.5, sc 0.5"][0] == "**0.1000 ± 0.0100**"  # lowest KID
     assert rows["ε, p=1.5, sc 0.5"][0] == "<u>0.3000 ± 0.0100</u>"  # highest KID
     assert rows["ε, p=1.5, sc 0.5"][1] == "**0.2000 ± 0.0100**"  # LPIPS order is reversed
-    assert rows["v, p=1.5, sc 0.5"][2] == "n/a"
+    assert rows["v, p=1.5, sc 0.5"][2] == "too few lesions (3)"  # said, not left blank
+    assert rows["v, p=1.5, sc 0.5"][4:] == ["5 % / 0 %", "12"]
+    assert rows["x0, p=1.5, sc 0.5"][4:] == ["90 % / 5 %", "31"]  # lesion rate class 1 / class 0, median area
     assert rows["real vs real (baseline)"][0] == "0.0040"  # the baseline is shown, never ranked
+    assert rows["real vs real (baseline)"][4:] == ["95 % / 0 %", "20"]  # the real test slices' own lesions
     assert "n/a: not computable" in md[-1] and "at least 10 lesions" in md[-1]  # says why
+    assert "Lesion rate: share of lesion-token" in "\n".join(md)
     complete = config_table(per_replica().fillna({"mmd_mf": 1.0}), BASELINE)
-    assert "n/a" not in to_markdown(complete)
+    assert "n/a" not in to_markdown(complete) and "too few" not in to_markdown(complete)
     tex = to_latex(table)
     assert r"\textbf{0.1000 $\pm$ 0.0100}" in tex and r"\underline{0.3000 $\pm$ 0.0100}" in tex
     assert r"\multicolumn{3}{l}{Real vs real (baseline)}" in tex and tex.count(r"\\") == 6
+    assert r"90 \% / 5 \%" in tex and "too few lesions (3)" in tex
 
 
 def more_folds(table: pd.DataFrame) -> pd.DataFrame:
@@ -89,7 +107,7 @@ def test_table_sections_never_pool_folds_or_families():
     bold = [line for line in md.splitlines() if line.startswith("| ") and "**" in line.split("|")[2]]
     assert len(bold) == 2  # one best per family of two or more: Table 1 and across folds
     tex = to_latex(table)
-    assert tex.count(r"\multicolumn{7}{l}{\textit{") == 7
+    assert tex.count(r"\multicolumn{9}{l}{\textit{") == 7
 
 
 def write_fixture(root):

@@ -91,3 +91,25 @@ def test_cohort_layout(synthetic_cohort):
     lesion = roi.get_fdata() > 0
     assert set(np.unique(roi.get_fdata())) == {0.0, 1.0}
     assert (flair.get_fdata()[lesion] > 0).all(), "lesion voxels must lie inside the skull-stripped brain"
+
+
+def test_lesion_volume_range_is_a_setting():
+    tpl = load_template()
+    vols = [make_lesion(np.random.default_rng(200 + i), tpl, volume_ml=(8.0, 9.0)).volume_ml for i in range(4)]
+    assert all(0.6 * 8.0 <= v <= 1.3 * 9.0 for v in vols), vols
+
+
+def test_variability_scales_the_pose_and_shape_differences():
+    """With variability 0 two subjects share the template's anatomy: only scanner grid and noise differ."""
+
+    def brain_extent_mm(index, variability):
+        s = make_subject(5, index, False, (2.0, 2.0), variability=variability)
+        data = np.asarray(s.flair.dataobj) > 0
+        ijk = np.argwhere(data)
+        world = nib.affines.apply_affine(s.flair.affine, ijk)
+        return world.max(0) - world.min(0)
+
+    same = [brain_extent_mm(i, 0.0) for i in (0, 1)]
+    varied = [brain_extent_mm(i, 1.0) for i in (0, 1)]
+    assert np.abs(same[0] - same[1]).max() <= 4.0  # one voxel of each grid
+    assert np.abs(varied[0] - varied[1]).max() > np.abs(same[0] - same[1]).max()

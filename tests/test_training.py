@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -31,6 +32,8 @@ def test_outputs_of_a_run(trained):
     assert log["epoch"].tolist() == [0, 1]
     assert (log["step"].diff().dropna() > 0).all()
     assert log[["train_loss", "val_loss"]].notna().all().all()
+    dice = log[["mask_dice_t100", "mask_dice_t500"]]  # the schema's default timesteps
+    assert ((dice >= 0) & (dice <= 1)).all().all()
     cfg = yaml.safe_load((trained / "config.yaml").read_text())
     assert cfg["run"] == "x0_lp1.5_sc0.5" and cfg["diffusion"]["prediction"] == "x0"
 
@@ -217,3 +220,63 @@ def test_workflow_restarts_on_a_config_change(tiny_cache, tmp_path):
     train_run(tiny_cache, tmp_path, other, fold=0, device="cpu", restart_on_config_change=True)
     assert read_model_file(tmp_path / "model.pt")["run_cfg"]["loss"]["p"] == 2.0
     assert pd.read_csv(tmp_path / "log.csv")["epoch"].tolist() == [0]
+
+
+class _Oracle(torch.nn.Module):
+    """An x0 'network' that returns a fixed answer, so the Dice bookkeeping has known results."""
+
+    def __init__(self, answer):
+        super().__init__()
+        self.answer = answer
+
+    def forward(self, x_t, t, tokens, x0_sc=None):
+        return self.answer
+
+
+def test_mask_dice_pools_pixels_over_lesion_slices():
+    from slimdiff.training.module import DiffusionModule, pooled_dice
+
+    module = DiffusionModule(
+        tiny_run_config(mask_dice_timesteps=[10, 400]), {"z_bins": 4, "z_range": [0, 3], "image_size": [32, 32]}
+    )
+    x0 = -torch.ones(3, 2, 32, 32)
+    x0[0, 1, 10:14, 10:14] = 1  # 16 px
+    x0[2, 1, 0:4, 0:8] = 1  # 32 px; slice 1 has no lesion and is skipped
+    lesion_rows = x0[[0, 2]]
+    tokens, eps = torch.tensor([4, 0, 5]), torch.zeros_like(x0)
+
+    def dice_of(answer):
+        module.net = _Oracle(answer)
+        module.on_validation_epoch_start()
+        module._count_mask_overlap(x0, tokens, eps)
+        return {t: pooled_dice(c) for t, c in module._dice_counts.items()}
+
+    assert dice_of(lesion_rows.clone()) == {10: 1.0, 400: 1.0}
+    assert dice_of(-torch.ones_like(lesion_rows)) == {10: 0.0, 400: 0.0}  # "no lesion anywhere"
+    half = lesion_rows.clone()
+    half[1, 1] = -1  # finds the 16 px lesion, misses the 32 px one
+    assert dice_of(half)[10] == pytest.approx(2 * 16 / (16 + 48))
+    assert np.isnan(pooled_dice(torch.zeros(3)))
+
+
+def test_mask_dice_timestep_beyond_the_schedule_is_refused():
+    from slimdiff.training.module import DiffusionModule
+
+    with pytest.raises(ValueError, match="mask_dice_timesteps"):
+        DiffusionModule(
+            tiny_run_config(mask_dice_timesteps=[1000]), {"z_bins": 4, "z_range": [0, 3], "image_size": [32, 32]}
+        )
+
+
+def test_channels_last_gives_the_same_network_output():
+    from slimdiff.model.factory import build_denoiser, use_channels_last
+
+    cfg = tiny_run_config()
+    torch.manual_seed(0)
+    net = build_denoiser(cfg["model"], True, 4, [0, 3], [32, 32]).eval()
+    x, t, tok = torch.randn(2, 2, 32, 32), torch.tensor([3, 700]), torch.tensor([1, 6])
+    with torch.no_grad():
+        plain = net(x, t, tok, torch.zeros_like(x))
+        fast = use_channels_last(net)(x, t, tok, torch.zeros_like(x))
+    assert net.unet.conv_in.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(plain, fast, atol=1e-5)

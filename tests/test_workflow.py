@@ -51,6 +51,20 @@ def test_dry_run_plans_the_data_stage(tmp_path):
     assert re.search(r"^metrics_image\s+2$", out, re.M) and re.search(r"^aggregate_metrics\s+1$", out, re.M)
 
 
+def test_replica_jobs_sample_every_zbin_in_one_job(tmp_path):
+    path = tiny_config(tmp_path)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["generation"].update(job_unit="replica", replicas=2)
+    path.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert re.search(r"^generate\s+4$", out, re.M), "one generate job per run and replica"
+    proc = snakemake(tmp_path, "-n", "results/runs/x0_lp1.5_sc0.5/fold0/samples/replica1/zbin02.npz")
+    plan = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "zbin00.npz" in plan and "zbin01.npz" in plan, "the job writes every z-bin file"
+
+
 def test_dry_run_rejects_a_bad_config(tmp_path):
     path = tiny_config(tmp_path)
     path.write_text("data:\n  cache:\n    z_bins: -1\nexperiments:\n  - prediction: [eps]\n")

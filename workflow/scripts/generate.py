@@ -1,4 +1,4 @@
-"""Rule generate: the samples of one z-bin for one run, fold and replica."""
+"""Rule generate: the samples of one z-bin (or of every z-bin) for one run, fold and replica."""
 
 import sys
 from pathlib import Path
@@ -15,16 +15,17 @@ from slimdiff.generation.sampling import Condition  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)  # noqa: F821
 gen, sampler = snakemake.params.generation, snakemake.params.sampler  # noqa: F821
-z_bin = int(snakemake.wildcards.zbin)  # noqa: F821
+samples = [str(p) for p in snakemake.output if str(p).endswith(".npz")]  # noqa: F821 - one or every z-bin
 written = generate_to_dir(
     snakemake.input.model,  # noqa: F821
-    Path(snakemake.output.samples).parent,  # noqa: F821
-    [Condition(z_bin, c, gen["n_per_condition"]) for c in gen["classes"]],
+    Path(samples[0]).parent,
+    [Condition(z, c, gen["n_per_condition"]) for z in snakemake.params.zbins for c in gen["classes"]],  # noqa: F821
     seed=gen["seed"],
     replica=int(snakemake.wildcards.replica),  # noqa: F821
     batch_size=gen["batch_size"],
     dtype=gen["dtype"],
     sampler_overrides={k: sampler[k] for k in ("steps", "eta", "spacing", "guidance_scale")},
     grid=False,
+    channels_last=gen["channels_last"],
 )
-assert [str(p) for p in written] == [snakemake.output.samples], written  # noqa: F821
+assert [str(p) for p in written] == samples, written

@@ -10,12 +10,4 @@ to_rule_log(snakemake)  # noqa: F821 - first, so every library logger writes to 
 
 from slimdiff.data.synth import write_cohort  # noqa: E402
 
-cfg = snakemake.params.synthetic  # noqa: F821
-write_cohort(
-    snakemake.output.cohort,  # noqa: F821
-    patients=cfg["patients"],
-    controls=cfg["controls"],
-    seed=cfg["seed"],
-    voxel_mm=tuple(cfg["voxel_mm"]),
-    threads=snakemake.threads,  # noqa: F821
-)
+write_cohort(snakemake.output.cohort, **snakemake.params.synthetic, threads=snakemake.threads)  # noqa: F821

@@ -17,6 +17,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--controls", type=int, help="number of healthy controls")
     p.add_argument("--seed", type=int)
     p.add_argument("--voxel-mm", type=float, nargs=2, metavar=("LO", "HI"), help="range of random voxel sizes")
+    p.add_argument("--lesion-volume-ml", type=float, nargs=2, metavar=("LO", "HI"), help="range of lesion volumes")
+    p.add_argument("--lesion-contrast", type=float, help="lesion hyperintensity (white matter = 0.58)")
+    p.add_argument("--variability", type=float, help="scale of pose and shape differences between subjects")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -30,10 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         from slimdiff.data.synth import write_cohort
 
         cfg = load_config(args.config)["data"]["synthetic"]
-        for key in ("patients", "controls", "seed", "voxel_mm"):
-            if getattr(args, key) is not None:
+        for key in cfg:
+            if getattr(args, key, None) is not None:
                 cfg[key] = getattr(args, key)
-        write_cohort(args.out, cfg["patients"], cfg["controls"], cfg["seed"], tuple(cfg["voxel_mm"]), args.threads)
+        write_cohort(args.out, **cfg, threads=args.threads)
 
     return run(body, "slimdiff-synth")
 

@@ -33,7 +33,6 @@ from tqdm import tqdm
 
 from slimdiff import provenance
 from slimdiff.data.ingest import DataError, Subject, discover, load_volume
-from slimdiff.data.preprocess import preprocess_volume
 from slimdiff.data.slices import SliceStats, resolve_z_range, select_slices, token, z_bin, z_bin_centre
 from slimdiff.data.splits import make_splits, subject_split_columns
 from slimdiff.io import write_json, write_text
@@ -69,6 +68,8 @@ class _Staged:
 
 
 def _stage_subject(args: tuple[Subject, dict, dict, str]):
+    from slimdiff.data.preprocess import preprocess_volume  # MONAI: only building a cache needs it
+
     """Worker: read, check and preprocess one subject; save its volumes to the staging folder.
 
     Returns (subject, staged path, stats, problem) where problem is None or (file, what is wrong).

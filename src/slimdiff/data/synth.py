@@ -10,7 +10,7 @@ enough subject-to-subject variation to exercise the same ingest path as OpenNeur
   orientation code, so resampling and reorientation in the cache really happen;
 * patients: one FCD type II lesion across the grey/white junction (cortical thickening, blurred junction,
   hyperintense subcortical signal, sometimes a tapering transmantle tail toward the lateral ventricle),
-  0.5 to 15 cm^3, with its ROI mask.
+  by default 0.5 to 15 cm^3 (a config range), with its ROI mask.
 
 Every subject draws from its own generator seeded by (seed, subject index), so the cohort does not depend
 on how many processes build it.
@@ -37,9 +37,12 @@ from slimdiff.io import atomic_dir, write_text
 log = logging.getLogger(__name__)
 
 # FLAIR-like tissue levels (relative units) and their per-subject jitter.
-CSF_LEVEL, GM_LEVEL, WM_LEVEL, LESION_HYPER = 0.12, 0.80, 0.58, 0.40
+CSF_LEVEL, GM_LEVEL, WM_LEVEL = 0.12, 0.80, 0.58
 ORIENTATIONS = ("RAS", "LPS", "LAS", "RPI", "ASL", "PIR")
+# Defaults of data.synthetic (config/schema.yaml): FCD type II volumes as reported for ds004199, and the
+# subcortical hyperintensity in the same relative units as the tissue levels.
 LESION_VOLUME_ML = (0.5, 15.0)
+LESION_CONTRAST = 0.40
 
 
 @dataclass(frozen=True)
@@ -106,10 +109,11 @@ def _rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
 
 
 def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], coarse: int, sigma: float) -> np.ndarray:
-    """Unit-std smooth random field: coarse Gaussian noise, smoothed, upsampled with cubic splines."""
+    """Unit-std smooth random field: coarse Gaussian noise, smoothed, upsampled linearly (a cubic upsampling
+    was two thirds of a subject's time, for no visible difference in a field this smooth)."""
     coarse_shape = tuple(max(2, -(-s // coarse)) for s in shape)
     field = ndimage.gaussian_filter(rng.standard_normal(coarse_shape), sigma, mode="wrap")
-    field = ndimage.zoom(field, [s / c for s, c in zip(shape, coarse_shape, strict=True)], order=3)
+    field = ndimage.zoom(field, [s / c for s, c in zip(shape, coarse_shape, strict=True)], order=1)
     field = field[tuple(slice(0, s) for s in shape)]
     return (field - field.mean()) / (field.std() + 1e-8)
 
@@ -129,10 +133,10 @@ class Lesion:
     centre_mm: np.ndarray
 
 
-def make_lesion(rng: np.random.Generator, tpl: Template) -> Lesion:
-    """An irregular FCD type II lesion straddling the cortical grey/white junction."""
+def make_lesion(rng: np.random.Generator, tpl: Template, volume_ml: tuple[float, float] = LESION_VOLUME_ML) -> Lesion:
+    """An irregular FCD type II lesion straddling the cortical grey/white junction, log-uniform in volume."""
     centre = tpl.junction_ijk[rng.integers(len(tpl.junction_ijk))]
-    volume = float(np.exp(rng.uniform(*np.log(np.array(LESION_VOLUME_ML) * 1000.0))))  # mm^3 = voxels
+    volume = float(np.exp(rng.uniform(*np.log(np.array(volume_ml) * 1000.0))))  # mm^3 = voxels
     radius = (3.0 * volume / (4.0 * np.pi)) ** (1.0 / 3.0)
     transmantle = bool(rng.random() < 0.4)
     vent = tpl.ventricle_ijk[np.argmin(((tpl.ventricle_ijk - centre) ** 2).sum(1))]
@@ -202,8 +206,16 @@ class SyntheticSubject:
     info: dict
 
 
-def make_subject(seed: int, index: int, patient: bool, voxel_mm: tuple[float, float]) -> SyntheticSubject:
-    """One subject, fully determined by (seed, index, patient, voxel_mm)."""
+def make_subject(
+    seed: int,
+    index: int,
+    patient: bool,
+    voxel_mm: tuple[float, float],
+    lesion_volume_ml: tuple[float, float] = LESION_VOLUME_ML,
+    lesion_contrast: float = LESION_CONTRAST,
+    variability: float = 1.0,
+) -> SyntheticSubject:
+    """One subject, fully determined by its arguments."""
     rng = np.random.default_rng([seed, index])
     tpl = load_template()
 
@@ -218,15 +230,16 @@ def make_subject(seed: int, index: int, patient: bool, voxel_mm: tuple[float, fl
 
     # Head pose and shape: template point = A (subject point - c) + c + shift + elastic displacement.
     centre = tpl.brain_bbox_mm.mean(0)
-    scale = rng.uniform(0.92, 1.08) * np.exp(rng.uniform(-0.04, 0.04, 3))
-    a_mat = _rotation(rng, 6.0) @ np.diag(1.0 / scale)
-    shift = rng.uniform(-4.0, 4.0, 3)
+    # `variability` scales every pose and shape amplitude (1 = +-6 deg, +-8 % size, +-4 mm, 2.5 mm elastic).
+    scale = (1.0 + variability * rng.uniform(-0.08, 0.08)) * np.exp(variability * rng.uniform(-0.04, 0.04, 3))
+    a_mat = _rotation(rng, 6.0 * variability) @ np.diag(1.0 / scale)
+    shift = variability * rng.uniform(-4.0, 4.0, 3)
     ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
     world = out_affine[:3, :3] @ ijk + out_affine[:3, 3:4]
     tpl_world = a_mat @ (world - centre[:, None]) + centre[:, None] + shift[:, None]
     coarse = max(2, int(round(18.0 / spacing.mean())))
     for axis in range(3):
-        tpl_world[axis] += 2.5 * _smooth_field(rng, shape, coarse, 1.0).ravel()
+        tpl_world[axis] += 2.5 * variability * _smooth_field(rng, shape, coarse, 1.0).ravel()
     inv = np.linalg.inv(tpl.affine)
     tpl_ijk = inv[:3, :3] @ tpl_world + inv[:3, 3:4]
 
@@ -239,7 +252,7 @@ def make_subject(seed: int, index: int, patient: bool, voxel_mm: tuple[float, fl
     roi = None
     info: dict = {"group": "fcd" if patient else "hc"}
     if patient:
-        lesion = make_lesion(rng, tpl)
+        lesion = make_lesion(rng, tpl, lesion_volume_ml)
         gm = gm + sample(lesion.d_gm, lesion.origin)
         wm = wm + sample(lesion.d_wm, lesion.origin)
         hyper = sample(lesion.hyper, lesion.origin)
@@ -256,7 +269,7 @@ def make_subject(seed: int, index: int, patient: bool, voxel_mm: tuple[float, fl
     levels = np.array([CSF_LEVEL, GM_LEVEL, WM_LEVEL]) * rng.uniform(0.95, 1.05, 3)
     gm, wm = np.clip(gm, 0, 1), np.clip(wm, 0, 1)
     csf = np.clip(1.0 - gm - wm, 0.0, 1.0)
-    signal = brain * (levels[0] * csf + levels[1] * gm + levels[2] * wm) + LESION_HYPER * hyper
+    signal = brain * (levels[0] * csf + levels[1] * gm + levels[2] * wm) + lesion_contrast * hyper
     bias = np.exp(0.12 * _smooth_field(rng, shape, max(2, int(round(60.0 / spacing.mean()))), 1.0))
     gain = rng.uniform(400.0, 1500.0)
     sigma = rng.uniform(0.015, 0.035) * levels[2]
@@ -280,9 +293,9 @@ def make_subject(seed: int, index: int, patient: bool, voxel_mm: tuple[float, fl
     return SyntheticSubject(flair=flair_img, roi=roi_img, info=info)
 
 
-def _build_one(args: tuple[int, int, bool, tuple[float, float], str, str]) -> dict:
-    seed, index, patient, voxel_mm, participant, out_dir = args
-    subject = make_subject(seed, index, patient, voxel_mm)
+def _build_one(args: tuple[int, int, bool, dict, str, str]) -> dict:
+    seed, index, patient, look, participant, out_dir = args
+    subject = make_subject(seed, index, patient, **look)
     anat = Path(out_dir) / participant / "anat"
     anat.mkdir(parents=True, exist_ok=True)
     nib.save(subject.flair, anat / f"{participant}_FLAIR.nii.gz")
@@ -298,18 +311,26 @@ def write_cohort(
     seed: int = 20261126,
     voxel_mm: tuple[float, float] = (0.9, 1.1),
     threads: int = 1,
+    lesion_volume_ml: tuple[float, float] = LESION_VOLUME_ML,
+    lesion_contrast: float = LESION_CONTRAST,
+    variability: float = 1.0,
 ) -> pd.DataFrame:
     """Write a ds004199-layout cohort to `out_dir` (replaced atomically) and return participants.tsv."""
     if patients + controls == 0:
         raise ValueError("synthetic cohort: need at least one patient or control")
-    if not 0 < voxel_mm[0] <= voxel_mm[1]:
-        raise ValueError(f"synthetic cohort: voxel_mm must be 0 < lo <= hi, got {voxel_mm}")
+    for name, (lo, hi) in (("voxel_mm", voxel_mm), ("lesion_volume_ml", lesion_volume_ml)):
+        if not 0 < lo <= hi:
+            raise ValueError(f"synthetic cohort: {name} must be 0 < lo <= hi, got {[lo, hi]}")
+    look = {
+        "voxel_mm": tuple(voxel_mm),
+        "lesion_volume_ml": tuple(lesion_volume_ml),
+        "lesion_contrast": float(lesion_contrast),
+        "variability": float(variability),
+    }
     out_dir = Path(out_dir)
     load_template()  # build once in the parent; forked workers inherit it
     with atomic_dir(out_dir) as tmp:
-        jobs = [
-            (seed, i, i < patients, tuple(voxel_mm), f"sub-{i + 1:05d}", str(tmp)) for i in range(patients + controls)
-        ]
+        jobs = [(seed, i, i < patients, look, f"sub-{i + 1:05d}", str(tmp)) for i in range(patients + controls)]
         workers = max(1, min(threads, len(jobs), os.cpu_count() or 1))
         if workers == 1:
             rows = [_build_one(j) for j in tqdm(jobs, desc="synthetic subjects", unit="subj")]

@@ -7,7 +7,7 @@ per_zbin             KID and LPIPS per z-bin, one line per configuration with it
 morphology           mean per-feature Wasserstein-1 (z-scored) of generated vs real lesions, per configuration
                      (lowest fold)
 tau_sensitivity      MMD-MF as the generated-mask threshold moves (lowest fold)
-training_curves      validation loss per epoch of every run
+training_curves      validation loss and mask-channel lesion Dice per epoch of every run
 """
 
 from __future__ import annotations
@@ -227,19 +227,27 @@ def morphology_figure(morphology: pd.DataFrame, tau: pd.DataFrame, out_dir) -> l
 
 
 def training_figure(curves: pd.DataFrame, out_dir) -> list[Path]:
+    """Validation loss, then one panel per mask-Dice timestep: when the mask channel starts to draw lesions."""
+    dice = sorted((c for c in curves.columns if c.startswith("mask_dice_t")), key=lambda c: int(c[11:]))
+    panels = [("val_loss", "validation loss (EMA)")] + [(c, f"lesion Dice at t = {c[11:]}") for c in dice]
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(3.4, 2.4))
-        for (r, fold), f in sorted(curves.groupby(["run", "fold"]), key=lambda kv: (config_order([kv[0][0]]), kv[0])):
-            ax.plot(
-                f["epoch"],
-                f["val_loss"],
-                color=COLOURS.get(parse_run(r)["prediction"], "grey"),
-                ls=LINESTYLES[fold % 4],
-                label=f"{LABELS[parse_run(r)['prediction']]} {short(r)} f{fold}",
-            )
-        ax.set(xlabel="epoch", ylabel="validation loss (EMA)", title="Training curves")
-        ax.set_yscale("log")
-        ax.legend(frameon=False, fontsize=6)
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 2.4), squeeze=False)
+        for ax, (column, ylabel) in zip(axes[0], panels, strict=True):
+            groups = sorted(curves.groupby(["run", "fold"]), key=lambda kv: (config_order([kv[0][0]]), kv[0]))
+            for (r, fold), f in groups:
+                ax.plot(
+                    f["epoch"],
+                    f[column],
+                    color=COLOURS.get(parse_run(r)["prediction"], "grey"),
+                    ls=LINESTYLES[fold % 4],
+                    label=f"{LABELS[parse_run(r)['prediction']]} {short(r)} f{fold}",
+                )
+            ax.set(xlabel="epoch", ylabel=ylabel)
+            if column == "val_loss":
+                ax.set(title="Training curves", yscale="log")
+                ax.legend(frameon=False, fontsize=6)
+            else:
+                ax.set(title="Mask channel (validation lesion slices)", ylim=(0, 1))
         fig.tight_layout()
         return save(fig, Path(out_dir), "training_curves")
 

@@ -20,6 +20,8 @@ from slimdiff.io import write_text
 from slimdiff.metrics.morphology import MIN_LESION_PX, MIN_LESIONS
 
 METRIC_COLUMNS = [("kid", "KID"), ("lpips", "LPIPS"), ("mmd_mf", "MMD-MF"), ("fid", "FID")]
+# Not ranked: how many lesions a run draws (metrics/lesion_stats.py), against the real test set's own values.
+LESION_COLUMNS = ["n_lesions", "lesion_rate_cls1", "lesion_rate_cls0", "area_median"]
 PRED_ORDER = {"epsilon": 0, "v": 1, "x0": 2}
 VARIANT_ORDER = {"shared": 0, "decoupled": 1, "zero_coupling": 2}
 PRED_LABEL = {"epsilon": "ε", "v": "v", "x0": "x0"}
@@ -45,6 +47,8 @@ def config_table(per_replica: pd.DataFrame, baseline: dict) -> pd.DataFrame:
             v = g[m].dropna()
             row[f"{m}_mean"] = float(v.mean()) if len(v) else math.nan
             row[f"{m}_std"] = float(v.std(ddof=1)) if len(v) > 1 else (0.0 if len(v) else math.nan)
+        for m in LESION_COLUMNS:
+            row[m] = float(g[m].mean()) if m in g and g[m].notna().any() else math.nan
         rows.append(row)
     per_fold = pd.DataFrame(rows)
     for run, g in per_fold.groupby("run"):
@@ -56,6 +60,8 @@ def config_table(per_replica: pd.DataFrame, baseline: dict) -> pd.DataFrame:
             v = g[f"{m}_mean"].dropna()
             row[f"{m}_mean"] = float(v.mean()) if len(v) else math.nan
             row[f"{m}_std"] = float(v.std(ddof=0)) if len(v) else math.nan
+        for m in LESION_COLUMNS:
+            row[m] = float(g[m].mean()) if g[m].notna().any() else math.nan
         rows.append(row)
     table = pd.DataFrame(rows)
     size = table.groupby("family")["run"].transform("size")
@@ -81,6 +87,9 @@ def config_table(per_replica: pd.DataFrame, baseline: dict) -> pd.DataFrame:
     }
     for m, _ in METRIC_COLUMNS:
         base[f"{m}_mean"], base[f"{m}_std"] = baseline.get(m, math.nan), math.nan
+    for m in LESION_COLUMNS:
+        value = baseline.get(m)
+        base[m] = math.nan if value is None else float(value)
     return pd.concat([table, pd.DataFrame([base])], ignore_index=True)
 
 
@@ -116,7 +125,32 @@ def _fmt(mean: float, std: float, digits: int) -> str:
     return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _metric_cell(row, metric: str) -> str:
+    """A metric's cell; an MMD-MF that a run's few lesions leave undefined says so, with their number."""
+    mean = row[f"{metric}_mean"]
+    if metric == "mmd_mf" and math.isnan(mean) and row["prediction"] and not math.isnan(row.get("n_lesions", math.nan)):
+        return f"too few lesions ({row['n_lesions']:.0f})"
+    return _fmt(mean, row[f"{metric}_std"], DIGITS[metric])
+
+
+def _lesion_cells(row) -> tuple[str, str]:
+    """Share of lesion-token / lesion-free-token samples with a lesion, and the median lesion area."""
+    c1, c0, area = (
+        row.get("lesion_rate_cls1", math.nan),
+        row.get("lesion_rate_cls0", math.nan),
+        row.get("area_median", math.nan),
+    )
+    rate = "n/a" if math.isnan(c1) else f"{100 * c1:.0f} %" + ("" if math.isnan(c0) else f" / {100 * c0:.0f} %")
+    return rate, "n/a" if math.isnan(area) else f"{area:.0f}"
+
+
 DIGITS = {"kid": 4, "lpips": 4, "mmd_mf": 3, "fid": 1}
+LESION_HEADERS = ["Lesion rate c1 / c0", "Lesion area (px)"]
+LESION_NOTE = (
+    "Lesion rate: share of lesion-token (class 1) / lesion-free-token (class 0) samples whose mask holds a lesion"
+    f" (a component of at least {MIN_LESION_PX} px at tau); lesion area: median over all their lesions. Not ranked;"
+    " the baseline row gives the real test slices' own values."
+)
 NOT_AVAILABLE = (
     f"n/a: not computable for any replica. MMD-MF needs at least {MIN_LESIONS} lesions (connected components"
     f" of at least {MIN_LESION_PX} px in the masks thresholded at tau) among the real test masks and among the"
@@ -134,22 +168,26 @@ def _label(row) -> tuple[str, str]:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    header = "| configuration | " + " | ".join(label for _, label in METRIC_COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (len(METRIC_COLUMNS) + 1)]
+    header = (
+        "| configuration | " + " | ".join(label for _, label in METRIC_COLUMNS) + " | " + " | ".join(LESION_HEADERS)
+    )
+    lines = [header + " |", "|" + "---|" * (len(METRIC_COLUMNS) + len(LESION_HEADERS) + 1)]
+    width = len(METRIC_COLUMNS) + len(LESION_HEADERS)
     marks = {m: best_worst(table, m) for m, _ in METRIC_COLUMNS}
     sections = table["family"].iloc[:-1].nunique() > 1
     for i, row in table.iterrows():
         if sections and row["family"] and (i == 0 or row["family"] != table["family"].iloc[i - 1]):
-            lines.append(f"| *{family_title(row['family'])}* |" + " |" * len(METRIC_COLUMNS))
+            lines.append(f"| *{family_title(row['family'])}* |" + " |" * width)
         cells = []
         for m, _ in METRIC_COLUMNS:
-            text = _fmt(row[f"{m}_mean"], row[f"{m}_std"], DIGITS[m])
+            text = _metric_cell(row, m)
             best, worst = marks[m]
             if i in best:
                 text = f"**{text}**"
             elif i in worst:
                 text = f"<u>{text}</u>"
             cells.append(text)
+        cells += _lesion_cells(row)
         lines.append(f"| {_label(row)[0]} | " + " | ".join(cells) + " |")
     notes = "Lower is better for every metric; best in bold, worst underlined; mean ± std over replicas."
     if sections:
@@ -157,6 +195,7 @@ def to_markdown(table: pd.DataFrame) -> str:
             "Lower is better for every metric; mean ± std over replicas (across folds: over the fold means);"
             " best in bold and worst underlined within each section."
         )
+    notes += "\n\n" + LESION_NOTE
     if table[[f"{m}_mean" for m, _ in METRIC_COLUMNS]].isna().any(axis=None):
         notes += "\n\n" + NOT_AVAILABLE
     return "\n".join(lines) + "\n\n" + notes + "\n"
@@ -165,9 +204,13 @@ def to_markdown(table: pd.DataFrame) -> str:
 def to_latex(table: pd.DataFrame) -> str:
     marks = {m: best_worst(table, m) for m, _ in METRIC_COLUMNS}
     lines = [
-        r"\begin{tabular}{lll" + "c" * len(METRIC_COLUMNS) + "}",
+        r"\begin{tabular}{lll" + "c" * (len(METRIC_COLUMNS) + len(LESION_HEADERS)) + "}",
         r"\toprule",
-        "Pred. & $p$ & sc & " + " & ".join(f"{label} $\\downarrow$" for _, label in METRIC_COLUMNS) + r" \\",
+        "Pred. & $p$ & sc & "
+        + " & ".join(f"{label} $\\downarrow$" for _, label in METRIC_COLUMNS)
+        + " & "
+        + " & ".join(LESION_HEADERS)
+        + r" \\",
         r"\midrule",
     ]
     sections = table["family"].iloc[:-1].nunique() > 1
@@ -178,16 +221,18 @@ def to_latex(table: pd.DataFrame) -> str:
             if i > 0:
                 lines.append(r"\midrule")
             title = family_title(row["family"]).replace("±", r"$\pm$")
-            lines.append(rf"\multicolumn{{{3 + len(METRIC_COLUMNS)}}}{{l}}{{\textit{{{title}}}}} \\")
+            columns = 3 + len(METRIC_COLUMNS) + len(LESION_HEADERS)
+            lines.append(rf"\multicolumn{{{columns}}}{{l}}{{\textit{{{title}}}}} \\")
         cells = []
         for m, _ in METRIC_COLUMNS:
-            text = _fmt(row[f"{m}_mean"], row[f"{m}_std"], DIGITS[m]).replace("±", r"$\pm$").replace("n/a", "--")
+            text = _metric_cell(row, m).replace("±", r"$\pm$").replace("n/a", "--")
             best, worst = marks[m]
             if i in best:
                 text = rf"\textbf{{{text}}}"
             elif i in worst:
                 text = rf"\underline{{{text}}}"
             cells.append(text)
+        cells += [c.replace("%", r"\%").replace("n/a", "--") for c in _lesion_cells(row)]
         label = _label(row)[1] if row["prediction"] else r"\multicolumn{3}{l}{Real vs real (baseline)}"
         lines.append(f"{label} & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]

@@ -11,6 +11,7 @@ import torch
 from slimdiff.generation.outputs import write_grid, write_samples
 from slimdiff.generation.sampling import Condition, generate_samples
 from slimdiff.io import file_sha256
+from slimdiff.model.factory import use_channels_last
 from slimdiff.training.export import load_denoiser
 
 log = logging.getLogger(__name__)
@@ -36,9 +37,12 @@ def generate_to_dir(
     dtype: str = "float16",
     sampler_overrides: dict | None = None,
     grid: bool = True,
+    channels_last: bool = False,
 ) -> list[Path]:
     device = resolve_device(device)
     net, diffusion, payload = load_denoiser(model_path, device)
+    if channels_last:
+        net = use_channels_last(net)
     compute = "bfloat16" if device.startswith("cuda") and dtype == "float16" else "float32"
     result = generate_samples(
         net,

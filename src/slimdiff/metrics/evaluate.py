@@ -1,5 +1,8 @@
 """The metrics of one run (and fold) against the real test set, the real-vs-real baseline, and the summary.
 
+The Inception, LPIPS and torch-fidelity imports sit inside the functions that use them: the mask metrics and
+the summary jobs then start without torch (each Snakemake job is its own process).
+
 Regime of the paper's Table 1: every replica is scored separately against the fold's real test slices
 (KID, FID, LPIPS, MMD-MF), and the table reports mean +/- std over replicas. Per-z-bin KID and LPIPS pool
 the replicas, with the KID subset size capped by the bin's size. Inception features are extracted once per
@@ -21,9 +24,7 @@ from slimdiff.experiments import comparison_family, parse_run
 from slimdiff.generation.outputs import read_samples
 from slimdiff.io import write_json, write_text
 from slimdiff.metrics import stats
-from slimdiff.metrics.features import InceptionFeatures
-from slimdiff.metrics.kid_fid import fid, kid
-from slimdiff.metrics.lpips_metric import LPIPSMetric
+from slimdiff.metrics.lesion_stats import lesion_stats
 from slimdiff.metrics.morphology import lesion_features, mmd_mf, tau_sweep, wasserstein_per_feature
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ def load_replicas(sample_files: list[str | Path]) -> dict[int, dict[str, np.ndar
     return out
 
 
-def image_metrics(real: dict, fake: dict, real_feats, fake_feats, lp: LPIPSMetric, cfg: dict) -> dict:
+def image_metrics(real: dict, fake: dict, real_feats, fake_feats, lp, cfg: dict) -> dict:
+    from slimdiff.metrics.kid_fid import fid, kid
+
     out = kid(real_feats, fake_feats, cfg["kid_subsets"], cfg["kid_subset_size"], cfg["seed"])
     out["fid"] = fid(real_feats, fake_feats)
     out.update(lp.unpaired(real["images"], fake["images"], cfg["lpips_pairs"], cfg["seed"]))
@@ -86,6 +89,10 @@ def evaluate_images(
     cache_dir, sample_files, out_dir, fold: int, cfg: dict, run: str, device: str = "cpu", weights: dict | None = None
 ) -> dict:
     """image.json (per replica KID, FID, LPIPS; memorisation) and per_zbin.csv for one run and fold."""
+    from slimdiff.metrics.features import InceptionFeatures
+    from slimdiff.metrics.kid_fid import kid
+    from slimdiff.metrics.lpips_metric import LPIPSMetric
+
     out_dir = Path(out_dir)
     feature_cache = cfg.get("feature_cache")
     inception = InceptionFeatures(device=device, batch_size=cfg["batch_size"])
@@ -140,10 +147,22 @@ def evaluate_masks(cache_dir, sample_files, out_dir, fold: int, cfg: dict, run: 
     replicas = load_replicas(sample_files)
     per_replica, morph = [], []
     lesions = [lesion_features(real["masks"], 0.0).assign(source="real", replica=-1)]
+    brain = load_cache(cache_dir).meta["config"]["cache"]["brain_threshold"]  # what "on brain" meant for the cache
+    real_stats = lesion_stats(real["images"], real["masks"], real["class"], 0.0, brain)
     for r, fake in replicas.items():
         m = mask_metrics(real["masks"], fake["masks"], cfg)
         morph.append({"replica": r, **m.pop("wasserstein")})
-        per_replica.append({"replica": r, **m})
+        stats_r = lesion_stats(fake["images"], fake["masks"], fake["class"], cfg["tau"], brain)
+        per_replica.append({"replica": r, **m, "lesion_stats": stats_r})
+        log.info(
+            "%s fold %d replica %d: %d lesions; class-1 samples with a lesion %.0f %%, class-0 %.0f %%",
+            run,
+            fold,
+            r,
+            stats_r["n_lesions"],
+            100 * (stats_r["lesion_rate_cls1"] or 0),
+            100 * (stats_r["lesion_rate_cls0"] or 0),
+        )
         lesions.append(lesion_features(fake["masks"], cfg["tau"]).assign(source="synthetic", replica=r))
     write_text(out_dir / "lesions.csv", pd.concat(lesions, ignore_index=True).to_csv(index=False))
     pooled = np.concatenate([f["masks"] for f in replicas.values()])
@@ -154,7 +173,13 @@ def evaluate_masks(cache_dir, sample_files, out_dir, fold: int, cfg: dict, run: 
             real["masks"], pooled, subsets=cfg["mmd_subsets"], subset_size=cfg["mmd_subset_size"], seed=cfg["seed"]
         ).to_csv(index=False),
     )
-    result = {"run": run, "fold": fold, "replicas": per_replica, **_provenance(cfg, None)}
+    result = {
+        "run": run,
+        "fold": fold,
+        "replicas": per_replica,
+        "real_lesion_stats": real_stats,
+        **_provenance(cfg, None),
+    }
     write_json(out_dir / "mask.json", result)
     return result
 
@@ -170,11 +195,15 @@ def merge_run_metrics(image_json, mask_json, out_json) -> dict:
     for name, key in (("kid", "kid_mean"), ("fid", "fid"), ("lpips", "lpips_mean"), ("mmd_mf", "mmd_mf_mean")):
         mean, std = stats.mean_std([r.get(key, np.nan) for r in replicas])
         summary[name] = {"mean": mean, "std": std}
+    for name in LESION_COLUMNS:
+        mean, std = stats.mean_std([_lesion_value(r, name) for r in replicas])
+        summary[name] = {"mean": mean, "std": std}
     result = {
         "run": img["run"],
         "fold": img["fold"],
         "summary": summary,
         "replicas": replicas,
+        "real_lesion_stats": msk.get("real_lesion_stats"),
         "memorization": img["memorization"],
         "n_real_test": img["n_real_test"],
         "weights": img["weights"],
@@ -185,10 +214,22 @@ def merge_run_metrics(image_json, mask_json, out_json) -> dict:
     return result
 
 
+# Lesion counts carried from mask.json into metrics.json, summary.csv and the table (see lesion_stats.py).
+LESION_COLUMNS = ("n_lesions", "lesion_rate_cls1", "lesion_rate_cls0", "area_median")
+
+
+def _lesion_value(replica: dict, name: str) -> float:
+    value = replica.get("lesion_stats", {}).get(name)
+    return np.nan if value is None else float(value)
+
+
 def evaluate_baseline(
     cache_dir, out_json, fold: int, cfg: dict, device: str = "cpu", weights: dict | None = None
 ) -> dict:
     """Real vs real: the fold's training slices scored against its test slices, the reference line."""
+    from slimdiff.metrics.features import InceptionFeatures
+    from slimdiff.metrics.lpips_metric import LPIPSMetric
+
     feature_cache = cfg.get("feature_cache")
     inception = InceptionFeatures(device=device, batch_size=cfg["batch_size"])
     lp = LPIPSMetric(cfg["lpips_net"], device=device)
@@ -202,6 +243,8 @@ def evaluate_baseline(
         cfg,
     )
     m.update(mask_metrics(test["masks"], train["masks"], dict(cfg, tau=0.0)))
+    brain = load_cache(cache_dir).meta["config"]["cache"]["brain_threshold"]
+    m["lesion_stats"] = lesion_stats(test["images"], test["masks"], test["class"], 0.0, brain)  # the real test set
     result = {
         "fold": fold,
         "reference": "test",
@@ -275,6 +318,7 @@ def aggregate(
                     "fid": rep["fid"],
                     "lpips": rep["lpips_mean"],
                     "mmd_mf": rep["mmd_mf_mean"],
+                    **{name: _lesion_value(rep, name) for name in LESION_COLUMNS},
                 }
             )
     table = pd.DataFrame(rows)
@@ -296,8 +340,11 @@ def aggregate(
             for k, v in (("kid", "kid_std"), ("fid", "fid_std"), ("lpips", "lpips_std"), ("mmd_mf", "mmd_mf_std"))
         },
         "baseline": {
-            k: baseline[v]
-            for k, v in (("kid", "kid_mean"), ("fid", "fid"), ("lpips", "lpips_mean"), ("mmd_mf", "mmd_mf_mean"))
+            **{
+                k: baseline[v]
+                for k, v in (("kid", "kid_mean"), ("fid", "fid"), ("lpips", "lpips_mean"), ("mmd_mf", "mmd_mf_mean"))
+            },
+            **{name: _lesion_value(baseline, name) for name in LESION_COLUMNS},  # the real test set's own counts
         },
         "statistics": tests,
         "weights_sha256": {k: v["sha256"] for k, v in (weights or {}).items()},

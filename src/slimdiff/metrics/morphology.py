@@ -16,8 +16,6 @@ from scipy import ndimage
 from scipy.stats import wasserstein_distance
 from skimage.measure import regionprops
 
-from slimdiff.metrics.kid_fid import kid
-
 FEATURES = [
     "area",
     "perimeter",
@@ -75,6 +73,8 @@ def mmd_mf(real: pd.DataFrame, fake: pd.DataFrame, subsets: int = 100, subset_si
             "n_real_lesions": len(real),
             "n_fake_lesions": len(fake),
         }
+    from slimdiff.metrics.kid_fid import kid  # torch-fidelity: imported only when there is something to score
+
     r, f = zscore_with_real(real, fake)
     out = kid(r, f, subsets=subsets, subset_size=subset_size, seed=seed)
     return {

@@ -13,13 +13,19 @@ from slimdiff.data.splits import fold_membership
 class SliceDataset(Dataset):
     """x0 = [image, mask] (2,H,W) in [-1, 1] and the conditioning token, read from the memory-mapped cache."""
 
-    def __init__(self, cache: Cache, fold: int, role: str):
+    def __init__(self, cache: Cache, fold: int, role: str, max_slices: int | None = None, seed: int = 0):
+        """`max_slices`: a seeded subset of at most this many rows, lesion and lesion-free slices in proportion
+        (a cheaper validation set that still holds lesion slices for the mask-Dice diagnostic)."""
         if fold >= len(cache.splits["folds"]):
             raise ValueError(f"fold {fold} requested but {cache.path}/splits.json has {len(cache.splits['folds'])}")
         member = fold_membership(cache.index, fold)
-        self.rows = cache.index.loc[member == role, "row"].to_numpy()
-        if len(self.rows) == 0:
+        chosen = cache.index[member == role]
+        if len(chosen) == 0:
             raise ValueError(f"{cache.path}: fold {fold} has no {role} slices")
+        if max_slices is not None and len(chosen) > max_slices:
+            share = max_slices / len(chosen)
+            chosen = chosen.groupby("class", group_keys=False).sample(frac=share, random_state=seed)
+        self.rows = np.sort(chosen["row"].to_numpy())
         self.tokens = cache.index.set_index("row").loc[self.rows, "token"].to_numpy()
         self.lesion = cache.index.set_index("row").loc[self.rows, "class"].to_numpy().astype(bool)
         self.cache = cache

@@ -4,6 +4,12 @@ Per batch: t ~ U{0..T-1}, eps ~ N(0, I), x_t = q(x0, t, eps); with self-conditio
 a no-grad pass on [x_t, 0] gives x0_sc = clamp(x0(o), -1, 1), else x0_sc = 0; the loss is taken on the pass
 with [x_t, x0_sc]. Validation uses stratified timesteps (t_i = i*bin + bin/2) and seeded noise, so the
 early-stopping signal does not wander with the random draws.
+
+The validation loss is dominated by the image channel: lesions are a fraction of a percent of the pixels.
+So validation also scores the mask channel alone: on the validation lesion slices, noised to a few fixed
+timesteps (training.mask_dice_timesteps), the lesion Dice of the x0 estimate's mask (> 0) against the true
+lesion, pooled over the epoch. It stays 0 while the network answers "no lesion anywhere", and rises once
+the mask channel starts to work.
 """
 
 from __future__ import annotations
@@ -31,6 +37,12 @@ class DiffusionModule(pl.LightningModule):
         d = run_cfg["diffusion"]
         self.diffusion = Diffusion(d["timesteps"], d["prediction"], d["clip"])
         self.criterion = DiffusionLoss(run_cfg["loss"])
+        self.mask_dice_timesteps = [int(t) for t in run_cfg["training"]["mask_dice_timesteps"]]
+        if any(t >= d["timesteps"] for t in self.mask_dice_timesteps):
+            raise ValueError(
+                f"training.mask_dice_timesteps {self.mask_dice_timesteps}: each must be below "
+                f"diffusion.timesteps ({d['timesteps']})"
+            )
 
     def forward(self, x_t, t, tokens, x0_sc=None):
         return self.net(x_t, t, tokens, x0_sc)
@@ -71,6 +83,10 @@ class DiffusionModule(pl.LightningModule):
             self.log(f"train/{k}", v, on_step=False, on_epoch=True, batch_size=x0.shape[0])
         return loss
 
+    def on_validation_epoch_start(self) -> None:
+        # Per timestep: [lesion pixels predicted and true, predicted, true], summed over the epoch.
+        self._dice_counts = {t: torch.zeros(3, dtype=torch.float64) for t in self.mask_dice_timesteps}
+
     def validation_step(self, batch, batch_idx):
         x0, tokens = batch
         b = x0.shape[0]
@@ -83,6 +99,25 @@ class DiffusionModule(pl.LightningModule):
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=b)
         for k, v in terms.items():
             self.log(f"val/{k}", v, on_epoch=True, batch_size=b)
+        self._count_mask_overlap(x0, tokens, eps)
+
+    def _count_mask_overlap(self, x0, tokens, eps) -> None:
+        lesion = (x0[:, 1] > 0).flatten(1).any(1)
+        if not lesion.any():
+            return
+        x0, tokens, eps = x0[lesion], tokens[lesion], eps[lesion]
+        true = x0[:, 1] > 0
+        for step in self.mask_dice_timesteps:
+            t = torch.full((len(x0),), step, device=x0.device, dtype=torch.long)
+            x_t = self.diffusion.q_sample(x0, t, eps)
+            sc = torch.zeros_like(x0) if self.self_cond else None
+            pred = self.diffusion.x0_from_output(self.net(x_t, t, tokens, sc), x_t, t)[:, 1] > 0
+            counts = torch.stack([(pred & true).sum(), pred.sum(), true.sum()]).double().cpu()
+            self._dice_counts[step] += counts
+
+    def on_validation_epoch_end(self) -> None:
+        for step, counts in self._dice_counts.items():
+            self.log(f"val/mask_dice_t{step}", pooled_dice(counts))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Checkpoints written before the closed-form schedule hold a CosineAnnealingLR state: keep its epoch
@@ -107,6 +142,12 @@ class DiffusionModule(pl.LightningModule):
         opt = torch.optim.AdamW(self.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"], fused=fused)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lr_factor(tr["max_epochs"], tr["lr"], tr["lr_min"]))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def pooled_dice(counts: torch.Tensor) -> float:
+    """Dice from pixel counts [predicted and true, predicted, true] summed over many slices (NaN: nothing)."""
+    both, pred, true = (float(c) for c in counts)
+    return 2 * both / (pred + true) if pred + true else float("nan")
 
 
 def cosine_lr_factor(max_epochs: int, lr: float, lr_min: float):

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from torch.utils.data import DataLoader
 
@@ -29,6 +29,7 @@ from slimdiff import provenance
 from slimdiff.data.cache import load_cache
 from slimdiff.data.splits import fold_membership
 from slimdiff.io import atomic_path, write_json, write_text
+from slimdiff.model.factory import use_channels_last
 from slimdiff.model.priors import compute_zbin_priors
 from slimdiff.training.data import SliceDataset, lesion_balanced_sampler
 from slimdiff.training.export import ModelFileError, save_model
@@ -102,18 +103,22 @@ class EpochLog(pl.Callback):
     never shows a gap or an epoch that the checkpoint did not see.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, mask_dice_timesteps: list[int]):
         self.path, self.rows = path, []
+        self.dice_keys = [f"mask_dice_t{t}" for t in mask_dice_timesteps]
+        self.columns = LOG_COLUMNS + self.dice_keys
         self._sum, self._n, self._t0, self._lr = 0.0, 0, time.time(), float("nan")
 
     def state_dict(self) -> dict:
         return {"rows": [list(r) for r in self.rows]}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.rows = [list(r) for r in state_dict["rows"]]
+        # Rows of a checkpoint written before the mask-Dice columns existed are padded with NaN.
+        pad = len(self.columns)
+        self.rows = [list(r) + [float("nan")] * (pad - len(r)) for r in state_dict["rows"]]
 
     def _write(self) -> None:
-        write_text(self.path, pd.DataFrame(self.rows, columns=LOG_COLUMNS).to_csv(index=False))
+        write_text(self.path, pd.DataFrame(self.rows, columns=self.columns).to_csv(index=False))
 
     def on_train_start(self, trainer, pl_module):
         self._write()
@@ -129,15 +134,20 @@ class EpochLog(pl.Callback):
     def on_validation_end(self, trainer, pl_module):
         if trainer.sanity_checking:
             return
-        val = trainer.callback_metrics.get("val/loss")
+        metrics = trainer.callback_metrics
+
+        def metric(key: str) -> float:
+            return float(metrics[key]) if key in metrics else float("nan")
+
         self.rows.append(
             [
                 trainer.current_epoch,
                 trainer.global_step,
                 self._sum / max(self._n, 1),
-                float(val) if val is not None else float("nan"),
+                metric("val/loss"),
                 self._lr,
                 round(time.time() - self._t0, 2),
+                *(metric(f"val/{key}") for key in self.dice_keys),
             ]
         )
         self._write()
@@ -150,14 +160,23 @@ def fold_priors(cache, fold: int) -> np.ndarray:
 
 
 def plot_losses(log_csv: Path, out_png: Path, title: str) -> None:
+    """Losses on the left; on the right the mask channel's lesion Dice, which the loss hides."""
     rows = pd.read_csv(log_csv)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    dice = [c for c in rows.columns if c.startswith("mask_dice_t")]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    ax = axes[0]
     ax.plot(rows["epoch"], rows["train_loss"], label="train (epoch mean)")
     ax.plot(rows["epoch"], rows["val_loss"], label="validation (EMA, stratified t)")
     ax.set(xlabel="epoch", ylabel="loss", title=title)
     if (rows[["train_loss", "val_loss"]] > 0).all().all():
         ax.set_yscale("log")
     ax.legend()
+    ax = axes[1]
+    for column in dice:
+        ax.plot(rows["epoch"], rows[column], marker="o", ms=3, label=f"t = {column.removeprefix('mask_dice_t')}")
+    ax.set(xlabel="epoch", ylabel="lesion Dice of the x0 estimate", ylim=(0, 1), title="mask channel (validation)")
+    if dice:
+        ax.legend()
     fig.tight_layout()
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
@@ -205,7 +224,8 @@ def train_run(
                 stale.unlink(missing_ok=True)
 
     pl.seed_everything(tr["seed"], workers=True, verbose=False)
-    train_set, val_set = SliceDataset(cache, fold, "train"), SliceDataset(cache, fold, "val")
+    train_set = SliceDataset(cache, fold, "train")
+    val_set = SliceDataset(cache, fold, "val", tr["val_max_slices"], tr["seed"])
     sampler = lesion_balanced_sampler(train_set, tr["seed"]) if tr["lesion_oversampling"] else None
     loader_kw = {"batch_size": tr["batch_size"], "num_workers": tr["num_workers"], "pin_memory": device == "cuda"}
     train_loader = DataLoader(
@@ -216,8 +236,8 @@ def train_run(
     module = DiffusionModule(run_cfg, data_info)
     if run_cfg["model"]["anatomical_prior"] != "none":
         module.net.set_priors(fold_priors(cache, fold))
-    if tr["channels_last"] and device == "cuda":
-        module.net = module.net.to(memory_format=torch.channels_last)
+    if tr["channels_last"]:
+        module.net = use_channels_last(module.net)
     if tr["compile"]:
         module.net = torch.compile(module.net)
     precision = tr["precision"]
@@ -232,6 +252,7 @@ def train_run(
         save_last=True,
         enable_version_counter=False,
     )
+    progress = not os.environ.get("SLURM_JOB_ID")
     trainer = pl.Trainer(
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
@@ -240,16 +261,17 @@ def train_run(
         max_steps=tr["max_steps"],
         gradient_clip_val=tr["grad_clip"],
         callbacks=[
+            *([TQDMProgressBar(refresh_rate=10)] if progress else []),  # not a log line per step in a rule's log
             EMAWeightAveraging(decay=tr["ema_decay"]),
             EarlyStopping(monitor="val/loss", mode="min", patience=tr["early_stopping_patience"]),
-            EpochLog(out_dir / "log.csv"),
+            EpochLog(out_dir / "log.csv", module.mask_dice_timesteps),
             best,
         ],
         logger=False,
         default_root_dir=out_dir,
         num_sanity_val_steps=0,
         deterministic=True if device == "cpu" else "warn",
-        enable_progress_bar=not os.environ.get("SLURM_JOB_ID"),
+        enable_progress_bar=progress,
         enable_model_summary=False,
         # Under SLURM, Snakemake owns retries: Lightning must not requeue the job on SIGUSR1 behind its back.
         plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
