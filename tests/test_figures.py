@@ -27,7 +27,7 @@ def per_replica():
                     "lpips": 0.5 - base + jitter,
                     "mmd_mf": np.nan if run.startswith("v") else base * 10,
                     "fid": base * 100,
-                    "n_lesions": 3 if run.startswith("v") else 40,  # v draws too few lesions for MMD-MF
+                    "n_lesions": 2.5 if run.startswith("v") else 40,  # mean per replica: too few for MMD-MF
                     "lesion_rate_cls1": 0.05 if run.startswith("v") else 0.9,
                     "lesion_rate_cls0": 0.0 if run.startswith("v") else 0.05,
                     "area_median": 12.0 if run.startswith("v") else 30.0 + r,
@@ -57,7 +57,7 @@ def test_table_marks_best_bold_and_worst_underlined():
     assert rows["x0, p=1.5, sc 0.5"][0] == "**0.1000 ± 0.0100**"  # lowest KID
     assert rows["ε, p=1.5, sc 0.5"][0] == "<u>0.3000 ± 0.0100</u>"  # highest KID
     assert rows["ε, p=1.5, sc 0.5"][1] == "**0.2000 ± 0.0100**"  # LPIPS order is reversed
-    assert rows["v, p=1.5, sc 0.5"][2] == "too few lesions (3)"  # said, not left blank
+    assert rows["v, p=1.5, sc 0.5"][2] == "too few lesions (2.5 per replica)"  # said, not left blank
     assert rows["v, p=1.5, sc 0.5"][4:] == ["5 % / 0 %", "12"]
     assert rows["x0, p=1.5, sc 0.5"][4:] == ["90 % / 5 %", "31"]  # lesion rate class 1 / class 0, median area
     assert rows["real vs real (baseline)"][0] == "0.0040"  # the baseline is shown, never ranked
@@ -69,7 +69,7 @@ def test_table_marks_best_bold_and_worst_underlined():
     tex = to_latex(table)
     assert r"\textbf{0.1000 $\pm$ 0.0100}" in tex and r"\underline{0.3000 $\pm$ 0.0100}" in tex
     assert r"\multicolumn{3}{l}{Real vs real (baseline)}" in tex and tex.count(r"\\") == 6
-    assert r"90 \% / 5 \%" in tex and "too few lesions (3)" in tex
+    assert r"90 \% / 5 \%" in tex and "too few lesions (2.5 per replica)" in tex
 
 
 def more_folds(table: pd.DataFrame) -> pd.DataFrame:

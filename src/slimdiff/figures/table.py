@@ -126,10 +126,13 @@ def _fmt(mean: float, std: float, digits: int) -> str:
 
 
 def _metric_cell(row, metric: str) -> str:
-    """A metric's cell; an MMD-MF that a run's few lesions leave undefined says so, with their number."""
+    """A metric's cell; an MMD-MF that a run's few lesions leave undefined says so, with their number.
+
+    The number is the run's mean lesion count per replica: MMD-MF is computed (or not) per replica.
+    """
     mean = row[f"{metric}_mean"]
     if metric == "mmd_mf" and math.isnan(mean) and row["prediction"] and not math.isnan(row.get("n_lesions", math.nan)):
-        return f"too few lesions ({row['n_lesions']:.0f})"
+        return f"too few lesions ({round(row['n_lesions'], 1):g} per replica)"
     return _fmt(mean, row[f"{metric}_std"], DIGITS[metric])
 
 
@@ -148,7 +151,8 @@ DIGITS = {"kid": 4, "lpips": 4, "mmd_mf": 3, "fid": 1}
 LESION_HEADERS = ["Lesion rate c1 / c0", "Lesion area (px)"]
 LESION_NOTE = (
     "Lesion rate: share of lesion-token (class 1) / lesion-free-token (class 0) samples whose mask holds a lesion"
-    f" (a component of at least {MIN_LESION_PX} px at tau); lesion area: median over all their lesions. Not ranked;"
+    f" (a component of at least {MIN_LESION_PX} px at tau); lesion area: median area of a replica's lesions, mean"
+    " over replicas. Not ranked;"
     " the baseline row gives the real test slices' own values."
 )
 NOT_AVAILABLE = (
