@@ -72,6 +72,14 @@ def test_table_marks_best_bold_and_worst_underlined():
     assert r"90 \% / 5 \%" in tex and "too few lesions (2.5 per replica)" in tex
 
 
+def test_huge_values_are_given_in_significant_digits():
+    """A run whose masks are noise has an MMD-MF in the millions: powers of ten, not 10 digits."""
+    noisy = per_replica()
+    noisy.loc[noisy["run"].str.startswith("epsilon"), "mmd_mf"] = [1.9e6, 2.1e6, 2.0e6]
+    md = to_markdown(config_table(noisy, BASELINE))
+    assert "<u>2.00e+06 ± 1.00e+05</u>" in md and "**1.000 ± 0.000**" in md
+
+
 def more_folds(table: pd.DataFrame) -> pd.DataFrame:
     """The best Table-1 run again on folds 1 and 2, and a decoupled twin on folds 0-2, all much worse."""
     x0 = table[table["run"] == "x0_lp1.5_sc0.5"]

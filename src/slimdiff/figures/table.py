@@ -120,9 +120,11 @@ def family_title(family: str) -> str:
 
 
 def _fmt(mean: float, std: float, digits: int) -> str:
+    """Fixed decimals; a value of 10,000 or more (an MMD-MF of masks that are noise) in powers of ten."""
     if math.isnan(mean):
         return "n/a"
-    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    spec = ".2e" if abs(mean) >= 1e4 else f".{digits}f"
+    return f"{mean:{spec}}" if math.isnan(std) else f"{mean:{spec}} ± {std:{spec}}"
 
 
 def _metric_cell(row, metric: str) -> str:
