@@ -67,9 +67,15 @@ def test_run_metrics_end_to_end(tiny_cache, samples, metric_weights, tmp_path):
     msk = evaluate_masks(tiny_cache, samples, tmp_path, 0, cfg, "x0_lp1.5_sc0.5")
     assert len(msk["replicas"]) == 2 and (tmp_path / "morphology.csv").exists()
     assert len(pd.read_csv(tmp_path / "tau_sweep.csv")) == 9
+    for r in msk["replicas"]:  # lesion counts per replica: every sample of both classes is counted
+        assert r["lesion_stats"]["n_cls0"] + r["lesion_stats"]["n_cls1"] == 16
+    assert msk["real_lesion_stats"]["n_lesions"] > 0 and msk["real_lesion_stats"]["lesion_rate_cls0"] == 0.0
 
     merged = merge_run_metrics(tmp_path / "image.json", tmp_path / "mask.json", tmp_path / "metrics.json")
-    assert set(merged["summary"]) == {"kid", "fid", "lpips", "mmd_mf"}
+    lesion_columns = {"n_lesions", "lesion_rate_cls1", "lesion_rate_cls0", "area_median"}
+    assert set(merged["summary"]) == {"kid", "fid", "lpips", "mmd_mf"} | lesion_columns
+    n_lesions = [r["lesion_stats"]["n_lesions"] for r in msk["replicas"]]
+    assert merged["summary"]["n_lesions"]["mean"] == pytest.approx(np.mean(n_lesions))
     assert merged["summary"]["kid"]["mean"] == pytest.approx(np.mean([r["kid_mean"] for r in img["replicas"]]))
     assert merged["weights"]["vgg16-397923af.pth"]["sha256"] == metric_weights["vgg16-397923af.pth"]["sha256"]
 
