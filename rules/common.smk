@@ -5,6 +5,7 @@ from pathlib import Path
 from slimdiff.config import ConfigError, validate_config
 from slimdiff.experiments import expand_runs, run_folds
 from slimdiff.gpu_lease import export_settings
+from slimdiff.metrics.pairing import has_paired_folds, variant_pairs
 
 # The same validator as the slimdiff-* commands (config/schema.yaml, defaults filled in, every problem listed
 # with its key path); snakemake.utils.validate cannot fill defaults inside a list of experiment grids.
@@ -141,6 +142,10 @@ FIGURES = [
     "tau_sensitivity",
     "training_curves",
 ]
+# Regime B's figure exists when a shared run and a twin of another variant share at least two folds: the
+# same condition under which aggregate_metrics writes `regime_b` into summary.json.
+if has_paired_folds(variant_pairs(RUN_FOLDS)):
+    FIGURES.append("coupling_by_fold")
 
 
 def sample_grids():

@@ -13,6 +13,13 @@ def test_defaults_are_the_paper_values():
     assert cfg["data"]["splits"]["n_folds"] == 3
 
 
+def test_loss_defaults_keep_the_reference_ffl_and_per_channel_kendall():
+    loss = validate_config({})["loss"]
+    assert loss["uncertainty_weighting"] is False and loss["uncertainty_log_var_init"] is None
+    assert loss["ffl"]["form"] == "reference" and loss["ffl"]["detach_weights"] is True
+    assert validate_config({})["self_conditioning"]["per_sample"] is False  # upstream: one coin per batch
+
+
 def test_partial_section_keeps_other_defaults():
     cfg = validate_config({"data": {"cache": {"z_bins": 10}}})
     assert cfg["data"]["cache"]["z_bins"] == 10
@@ -29,6 +36,9 @@ def test_partial_section_keeps_other_defaults():
         ({"experiments": [{"prediction": ["eps"]}]}, "experiments.0.prediction.0: 'eps' is not one of"),
         ({"experiments": {"p": [0]}}, "experiments.p.0"),
         ({"gpu": {"devices": "0,1"}}, "gpu.devices"),
+        ({"loss": {"ffl": {"form": "jiang"}}}, "loss.ffl.form"),
+        ({"loss": {"uncertainty_log_var_init": [0.0]}}, "loss.uncertainty_log_var_init"),
+        ({"experiments": {"self_conditioning_coin": ["per_batch"]}}, "experiments.self_conditioning_coin.0"),
     ],
 )
 def test_invalid_config_names_the_key(bad, where):

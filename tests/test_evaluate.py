@@ -9,6 +9,7 @@ import pytest
 from slimdiff.config import validate_config
 from slimdiff.generation.runner import generate_to_dir
 from slimdiff.generation.sampling import Condition
+from slimdiff.io import read_json
 from slimdiff.metrics.evaluate import (
     aggregate,
     evaluate_baseline,
@@ -97,6 +98,15 @@ def test_run_metrics_end_to_end(tiny_cache, samples, metric_weights, tmp_path):
     assert "kruskal_p" in summary["statistics"]["kid"]["fold0/shared/sc0.5"]["between_predictions"]
     assert len(summary["weights_sha256"]) == 2
     assert len(pd.read_csv(tmp_path / "summary.csv")) == 4
+    memo = summary["memorization"]["x0_lp1.5_sc0.5/fold0"]
+    assert 0 <= memo["suspect_frac"] <= 1 and memo["wasserstein_1"] >= 0 and memo["d_test"]["n"] == base["n_test"]
+
+    # every result is standard JSON; an undefined metric is null with its reason next to it
+    for name in ("image.json", "mask.json", "metrics.json", "baseline.json", "summary.json"):
+        read_json(tmp_path / name)
+    for r in read_json(tmp_path / "metrics.json")["replicas"]:
+        if r["mmd_mf_mean"] is None:
+            assert "lesions on a side" in r["null_reasons"]["mmd_mf_mean"]
 
 
 def test_metrics_cli(tiny_cache, samples, metric_weights, tmp_path):

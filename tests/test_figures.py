@@ -118,6 +118,16 @@ def test_table_sections_never_pool_folds_or_families():
     assert tex.count(r"\multicolumn{9}{l}{\textit{") == 7
 
 
+def test_a_per_sample_coin_is_its_own_section_and_says_so_in_its_label():
+    table = per_replica()
+    x0 = table[table["run"] == "x0_lp1.5_sc0.5"]
+    coin = x0.assign(run="x0_lp1.5_sc0.5-sample", kid=x0["kid"] + 0.05)
+    md = to_markdown(config_table(pd.concat([table, coin], ignore_index=True), BASELINE))
+    sections = [line.split("*")[1] for line in md.splitlines() if line.startswith("| *")]
+    assert sections == ["fold 0, shared, sc 0.5", "fold 0, shared, per-sample coin, sc 0.5"]
+    assert sum(line.startswith("| x0, p=1.5, sc 0.5 (per-sample coin) |") for line in md.splitlines()) == 1
+
+
 def write_fixture(root):
     (root / "metrics").mkdir(parents=True)
     table = more_folds(per_replica())
@@ -204,4 +214,5 @@ def test_run_names_parse(p):
         "p": p,
         "sc": 0.8,
         "variant": "decoupled",
+        "coin": "batch",
     }

@@ -13,10 +13,56 @@ from slimdiff.metrics.morphology import lesion_features, mmd_mf, wasserstein_per
 
 def test_inception_input_is_scaled_to_uint8_exactly_once():
     x = to_inception_uint8(np.array([[[-1.0, 0.0], [1.0, 0.5]]]))
-    assert x.dtype == torch.uint8 and x.shape == (1, 3, 299, 299)
-    assert x[0, 0, 0, 0] == 0 and x[0, 0, -1, 0] == 255  # corners keep the extreme values
+    assert x.dtype == torch.uint8 and x.shape == (1, 3, 2, 2)  # native size: the network does the resize
+    assert x[0, :, 0, 0].tolist() == [0, 0, 0] and x[0, 0].tolist() == [[0, 128], [255, 191]]
     flat = to_inception_uint8(np.full((1, 8, 8), 0.2, np.float32))  # (0.2 + 1) / 2 * 255 = 153
     assert flat.unique().tolist() == [153]
+
+
+def test_fid_and_kid_equal_torch_fidelity_on_the_same_uint8_images(metric_weights):
+    """Our FID/KID against `torch_fidelity.calculate_metrics` fed the same uint8 images (64 and 160 px).
+
+    The two share the network and the estimators, so what this pins is the pixel path: resizing in float
+    before the uint8 step (the old path) moved FID by about 4 %.
+    """
+    import torch_fidelity
+
+    from slimdiff.metrics.features import to_uint8
+
+    class Uint8Images(torch.utils.data.Dataset):
+        def __init__(self, images):
+            self.x = to_uint8(images)
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return self.x[i][None].expand(3, -1, -1)
+
+    inception = InceptionFeatures(batch_size=16)
+    for size in (64, 160):
+        real, fake = brain_like(12, seed=1, size=size), brain_like(12, seed=2, size=size, contrast=0.6)
+        ref = torch_fidelity.calculate_metrics(
+            input1=Uint8Images(real),  # our kid(real, fake): the same order of subset draws
+            input2=Uint8Images(fake),
+            fid=True,
+            kid=True,
+            kid_subsets=10,
+            kid_subset_size=6,
+            rng_seed=2020,
+            feature_extractor_weights_path=str(inception.weights),
+            batch_size=16,
+            cuda=False,
+            cache=False,
+            save_cpu_ram=True,  # no DataLoader worker processes
+            verbose=False,
+        )
+        f_real, f_fake = inception(real), inception(fake)
+        ours_fid, ours_kid = fid(f_real, f_fake), kid(f_real, f_fake, 10, 6, seed=2020)
+        assert ours_fid == pytest.approx(ref["frechet_inception_distance"], rel=1e-3), size
+        assert ref["frechet_inception_distance"] > 20, "the two sets must differ for the comparison to mean much"
+        assert ours_kid["kid_mean"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-3, abs=1e-5)
+        assert ours_kid["kid_std"] == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-2, abs=1e-5)
 
 
 def hand_mmd(x, y):
@@ -97,15 +143,16 @@ def test_missing_weights_error_says_what_to_do(tmp_path, monkeypatch):
         ensure_weights((), allow_download=False, allow_pypi=False)
 
 
-def brain_like(n, seed=0, size=48):
+def brain_like(n, seed=0, size=48, contrast=0.3):
     g = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
+    yy, xx = np.mgrid[:size, :size] * (48 / size)  # the same shapes at any size
     out = []
     for _ in range(n):
         r = g.uniform(14, 20)
         cy, cx = g.uniform(20, 28, 2)
         disc = ((yy - cy) ** 2 + (xx - cx) ** 2) < r**2
-        img = np.where(disc, 0.2 + 0.3 * np.sin(xx / g.uniform(2, 4)) + 0.05 * g.normal(size=(size, size)), -1.0)
+        texture = contrast * np.sin(xx / g.uniform(2, 4)) + 0.05 * g.normal(size=(size, size))
+        img = np.where(disc, 0.2 + texture, -1.0)
         out.append(np.clip(img, -1, 1))
     return np.stack(out).astype(np.float32)
 
@@ -159,6 +206,26 @@ def test_lpips_known_answers(metric_weights):
     assert r1 == r2 and r1["lpips_pairs"] == 20
 
 
+def test_lpips_equals_the_lpips_package_called_directly(metric_weights):
+    """Same pairs through `lpips.LPIPS` itself, one pair at a time: the same distances and the same mean."""
+    import lpips
+
+    from slimdiff.metrics.lpips_metric import LPIPSMetric, pair_indices
+
+    real, fake = brain_like(5, seed=1, size=32), brain_like(6, seed=2, size=32, contrast=0.6)
+    ours = LPIPSMetric("vgg", batch_size=4).unpaired(real, fake, n_pairs=9, seed=11)
+    net = lpips.LPIPS(net="vgg", verbose=False).eval()
+    i, j = pair_indices(len(real), len(fake), 9, 11)
+    with torch.no_grad():
+        ref = [
+            float(net(torch.from_numpy(real[a]).expand(1, 3, -1, -1), torch.from_numpy(fake[b]).expand(1, 3, -1, -1)))
+            for a, b in zip(i, j, strict=True)
+        ]
+    assert len(set(zip(i, j, strict=True))) > 4  # genuinely different pairs
+    assert ours["lpips_mean"] == pytest.approx(np.mean(ref), rel=1e-5)
+    assert ours["lpips_std"] == pytest.approx(np.std(ref), rel=1e-4)
+
+
 def test_regionprops_features_of_a_known_mask():
     mask = -np.ones((1, 20, 20), np.float32)
     mask[0, 2:8, 2:12] = 1  # 6 x 10 rectangle
@@ -194,7 +261,9 @@ def test_mmd_mf_separates_shapes():
     assert m_long > 10 * abs(m_same)
     w = wasserstein_per_feature(real, long)
     assert w["eccentricity"] > wasserstein_per_feature(real, same)["eccentricity"]
-    assert np.isnan(mmd_mf(real, lesion_features(blobs(3, 3)))["mmd_mf_mean"])
+    few = mmd_mf(real, lesion_features(blobs(3, 3)))
+    assert np.isnan(few["mmd_mf_mean"])
+    assert few["null_reasons"]["mmd_mf_mean"] == "fewer than 10 lesions on a side (60 real, 3 synthetic)"
 
 
 def test_statistics():
@@ -271,3 +340,19 @@ def test_memorization_ratio():
     copies = train[:20] + 1e-3 * g.normal(size=(20, 16))
     assert memorization(train, test, copies)["nn_ratio"] < 0.05
     assert memorization(train, test, g.normal(size=(30, 16)))["nn_ratio"] == pytest.approx(1.0, abs=0.3)
+
+
+def test_memorization_suspects_and_wasserstein_on_known_distances():
+    """evaluation.md §1.8: suspects are synthetic samples closer to the training set than every test sample."""
+    from slimdiff.metrics.evaluate import memorization
+
+    train = np.array([[0.0, 0.0], [10.0, 0.0]])
+    test = np.array([[0.0, 2.0], [10.0, 3.0], [0.0, 4.0]])  # D_test = 2, 3, 4
+    fake = np.array([[0.0, 0.5], [10.0, 1.0], [0.0, 2.5], [10.0, 6.0]])  # D_synth = 0.5, 1, 2.5, 6
+    m = memorization(train, test, fake)
+    assert m["suspect_count"] == 2 and m["suspect_frac"] == 0.5  # 0.5 and 1 are below min(D_test) = 2
+    # W1 of {0.5, 1, 2.5, 6} against {2, 3, 4}, the area between the empirical CDFs, interval by interval:
+    # 0.25*0.5 + 0.5*1 + (1/2-1/3)*0.5 + (3/4-1/3)*0.5 + (3/4-2/3)*1 + 0.25*2 = 1.5
+    assert m["wasserstein_1"] == pytest.approx(1.5)
+    assert m["nn_ratio"] == pytest.approx(1.75 / 3) and m["d_test"]["min"] == pytest.approx(2.0)
+    assert memorization(train, test, test)["suspect_count"] == 0  # a sample at min(D_test) is not below it

@@ -222,6 +222,20 @@ def test_workflow_restarts_on_a_config_change(tiny_cache, tmp_path):
     assert pd.read_csv(tmp_path / "log.csv")["epoch"].tolist() == [0]
 
 
+def test_training_with_ffl_kendall_groups_and_a_per_sample_coin(tiny_cache, tmp_path):
+    """One epoch of upstream's FFL setting: log.csv follows the two learned log-variances from [0.0, 0.5]."""
+    cfg = tiny_run_config(max_epochs=1)
+    cfg["loss"].update(uncertainty_weighting=True)
+    cfg["loss"]["ffl"].update(enabled=True, alpha=1.35, patch_factor=2, log_matrix=True, form="upstream")
+    cfg["loss"]["ffl"]["detach_weights"] = False
+    cfg["self_conditioning"]["per_sample"] = True
+    train_run(tiny_cache, tmp_path, cfg, fold=0, device="cpu", run_name="x0_lp1.5_sc0.5-sample")
+    log = pd.read_csv(tmp_path / "log.csv")
+    assert log[["train_loss", "val_loss"]].notna().all().all()
+    moved = log[["log_var_image_mask", "log_var_ffl"]].iloc[-1].to_numpy() - np.array([0.0, 0.5])
+    assert (np.abs(moved) > 0).all() and (np.abs(moved) < 0.05).all()  # trained, by a few AdamW steps of 1e-4
+
+
 class _Oracle(torch.nn.Module):
     """An x0 'network' that returns a fixed answer, so the Dice bookkeeping has known results."""
 

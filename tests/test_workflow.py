@@ -14,6 +14,7 @@ import yaml
 from conftest import REPO, copy_project, tiny_config
 
 from slimdiff.data.cache import load_cache
+from slimdiff.io import read_json
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
@@ -169,6 +170,12 @@ def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
         assert item in html, f"report lacks {item}"
     metrics_show = run(dvc, "metrics", "show")
     assert "baseline.kid" in metrics_show or "kid" in metrics_show
+    metrics_diff = run(dvc, "metrics", "diff", "--all")  # the workspace against HEAD, where none are yet
+    assert "runs.x0_lp1.5_sc0.5/fold0.kid.mean" in metrics_diff
+    json_files = list((proj / "results").rglob("*.json"))
+    assert {"image.json", "mask.json", "metrics.json", "summary.json", "baseline.json"} <= {p.name for p in json_files}
+    for path in json_files:  # standard JSON everywhere: no NaN or Infinity tokens
+        read_json(path)
 
     # the figures stage: a style change redraws figures only
     model = proj / "results" / "runs" / "x0_lp1.5_sc0.5" / "fold0" / "train" / "model.pt"

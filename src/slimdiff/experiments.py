@@ -1,15 +1,21 @@
 """The run grid: config sections + `experiments` grids -> named run configs (x0_lp1.5_sc0.5, ...).
 
 `experiments` is one grid or a list of grids. A grid is the product of its lists (prediction x p x
-self-conditioning x variant), optionally with its own folds and config overrides, so the paper's design
-(Table 1, the self-conditioning ablation, the 3-fold coupling comparison) is a union of small products
-rather than one big one. A run that two grids both ask for trains once, on the union of their folds.
+self-conditioning x variant x self-conditioning coin), optionally with its own folds and config overrides, so
+the paper's design (Table 1, the self-conditioning ablation, the 3-fold coupling comparison) is a union of
+small products rather than one big one. A run that two grids both ask for trains once, on the union of their
+folds.
+
+Run names: prediction_lp<p>_sc<probability>, then -<variant> for a non-shared coupling, then -sample when the
+self-conditioning coin is drawn per sample (upstream draws one per batch, which gets no suffix), e.g.
+x0_lp1.5_sc0.5, x0_lp1.5_sc0.5-decoupled, x0_lp1.5_sc0.5-decoupled-sample.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import re
 from typing import Any
 
 from slimdiff.config import ConfigError, _validator_filling_defaults, load_schema, validate_config
@@ -22,16 +28,35 @@ def _num(x: float) -> str:
     return s if "." in s or "e" in s else s + ".0"
 
 
-def run_name(prediction: str, p: float, sc: float, variant: str = "shared") -> str:
+def run_name(prediction: str, p: float, sc: float, variant: str = "shared", coin: str = "batch") -> str:
+    """x0_lp1.5_sc0.5, with -variant for a non-shared coupling and -sample for a per-sample coin."""
     name = f"{prediction}_lp{_num(p)}_sc{_num(sc)}"
-    return name if variant == "shared" else f"{name}-{variant}"
+    if variant != "shared":
+        name += f"-{variant}"
+    if coin != "batch":
+        name += f"-{coin}"
+    return name
+
+
+# The numbers may hold a "-" (1e-05), so the suffixes are matched by name rather than split off.
+_RUN_NAME = re.compile(
+    r"(?P<prediction>[a-z0-9]+)_lp(?P<p>[^_]+)_sc(?P<sc>\d+(?:\.\d*)?(?:e[+-]\d+)?)"
+    r"(?:-(?P<variant>decoupled|zero_coupling))?(?:-(?P<coin>sample))?"
+)
 
 
 def parse_run(run: str) -> dict:
-    """x0_lp1.5_sc0.5[-variant] -> prediction, p, sc, variant (the inverse of run_name)."""
-    name, _, variant = run.partition("-")
-    pred, lp, sc = name.split("_")
-    return {"prediction": pred, "p": float(lp[2:]), "sc": float(sc[2:]), "variant": variant or "shared"}
+    """x0_lp1.5_sc0.5[-variant][-sample] -> prediction, p, sc, variant, coin (the inverse of run_name)."""
+    m = _RUN_NAME.fullmatch(run)
+    if m is None:
+        raise ValueError(f"{run!r} is not a run name like x0_lp1.5_sc0.5[-decoupled][-sample]")
+    return {
+        "prediction": m["prediction"],
+        "p": float(m["p"]),
+        "sc": float(m["sc"]),
+        "variant": m["variant"] or "shared",
+        "coin": m["coin"] or "batch",
+    }
 
 
 def comparison_family(run: str, fold: int) -> str:
@@ -39,10 +64,13 @@ def comparison_family(run: str, fold: int) -> str:
 
     Within a family only the prediction type and the Lp exponent vary, as in the paper's Table 1 (fold 0,
     shared, sc 0.5). Runs of different families differ in more than the factors a test compares (a fold is a
-    different training set), so statistics and best/worst marks never pool across families.
+    different training set), so statistics and best/worst marks never pool across families. A per-sample
+    self-conditioning coin is a different training too: it joins the variant part (fold0/shared, per-sample
+    coin/sc0.5), so family names stay three "/"-separated parts and upstream's batch coin adds nothing.
     """
     c = parse_run(run)
-    return f"fold{fold}/{c['variant']}/sc{_num(c['sc'])}"
+    setting = c["variant"] if c["coin"] == "batch" else f"{c['variant']}, per-sample coin"
+    return f"fold{fold}/{setting}/sc{_num(c['sc'])}"
 
 
 def _deep_merge(base: dict, update: dict) -> dict:
@@ -73,8 +101,9 @@ def expand_runs(config: dict) -> dict[str, dict]:
     runs: dict[str, dict] = {}
     for i, grid in enumerate(experiment_grids(config)):
         label = grid.get("name") or f"experiments[{i}]"
-        for variant, prediction, p, sc in itertools.product(
-            grid["variant"], grid["prediction"], grid["p"], grid["self_conditioning"]
+        coins = grid["self_conditioning_coin"] or [None]  # None: self_conditioning.per_sample as configured
+        for variant, prediction, p, sc, coin in itertools.product(
+            grid["variant"], grid["prediction"], grid["p"], grid["self_conditioning"], coins
         ):
             cfg = {k: copy.deepcopy(config[k]) for k in RUN_SECTIONS}
             cfg["model"]["variant"] = variant
@@ -82,10 +111,16 @@ def expand_runs(config: dict) -> dict[str, dict]:
             cfg["loss"]["p"] = p
             cfg["self_conditioning"]["probability"] = sc
             cfg["self_conditioning"]["enabled"] = sc > 0
+            if coin is not None:
+                cfg["self_conditioning"]["per_sample"] = coin == "sample"
             cfg = _deep_merge(cfg, grid["overrides"])
             cfg["training"]["folds"] = list(grid["folds"] if grid["folds"] is not None else cfg["training"]["folds"])
-            validate_config(cfg, source=f"{label} run {run_name(prediction, p, sc, variant)} (after overrides)")
-            name = run_name(prediction, p, sc, variant)
+            label_name = run_name(prediction, p, sc, variant, coin or "batch")
+            validate_config(cfg, source=f"{label} run {label_name} (after overrides)")
+            sc_cfg = cfg["self_conditioning"]
+            if not sc_cfg["enabled"]:
+                sc_cfg["per_sample"] = False  # no coin is drawn: the two coins would be the same training
+            name = run_name(prediction, p, sc, variant, "sample" if sc_cfg["per_sample"] else "batch")
             if name in runs:
                 other = runs[name]
                 folds = sorted(set(other["training"]["folds"]) | set(cfg["training"]["folds"]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -44,7 +45,63 @@ def write_text(target: str | Path, text: str) -> None:
 
 
 def write_json(target: str | Path, obj: Any) -> None:
-    write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Standard JSON (RFC 8259): NaN and infinities become null, and their dict says why in `null_reasons`.
+
+    `jq`, JavaScript and `dvc metrics` reject the NaN token Python writes by default. A producer that knows why
+    a value is undefined puts `null_reasons: {key: why}` beside it; any other non-finite value gets a generic
+    reason, so a null is never silent.
+    """
+    text = json.dumps(_finite(_plain(obj)), indent=2, sort_keys=False, allow_nan=False)
+    write_text(target, text + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file strictly (NaN/Infinity tokens are an error that names the file)."""
+
+    def reject(token: str) -> Any:
+        raise ValueError(f"{path}: non-standard JSON token {token}")
+
+    return json.loads(Path(path).read_text(), parse_constant=reject)
+
+
+def as_float(value: Any) -> float:
+    """A metric value read back from JSON: null (undefined) -> NaN, so arithmetic and pandas treat it as missing."""
+    return float("nan") if value is None else float(value)
+
+
+def _plain(obj: Any) -> Any:
+    """numpy scalars/arrays and paths -> the JSON types, recursively."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, str | bool | int | float) or obj is None:
+        return obj
+    return _plain(_json_default(obj))
+
+
+def _why_not_finite(value: float) -> str:
+    return "not defined (NaN)" if math.isnan(value) else f"infinite ({value})"
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    out = {k: _finite(v) for k, v in obj.items()}
+    reasons = dict(out.get("null_reasons") or {})
+    for key, value in obj.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            reasons.setdefault(key, _why_not_finite(value))
+    reasons = {k: v for k, v in reasons.items() if k in out and out[k] is None}
+    if reasons:
+        out["null_reasons"] = reasons
+    else:
+        out.pop("null_reasons", None)
+    return out
 
 
 def write_npy(target: str | Path, array: np.ndarray) -> None:
@@ -89,8 +146,8 @@ def file_sha256(path: str | Path) -> str:
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
+    if isinstance(obj, np.floating | np.bool_):
+        return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, Path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         import pandas as pd
 
         from slimdiff.figures import plots
-        from slimdiff.figures.table import write_tables
+        from slimdiff.figures.table import CONFIGURATION, write_tables
+        from slimdiff.io import read_json
 
         res = Path(args.results)
         summary_csv, summary_json = res / "metrics" / "summary.csv", res / "metrics" / "summary.json"
@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         for f in needed:
             if not f.exists():
                 raise FileNotFoundError(f"{f}: missing; run the metrics stage first")
+        summary = read_json(summary_json)
         table = write_tables(
-            pd.read_csv(summary_csv), json.loads(summary_json.read_text())["baseline"], args.paper or res / "paper"
+            pd.read_csv(summary_csv), summary["baseline"], args.paper or res / "paper", summary.get("regime_b")
         )
         print((Path(args.paper or res / "paper") / "table.md").read_text())
         if args.table_only:
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             out,
             dpi=args.dpi,
         )
-        print(f"{len(table) - 1} configurations; figures in {out}")
+        print(f"{int((table['kind'] == CONFIGURATION).sum())} configurations; figures in {out}")
 
     return run(body, "slimdiff-figures")
 

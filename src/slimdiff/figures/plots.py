@@ -8,6 +8,8 @@ morphology           mean per-feature Wasserstein-1 (z-scored) of generated vs r
                      (lowest fold)
 tau_sensitivity      MMD-MF as the generated-mask threshold moves (lowest fold)
 training_curves      validation loss and mask-channel lesion Dice per epoch of every run
+coupling_by_fold     Regime B, only when summary.json has it: per metric, each fold's shared and other-variant
+                     values joined by a line (one line per fold), with the paired difference's statistics
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pandas as pd  # noqa: E402
 
 from slimdiff.experiments import comparison_family, parse_run  # noqa: E402
 from slimdiff.figures.table import PRED_ORDER, family_title  # noqa: E402
-from slimdiff.io import atomic_path  # noqa: E402
+from slimdiff.io import as_float, atomic_path, read_json  # noqa: E402
 from slimdiff.metrics.morphology import FEATURES  # noqa: E402
 
 # Paul Tol colours used by the paper: epsilon orange, v teal, x0 wine.
@@ -67,13 +69,15 @@ def config_order(runs) -> list[str]:
             parse_run(r)["p"],
             parse_run(r)["sc"],
             parse_run(r)["variant"],
+            parse_run(r)["coin"],
         ),
     )
 
 
 def short(run: str) -> str:
     c = parse_run(run)
-    return f"p{c['p']:g} sc{c['sc']:g}" + ("" if c["variant"] == "shared" else f" {c['variant'][:4]}")
+    label = f"p{c['p']:g} sc{c['sc']:g}" + ("" if c["variant"] == "shared" else f" {c['variant'][:4]}")
+    return label + (" ps" if c["coin"] == "sample" else "")  # per-sample self-conditioning coin
 
 
 def primary_family(table: pd.DataFrame) -> str:
@@ -289,6 +293,78 @@ def lesion_feature_figure(lesions: pd.DataFrame, out_dir) -> list[Path]:
         return save(fig, Path(out_dir), "lesion_features")
 
 
+MARKERS = ["o", "s", "^", "D", "v"]
+COUPLING_METRICS = [("kid", "KID"), ("lpips", "LPIPS"), ("mmd_mf", "MMD-MF")]
+
+
+def paired_comparisons(regime_b: dict | None) -> list[tuple[str, str, dict]]:
+    """(shared run, other variant, comparison) for every Regime B comparison with at least two paired folds."""
+    out = []
+    for shared, comparisons in (regime_b or {}).items():
+        for comparison in comparisons.values():
+            if len(comparison.get("paired_folds") or []) >= 2 and "not_compared" not in comparison:
+                out.append((shared, next(v for v in comparison["runs"] if v != "shared"), comparison))
+    return out
+
+
+def coupling_figure(regime_b: dict, out_dir) -> list[Path]:
+    """Regime B: one row per comparison, one panel per metric; per fold, shared and the other variant joined.
+
+    A line that rises to the right means the other variant did worse than shared on that fold (lower is
+    better). The panel title gives the paired difference (other - shared): mean ± sample std, d_z, and the
+    Wilcoxon p (exact; at least 0.25 with 3 folds).
+    """
+    rows = paired_comparisons(regime_b)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(len(rows), len(COUPLING_METRICS), figsize=(7.0, 2.5 * len(rows)), squeeze=False)
+        for ax_row, (shared, other, comparison) in zip(axes, rows, strict=True):
+            c = parse_run(shared)
+            colour = COLOURS.get(c["prediction"], "grey")
+            for ax, (metric, title) in zip(ax_row, COUPLING_METRICS, strict=True):
+                result = comparison.get(metric) or {}
+                a = (result.get("shared") or {}).get("per_fold") or {}
+                b = (result.get(other) or {}).get("per_fold") or {}
+                folds = [int(f) for f in result.get("paired_folds") or []]
+                for i, fold in enumerate(folds):
+                    ya, yb = as_float(a.get(str(fold), a.get(fold))), as_float(b.get(str(fold), b.get(fold)))
+                    ax.plot(
+                        [0, 1],
+                        [ya, yb],
+                        color=colour,
+                        ls=LINESTYLES[i % len(LINESTYLES)],
+                        marker=MARKERS[i % len(MARKERS)],
+                        ms=4,
+                        lw=1.0,
+                        label=f"fold {fold}",
+                    )
+                    ax.annotate(f"f{fold}", (1, yb), xytext=(4, 0), textcoords="offset points", va="center", fontsize=6)
+                if len(folds) < 2:
+                    why = f"{len(folds)} paired fold{'' if len(folds) == 1 else 's'}: not compared"
+                    ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", fontsize=7, color="grey")
+                    if not folds:
+                        ax.set_yticks([])
+                ax.set_xticks([0, 1], ["shared", other.replace("_", " ")])
+                ax.set_xlim(-0.3, 1.35)
+                ax.set_title(f"{title}\n{_difference_label(result)}", fontsize=7)
+                if len(folds) > 0 and metric == COUPLING_METRICS[0][0]:
+                    ax.legend(frameon=False, fontsize=6, loc="best")
+            ax_row[0].set_ylabel(f"{LABELS.get(c['prediction'], c['prediction'])} p{c['p']:g} sc{c['sc']:g}")
+        fig.suptitle("Paired by fold (lower is better; Δ = other variant − shared, > 0: shared better)", fontsize=8)
+        fig.tight_layout()
+        return save(fig, Path(out_dir), "coupling_by_fold")
+
+
+def _difference_label(result: dict) -> str:
+    difference = result.get("difference") or {}
+    mean, sd = as_float(difference.get("mean")), as_float(difference.get("sd"))
+    if not np.isfinite(mean) or (result.get("n_pairs") or 0) < 2:
+        return "Δ n/a\n"
+    text = f"Δ {mean:+.3g}" + ("" if not np.isfinite(sd) else f" ± {sd:.2g}")
+    dz, p = as_float(result.get("d_z")), as_float(result.get("wilcoxon_p"))
+    text += "\n$d_z$ n/a" if not np.isfinite(dz) else f"\n$d_z$ {dz:.2f}"
+    return text + (", Wilcoxon p n/a" if not np.isfinite(p) else f", Wilcoxon p {p:.2f}")
+
+
 def draw_all(
     summary_json,
     summary_csv,
@@ -300,13 +376,15 @@ def draw_all(
     out_dir,
     dpi: int = 200,
 ) -> list[Path]:
-    """Every figure, from the metrics files alone."""
+    """Every figure, from the metrics files alone; coupling_by_fold only when summary.json has Regime B."""
     DPI["value"] = dpi
     out_dir = Path(out_dir)
+    regime_b = read_json(summary_json).get("regime_b")
     return (
         similarity_figure(summary_csv, summary_json, out_dir)
         + per_zbin_figure(pd.read_csv(per_zbin_csv), out_dir)
         + morphology_figure(pd.read_csv(morphology_csv), pd.read_csv(tau_csv), out_dir)
         + lesion_feature_figure(pd.read_csv(lesions_csv), out_dir)
         + training_figure(pd.read_csv(curves_csv), out_dir)
+        + (coupling_figure(regime_b, out_dir) if paired_comparisons(regime_b) else [])
     )

@@ -3,8 +3,10 @@
 All four metrics are "lower is better". Rows are configurations (prediction type x p x self-conditioning x
 variant) on one fold, in sections by comparison family (same fold, variant, self-conditioning): Table 1 is
 one such section. Best and worst are marked within a section, never across, since sections differ in more
-than the compared factors. Runs on several folds get an "across folds" section. The real-vs-real baseline
-is the last row and is not ranked. Written as CSV (plain numbers), Markdown and LaTeX
+than the compared factors. Runs on several folds get an "across folds" section; when summary.json has a
+Regime B comparison (a shared run and a twin of another variant, paired by fold), that section ends with
+one row per comparison: the paired difference, Cohen's d_z, sign consistency and the Wilcoxon p. The
+real-vs-real baseline is the last row and is not ranked. Written as CSV (plain numbers), Markdown and LaTeX
 (results/paper/table.{csv,md,tex}); with a single section the layout is exactly the paper's Table 1.
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from slimdiff.experiments import comparison_family, parse_run
-from slimdiff.io import write_text
+from slimdiff.io import as_float, write_text
 from slimdiff.metrics.morphology import MIN_LESION_PX, MIN_LESIONS
 
 METRIC_COLUMNS = [("kid", "KID"), ("lpips", "LPIPS"), ("mmd_mf", "MMD-MF"), ("fid", "FID")]
@@ -29,19 +31,23 @@ PRED_TEX = {"epsilon": r"$\epsilon$", "v": r"$\mathbf{v}$", "x0": r"$\mathbf{x}_
 
 
 ACROSS_FOLDS = "across folds"
+# Row kinds (column `kind`): a configuration on a fold or across folds, a Regime B paired difference, the baseline.
+CONFIGURATION, DIFFERENCE, BASELINE = "configuration", "paired difference", "baseline"
 
 
-def config_table(per_replica: pd.DataFrame, baseline: dict) -> pd.DataFrame:
+def config_table(per_replica: pd.DataFrame, baseline: dict, regime_b: dict | None = None) -> pd.DataFrame:
     """per_replica: columns run, fold, replica, kid, lpips, mmd_mf, fid -> one row per (run, fold).
 
     Rows are grouped by comparison family (same fold, variant, self-conditioning; the largest first, which is
     Table 1 in the paper's config). A run trained on several folds also gets an "across folds" row: the mean
-    and population std (ddof 0, as the camera-ready tables) of its per-fold means. The real-vs-real baseline
-    is the last row.
+    and population std (ddof 0, as the camera-ready tables) of its per-fold means. `regime_b` (summary.json's
+    section of that name) adds a paired-difference row per comparison at the end of the across-folds rows
+    (difference_rows). The real-vs-real baseline is the last row.
     """
     rows = []
     for (run, fold), g in per_replica.groupby(["run", "fold"]):
         row = {"run": run, **parse_run(run), "fold": str(fold), "family": comparison_family(run, fold)}
+        row["kind"] = CONFIGURATION
         row["replicas"] = len(g)
         for m, _ in METRIC_COLUMNS:
             v = g[m].dropna()
@@ -55,6 +61,7 @@ def config_table(per_replica: pd.DataFrame, baseline: dict) -> pd.DataFrame:
         if len(g) < 2:
             continue
         row = {"run": run, **parse_run(run), "fold": ",".join(g["fold"]), "family": ACROSS_FOLDS}
+        row["kind"] = CONFIGURATION
         row["replicas"] = int(g["replicas"].sum())
         for m, _ in METRIC_COLUMNS:
             v = g[f"{m}_mean"].dropna()
@@ -75,6 +82,9 @@ def config_table(per_replica: pd.DataFrame, baseline: dict) -> pd.DataFrame:
         .drop(columns=["_family_rank", "_pred", "_variant"])
         .reset_index(drop=True)
     )
+    differences = difference_rows(regime_b)
+    if differences:
+        table = pd.concat([table, pd.DataFrame(differences)], ignore_index=True)
     base = {
         "run": "real vs real (baseline)",
         "prediction": "",
@@ -83,14 +93,54 @@ def config_table(per_replica: pd.DataFrame, baseline: dict) -> pd.DataFrame:
         "variant": "",
         "fold": "",
         "family": "",
+        "kind": BASELINE,
         "replicas": 0,
     }
     for m, _ in METRIC_COLUMNS:
-        base[f"{m}_mean"], base[f"{m}_std"] = baseline.get(m, math.nan), math.nan
+        base[f"{m}_mean"], base[f"{m}_std"] = as_float(baseline.get(m)), math.nan  # null (undefined) -> NaN
     for m in LESION_COLUMNS:
         value = baseline.get(m)
         base[m] = math.nan if value is None else float(value)
     return pd.concat([table, pd.DataFrame([base])], ignore_index=True)
+
+
+def difference_rows(regime_b: dict | None) -> list[dict]:
+    """One across-folds row per Regime B comparison (summary.json `regime_b`, as written or as read back).
+
+    The metric columns hold the paired difference delta = other variant - shared over the paired folds (mean
+    and sample std), with {metric}_dz, _n_pairs, _n_positive (folds where shared is better), _sign_consistent
+    and _wilcoxon_p beside them; `fold` lists the paired folds. A comparison with fewer than 2 paired folds
+    keeps its row with n/a cells, so a missing pair shows.
+    """
+    rows = []
+    for shared, comparisons in (regime_b or {}).items():
+        for comparison in comparisons.values():
+            other = next(v for v in comparison["runs"] if v != "shared")
+            folds = [int(f) for f in comparison.get("paired_folds") or []]
+            row = {
+                "run": f"{shared}: {other} - shared",
+                **parse_run(shared),
+                "variant": other,
+                "fold": ",".join(map(str, folds)),
+                "family": ACROSS_FOLDS,
+                "kind": DIFFERENCE,
+                "replicas": 0,
+            }
+            for m, _ in METRIC_COLUMNS:
+                result = comparison.get(m) or {}
+                difference = result.get("difference") or {}
+                row[f"{m}_mean"] = as_float(difference.get("mean"))
+                row[f"{m}_std"] = as_float(difference.get("sd"))
+                row[f"{m}_dz"] = as_float(result.get("d_z"))
+                row[f"{m}_n_pairs"] = int(result.get("n_pairs", len(folds)))
+                row[f"{m}_n_positive"] = as_float(result.get("n_positive"))
+                row[f"{m}_n_negative"] = as_float(result.get("n_negative"))
+                row[f"{m}_sign_consistent"] = result.get("sign_consistent")
+                row[f"{m}_wilcoxon_p"] = as_float(result.get("wilcoxon_p"))
+            for m in LESION_COLUMNS:
+                row[m] = math.nan
+            rows.append(row)
+    return rows
 
 
 def _family_order(family: str, size: int) -> tuple:
@@ -104,7 +154,10 @@ def _family_order(family: str, size: int) -> tuple:
 def best_worst(table: pd.DataFrame, metric: str) -> tuple[set[int], set[int]]:
     """Row positions of the lowest and highest mean within each family of two or more configurations."""
     best, worst = set(), set()
-    for _, g in table.iloc[:-1].groupby("family"):
+    ranked_rows = table.iloc[:-1]
+    if "kind" in ranked_rows:
+        ranked_rows = ranked_rows[ranked_rows["kind"] != DIFFERENCE]
+    for _, g in ranked_rows.groupby("family"):
         ranked = g[f"{metric}_mean"].dropna()
         if len(ranked) >= 2 and ranked.min() < ranked.max():  # a tie marks nothing
             best.add(int(ranked.idxmin()))
@@ -138,6 +191,26 @@ def _metric_cell(row, metric: str) -> str:
     return _fmt(mean, row[f"{metric}_std"], DIGITS[metric])
 
 
+def _is_difference(row) -> bool:
+    return row.get("kind") == DIFFERENCE
+
+
+def _difference_cell(row, metric: str) -> str:
+    """mean ± sd of the paired differences; d_z; on how many folds which variant did better; Wilcoxon p."""
+    mean, sd, n = row[f"{metric}_mean"], row[f"{metric}_std"], int(row[f"{metric}_n_pairs"])
+    if n < 2 or math.isnan(mean):
+        return f"n/a ({n} paired fold{'' if n == 1 else 's'})"
+    spec = ".2e" if abs(mean) >= 1e4 else f".{DIGITS[metric]}f"
+    text = f"{mean:+{spec}}" + ("" if math.isnan(sd) else f" ± {sd:{spec}}")
+    dz = row[f"{metric}_dz"]
+    text += "; d_z n/a" if math.isnan(dz) else f"; d_z {dz:.2f}"
+    positive, negative = int(row[f"{metric}_n_positive"]), int(row[f"{metric}_n_negative"])
+    winner, count = ("shared", positive) if positive >= negative else (row["variant"], negative)
+    text += f"; {winner} better {count}/{n} ({'consistent' if row[f'{metric}_sign_consistent'] else 'mixed'})"
+    p = row[f"{metric}_wilcoxon_p"]
+    return text + ("; p n/a" if math.isnan(p) else f"; p {p:.2f}" if p >= 0.01 else f"; p {p:.1e}")
+
+
 def _lesion_cells(row) -> tuple[str, str]:
     """Share of lesion-token / lesion-free-token samples with a lesion, and the median lesion area."""
     c1, c0, area = (
@@ -145,6 +218,8 @@ def _lesion_cells(row) -> tuple[str, str]:
         row.get("lesion_rate_cls0", math.nan),
         row.get("area_median", math.nan),
     )
+    if _is_difference(row):
+        return "", ""
     rate = "n/a" if math.isnan(c1) else f"{100 * c1:.0f} %" + ("" if math.isnan(c0) else f" / {100 * c0:.0f} %")
     return rate, "n/a" if math.isnan(area) else f"{area:.0f}"
 
@@ -164,12 +239,36 @@ NOT_AVAILABLE = (
 )
 
 
+REGIME_B_NOTE = (
+    "Paired difference (Regime B, across folds): two bottleneck variants of one configuration compared fold by"
+    " fold. A run's value on a fold is its mean over replicas; delta = other variant - shared on each fold both"
+    " have (listed in the row label), so a positive delta means shared did better. Cells: mean ± sample std"
+    " (ddof 1) of the deltas; Cohen's d_z = mean / std of the deltas; on how many folds each variant did better,"
+    " consistent when every delta has the same non-zero sign; two-sided Wilcoxon signed-rank p (exact: with 3"
+    " folds it cannot go below 0.25), given for completeness, not as a significance claim. The architecture rows"
+    " above give mean ± population std over all their folds; the sample std of each architecture over the paired"
+    " folds and Cliff's delta are in summary.json (regime_b)."
+)
+
+
 def _label(row) -> tuple[str, str]:
     if not row["prediction"]:
         return row["run"], r"Real vs real (baseline)"
-    variant = f" ({row['variant']})" if row["variant"] != "shared" else ""
-    md = f"{PRED_LABEL[row['prediction']]}, p={row['p']:g}, sc {row['sc']:g}{variant}"
-    tex = f"{PRED_TEX[row['prediction']]} & {row['p']:g} & {row['sc']:g}{variant}"
+    if _is_difference(row):
+        other, folds = row["variant"], row["fold"].replace(",", ", ") or "none"
+        md = f"Δ {other} − shared: {PRED_LABEL[row['prediction']]}, p={row['p']:g}, sc {row['sc']:g} (folds {folds})"
+        other_tex = other.replace("_", r"\_")
+        tex = (
+            rf"\multicolumn{{3}}{{l}}{{$\Delta$ {other_tex} $-$ shared, "
+            rf"{PRED_TEX[row['prediction']]}, $p$ {row['p']:g}, sc {row['sc']:g} (folds {folds})}}"
+        )
+        return md, tex
+    settings = [row["variant"]] if row["variant"] != "shared" else []
+    if row.get("coin") == "sample":
+        settings.append("per-sample coin")
+    setting = f" ({', '.join(settings)})" if settings else ""
+    md = f"{PRED_LABEL[row['prediction']]}, p={row['p']:g}, sc {row['sc']:g}{setting}"
+    tex = f"{PRED_TEX[row['prediction']]} & {row['p']:g} & {row['sc']:g}{setting}"
     return md, tex
 
 
@@ -186,7 +285,7 @@ def to_markdown(table: pd.DataFrame) -> str:
             lines.append(f"| *{family_title(row['family'])}* |" + " |" * width)
         cells = []
         for m, _ in METRIC_COLUMNS:
-            text = _metric_cell(row, m)
+            text = _difference_cell(row, m) if _is_difference(row) else _metric_cell(row, m)
             best, worst = marks[m]
             if i in best:
                 text = f"**{text}**"
@@ -202,8 +301,11 @@ def to_markdown(table: pd.DataFrame) -> str:
             " best in bold and worst underlined within each section."
         )
     notes += "\n\n" + LESION_NOTE
-    if table[[f"{m}_mean" for m, _ in METRIC_COLUMNS]].isna().any(axis=None):
+    differences = table["kind"] == DIFFERENCE if "kind" in table else pd.Series(False, index=table.index)
+    if table.loc[~differences, [f"{m}_mean" for m, _ in METRIC_COLUMNS]].isna().any(axis=None):
         notes += "\n\n" + NOT_AVAILABLE
+    if differences.any():
+        notes += "\n\n" + REGIME_B_NOTE
     return "\n".join(lines) + "\n\n" + notes + "\n"
 
 
@@ -231,7 +333,8 @@ def to_latex(table: pd.DataFrame) -> str:
             lines.append(rf"\multicolumn{{{columns}}}{{l}}{{\textit{{{title}}}}} \\")
         cells = []
         for m, _ in METRIC_COLUMNS:
-            text = _metric_cell(row, m).replace("±", r"$\pm$").replace("n/a", "--")
+            text = _difference_cell(row, m) if _is_difference(row) else _metric_cell(row, m)
+            text = text.replace("±", r"$\pm$").replace("d_z", "$d_z$").replace("; p ", "; $p$ ").replace("n/a", "--")
             best, worst = marks[m]
             if i in best:
                 text = rf"\textbf{{{text}}}"
@@ -245,9 +348,12 @@ def to_latex(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(per_replica: pd.DataFrame, baseline: dict, out_dir: str | Path) -> pd.DataFrame:
+def write_tables(
+    per_replica: pd.DataFrame, baseline: dict, out_dir: str | Path, regime_b: dict | None = None
+) -> pd.DataFrame:
+    """table.csv (plain numbers, a `kind` column), table.md and table.tex; `regime_b` from summary.json."""
     out_dir = Path(out_dir)
-    table = config_table(per_replica, baseline)
+    table = config_table(per_replica, baseline, regime_b)
     write_text(out_dir / "table.csv", table.to_csv(index=False))
     write_text(out_dir / "table.md", to_markdown(table))
     write_text(out_dir / "table.tex", to_latex(table))

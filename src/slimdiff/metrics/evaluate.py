@@ -22,7 +22,7 @@ from slimdiff.data.cache import load_cache
 from slimdiff.data.splits import fold_membership
 from slimdiff.experiments import comparison_family, parse_run
 from slimdiff.generation.outputs import read_samples
-from slimdiff.io import write_json, write_text
+from slimdiff.io import as_float, read_json, write_json, write_text
 from slimdiff.metrics import stats
 from slimdiff.metrics.lesion_stats import lesion_stats
 from slimdiff.metrics.morphology import lesion_features, mmd_mf, tau_sweep, wasserstein_per_feature
@@ -64,11 +64,19 @@ def image_metrics(real: dict, fake: dict, real_feats, fake_feats, lp, cfg: dict)
 
     out = kid(real_feats, fake_feats, cfg["kid_subsets"], cfg["kid_subset_size"], cfg["seed"])
     out["fid"] = fid(real_feats, fake_feats)
-    out.update(lp.unpaired(real["images"], fake["images"], cfg["lpips_pairs"], cfg["seed"]))
+    reasons = out.pop("null_reasons", {})
+    if not np.isfinite(out["fid"]):
+        reasons["fid"] = f"fewer than 2 images on a side ({len(real_feats)} real, {len(fake_feats)} synthetic)"
+    lpips = lp.unpaired(real["images"], fake["images"], cfg["lpips_pairs"], cfg["seed"])
+    reasons.update(lpips.pop("null_reasons", {}))
+    out.update(lpips)
+    if reasons:
+        out["null_reasons"] = reasons
     return out
 
 
 def mask_metrics(real_masks: np.ndarray, fake_masks: np.ndarray, cfg: dict) -> dict:
+    """MMD-MF and the per-feature Wasserstein; `null_reasons` says why MMD-MF is undefined when it is."""
     real_l, fake_l = lesion_features(real_masks, 0.0), lesion_features(fake_masks, cfg["tau"])
     return {
         **mmd_mf(real_l, fake_l, cfg["mmd_subsets"], cfg["mmd_subset_size"], cfg["seed"]),
@@ -184,20 +192,24 @@ def evaluate_masks(cache_dir, sample_files, out_dir, fold: int, cfg: dict, run: 
     return result
 
 
-def merge_run_metrics(image_json, mask_json, out_json) -> dict:
-    """metrics.json of a run (DVC metrics): per replica all four metrics, and mean/std over replicas."""
-    import json
+def _merge_replica(image: dict, mask: dict) -> dict:
+    reasons = {**image.get("null_reasons", {}), **mask.get("null_reasons", {})}
+    merged = {**image, **mask}
+    if reasons:
+        merged["null_reasons"] = reasons
+    return merged
 
-    img, msk = json.loads(Path(image_json).read_text()), json.loads(Path(mask_json).read_text())
+
+def merge_run_metrics(image_json, mask_json, out_json) -> dict:
+    """metrics.json of a run: per replica all four metrics, and mean/std over replicas."""
+    img, msk = read_json(image_json), read_json(mask_json)
     masks = {m["replica"]: m for m in msk["replicas"]}
-    replicas = [{**r, **masks.get(r["replica"], {})} for r in img["replicas"]]
+    replicas = [_merge_replica(r, masks.get(r["replica"], {})) for r in img["replicas"]]
     summary = {}
     for name, key in (("kid", "kid_mean"), ("fid", "fid"), ("lpips", "lpips_mean"), ("mmd_mf", "mmd_mf_mean")):
-        mean, std = stats.mean_std([r.get(key, np.nan) for r in replicas])
-        summary[name] = {"mean": mean, "std": std}
+        summary[name] = _over_replicas([as_float(r.get(key)) for r in replicas], key)
     for name in LESION_COLUMNS:
-        mean, std = stats.mean_std([_lesion_value(r, name) for r in replicas])
-        summary[name] = {"mean": mean, "std": std}
+        summary[name] = _over_replicas([_lesion_value(r, name) for r in replicas], f"lesion_stats.{name}")
     result = {
         "run": img["run"],
         "fold": img["fold"],
@@ -214,13 +226,21 @@ def merge_run_metrics(image_json, mask_json, out_json) -> dict:
     return result
 
 
+def _over_replicas(values: list[float], key: str) -> dict:
+    mean, std = stats.mean_std(values)
+    out = {"mean": mean, "std": std}
+    if not np.isfinite(mean):
+        why = f"undefined in every replica (replicas[].{key}; see their null_reasons)"
+        out["null_reasons"] = {"mean": why, "std": why}
+    return out
+
+
 # Lesion counts carried from mask.json into metrics.json, summary.csv and the table (see lesion_stats.py).
 LESION_COLUMNS = ("n_lesions", "lesion_rate_cls1", "lesion_rate_cls0", "area_median")
 
 
 def _lesion_value(replica: dict, name: str) -> float:
-    value = replica.get("lesion_stats", {}).get(name)
-    return np.nan if value is None else float(value)
+    return as_float(replica.get("lesion_stats", {}).get(name))
 
 
 def evaluate_baseline(
@@ -242,7 +262,7 @@ def evaluate_baseline(
         lp,
         cfg,
     )
-    m.update(mask_metrics(test["masks"], train["masks"], dict(cfg, tau=0.0)))
+    m = _merge_replica(m, mask_metrics(test["masks"], train["masks"], dict(cfg, tau=0.0)))
     brain = load_cache(cache_dir).meta["config"]["cache"]["brain_threshold"]
     m["lesion_stats"] = lesion_stats(test["images"], test["masks"], test["class"], 0.0, brain)  # the real test set
     result = {
@@ -260,23 +280,47 @@ def evaluate_baseline(
 
 
 def memorization(train_feats: np.ndarray, test_feats: np.ndarray, fake_feats: np.ndarray) -> dict:
-    """Nearest-neighbour distances to the training set: synthetic vs held-out real.
+    """Nearest-neighbour distances to the training set: synthetic slices against held-out real ones.
 
-    ratio = median NN distance of synthetic samples / median NN distance of test samples; well below 1
-    suggests copies of training slices. Also the share of synthetic samples closer to a training slice than
-    the 5th percentile of test-to-train distances.
+    The check of evaluation.md §1.8 (b), on Inception pool3 features: D_test = each test slice's distance to
+    its nearest training slice, D_synth = the same for each synthetic slice. A synthetic slice closer to the
+    training set than every test slice is (D_synth < min D_test) is a suspected copy; `suspect_frac` is their
+    share. `wasserstein_1` between the two distance distributions, and `nn_ratio` = median D_synth / median
+    D_test (about 1: generalisation, well below 1: memorisation). The share below the 5th percentile of D_test
+    is kept as a less strict extra.
     """
+    from scipy.stats import wasserstein_distance
 
     def nn(a: np.ndarray) -> np.ndarray:
         d2 = (a**2).sum(1)[:, None] + (train_feats**2).sum(1)[None, :] - 2 * a @ train_feats.T
         return np.sqrt(np.maximum(d2.min(1), 0))
 
+    if min(len(train_feats), len(test_feats), len(fake_feats)) == 0:
+        sizes = f"{len(train_feats)} train, {len(test_feats)} test, {len(fake_feats)} synthetic"
+        return {"null_reasons": {"nn_ratio": f"an empty set ({sizes})"}, "nn_ratio": float("nan")}
     d_fake, d_test = nn(fake_feats), nn(test_feats)
+    suspects = int((d_fake < d_test.min()).sum())
+    quantiles = (1, 5, 25, 50, 75, 99)
     return {
+        "suspect_count": suspects,
+        "suspect_frac": suspects / len(d_fake),
+        "wasserstein_1": float(wasserstein_distance(d_fake, d_test)),
         "nn_ratio": float(np.median(d_fake) / max(np.median(d_test), 1e-12)),
         "frac_below_test_p5": float((d_fake < np.percentile(d_test, 5)).mean()),
         "median_nn_synthetic": float(np.median(d_fake)),
         "median_nn_test": float(np.median(d_test)),
+        "d_synth": _distribution(d_fake, quantiles),
+        "d_test": _distribution(d_test, quantiles),
+    }
+
+
+def _distribution(d: np.ndarray, quantiles: tuple[int, ...]) -> dict:
+    return {
+        "n": len(d),
+        "mean": float(d.mean()),
+        "std": float(d.std(ddof=0)),
+        "min": float(d.min()),
+        **{f"p{q}": float(np.percentile(d, q)) for q in quantiles},
     }
 
 
@@ -299,11 +343,13 @@ def aggregate(
     out_csv: str | Path,
     weights: dict | None = None,
 ) -> dict:
-    """Every run's metrics, the baseline, and the statistics across configurations -> summary.json + CSV."""
-    import json
+    """Every run's metrics, the baseline, and the statistics across configurations -> summary.json + CSV.
 
-    runs = [json.loads(Path(p).read_text()) for p in metric_files]
-    baseline = json.loads(Path(baseline_file).read_text())
+    `statistics` holds Regime A (within each comparison family); `regime_b`, present only when a shared run
+    and a twin of another variant share at least two folds, the fold-paired comparison (see regime_b).
+    """
+    runs = [read_json(p) for p in metric_files]
+    baseline = read_json(baseline_file)
     rows = []
     for m in runs:
         for rep in m["replicas"]:
@@ -314,10 +360,10 @@ def aggregate(
                     **parse_run(m["run"]),
                     "family": comparison_family(m["run"], m["fold"]),
                     "replica": rep["replica"],
-                    "kid": rep["kid_mean"],
-                    "fid": rep["fid"],
-                    "lpips": rep["lpips_mean"],
-                    "mmd_mf": rep["mmd_mf_mean"],
+                    "kid": as_float(rep.get("kid_mean")),
+                    "fid": as_float(rep.get("fid")),
+                    "lpips": as_float(rep.get("lpips_mean")),
+                    "mmd_mf": as_float(rep.get("mmd_mf_mean")),
                     **{name: _lesion_value(rep, name) for name in LESION_COLUMNS},
                 }
             )
@@ -341,16 +387,85 @@ def aggregate(
         },
         "baseline": {
             **{
-                k: baseline[v]
+                k: as_float(baseline.get(v))
                 for k, v in (("kid", "kid_mean"), ("fid", "fid"), ("lpips", "lpips_mean"), ("mmd_mf", "mmd_mf_mean"))
             },
             **{name: _lesion_value(baseline, name) for name in LESION_COLUMNS},  # the real test set's own counts
         },
         "statistics": tests,
-        "weights_sha256": {k: v["sha256"] for k, v in (weights or {}).items()},
-        "versions": provenance.versions(),
-        "created": provenance.timestamp(),
+        # evaluation.md 1.8: synthetic vs test nearest-neighbour distances to the training set, per run and fold
+        "memorization": {f"{m['run']}/fold{m['fold']}": m.get("memorization") for m in runs},
     }
+    paired = regime_b(runs, table)
+    if paired:
+        summary["regime_b"] = paired
+    summary.update(
+        weights_sha256={k: v["sha256"] for k, v in (weights or {}).items()},
+        versions=provenance.versions(),
+        created=provenance.timestamp(),
+    )
     write_json(out_json, summary)
     write_text(out_csv, table.to_csv(index=False))
     return summary
+
+
+def regime_b(runs: list[dict], table: pd.DataFrame) -> dict:
+    """Regime B: each shared run against its twins of another variant, paired by fold (stats.paired_by_fold).
+
+    {shared run: {"<variant>_vs_shared": {"runs", "paired_folds", "unpaired_folds", kid, fid, lpips, mmd_mf}}}.
+    A run's value on a fold is the mean over its replicas, the `mean` in its metrics.json `summary` (the
+    replicas' mean when a summary lacks the metric). Empty unless some comparison has at least two folds on
+    which both runs exist; then comparisons with fewer are listed too, with their unpaired folds and a
+    `not_compared` reason instead of statistics, so a missing pair is never passed over.
+    """
+    from slimdiff.metrics.pairing import MIN_PAIRS, REFERENCE, comparison_key, has_paired_folds, variant_pairs
+
+    pairs = variant_pairs((m["run"], int(m["fold"])) for m in runs)
+    for shared, variants in pairs.items():
+        for p in variants.values():
+            if len(p["paired_folds"]) < MIN_PAIRS:
+                log.warning(
+                    "Regime B: %s and %s share %d fold(s) %s; a paired comparison needs %d",
+                    p["run"],
+                    shared,
+                    len(p["paired_folds"]),
+                    p["paired_folds"],
+                    MIN_PAIRS,
+                )
+    if not has_paired_folds(pairs):
+        return {}
+    value = {(m["run"], int(m["fold"]), metric): _fold_value(m, metric, table) for m in runs for metric in METRICS}
+    folds = {}
+    for m in runs:
+        folds.setdefault(m["run"], []).append(int(m["fold"]))
+    out: dict = {}
+    for shared, variants in pairs.items():
+        for variant, p in variants.items():
+            other = p["run"]
+            comparison = {
+                "runs": {REFERENCE: shared, variant: other},
+                "paired_folds": p["paired_folds"],
+                "unpaired_folds": p["unpaired_folds"],
+            }
+            out.setdefault(shared, {})[comparison_key(variant)] = comparison
+            if len(p["paired_folds"]) < MIN_PAIRS:
+                comparison["not_compared"] = (
+                    f"both runs exist on {len(p['paired_folds'])} fold(s); a paired comparison needs {MIN_PAIRS}"
+                )
+                continue
+            for metric in METRICS:
+                comparison[metric] = stats.paired_by_fold(
+                    {f: value[shared, f, metric] for f in folds[shared]},
+                    {f: value[other, f, metric] for f in folds[other]},
+                    labels=(REFERENCE, variant),
+                )
+    return out
+
+
+def _fold_value(metrics: dict, metric: str, table: pd.DataFrame) -> float:
+    """A run's value on its fold: the mean over replicas from metrics.json `summary` (null there -> NaN)."""
+    entry = (metrics.get("summary") or {}).get(metric)
+    if isinstance(entry, dict) and "mean" in entry:
+        return as_float(entry["mean"])
+    rows = table[(table["run"] == metrics["run"]) & (table["fold"] == metrics["fold"])]
+    return float(rows[metric].mean()) if rows[metric].notna().any() else float("nan")

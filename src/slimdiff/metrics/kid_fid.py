@@ -16,14 +16,20 @@ MIN_KID_SET = 4
 
 
 def kid(real: np.ndarray, fake: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> dict:
-    """{'kid_mean', 'kid_std', 'kid_subset_size'}; NaN when a set has fewer than MIN_KID_SET rows.
+    """{'kid_mean', 'kid_std', 'kid_subset_size'}; NaN (and `null_reasons`) when a set has < MIN_KID_SET rows.
 
     A set smaller than subset_size gets subsets of half its size (at least 10, at most all of it), the
     paper's guard: subsets of the whole smaller set would resample only the other side and understate the std.
     """
     n = min(len(real), len(fake))
     if n < MIN_KID_SET:
-        return {"kid_mean": float("nan"), "kid_std": float("nan"), "kid_subset_size": 0}
+        why = f"fewer than {MIN_KID_SET} images on a side ({len(real)} real, {len(fake)} synthetic)"
+        return {
+            "kid_mean": float("nan"),
+            "kid_std": float("nan"),
+            "kid_subset_size": 0,
+            "null_reasons": {"kid_mean": why, "kid_std": why},
+        }
     size = subset_size if n >= subset_size else min(n, max(n // 2, 10))
     out = kid_features_to_metric(
         torch.as_tensor(real),

@@ -62,4 +62,9 @@ def lesion_stats(
             "inside_brain": float(on_brain / lesion_px) if lesion_px else None,
         }
     )
+    reasons = {f"lesion_rate_cls{c}": f"no class-{c} slices" for c in (0, 1) if out[f"lesion_rate_cls{c}"] is None}
+    if not areas:
+        reasons.update(dict.fromkeys(("area_q25", "area_median", "area_q75", "inside_brain"), "no lesions"))
+    if reasons:
+        out["null_reasons"] = reasons
     return out

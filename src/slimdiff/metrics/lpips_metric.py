@@ -30,13 +30,24 @@ class LPIPSMetric:
 
     def unpaired(self, real: np.ndarray, fake: np.ndarray, n_pairs: int = 1000, seed: int = 0) -> dict:
         if min(len(real), len(fake)) == 0:
-            return {"lpips_mean": float("nan"), "lpips_std": float("nan"), "lpips_pairs": 0}
-        rng = np.random.default_rng(seed)
-        i = rng.integers(0, len(real), n_pairs)
-        j = rng.integers(0, len(fake), n_pairs)
+            empty = "real" if len(real) == 0 else "synthetic"
+            why = f"no {empty} images to pair"
+            return {
+                "lpips_mean": float("nan"),
+                "lpips_std": float("nan"),
+                "lpips_pairs": 0,
+                "null_reasons": {"lpips_mean": why, "lpips_std": why},
+            }
+        i, j = pair_indices(len(real), len(fake), n_pairs, seed)
         d = self.distances(real[i], fake[j])
         return {
             "lpips_mean": float(d.mean()),
             "lpips_std": float(d.std(ddof=0)),  # population std over the pairs, as the paper's tables
             "lpips_pairs": int(n_pairs),
         }
+
+
+def pair_indices(n_real: int, n_fake: int, n_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random unpaired (real, synthetic) index pairs, drawn with replacement: the paper's LPIPS protocol."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n_real, n_pairs), rng.integers(0, n_fake, n_pairs)

@@ -67,11 +67,13 @@ def zscore_with_real(real: pd.DataFrame, fake: pd.DataFrame) -> tuple[np.ndarray
 
 def mmd_mf(real: pd.DataFrame, fake: pd.DataFrame, subsets: int = 100, subset_size: int = 500, seed: int = 0) -> dict:
     if min(len(real), len(fake)) < MIN_LESIONS:
+        why = f"fewer than {MIN_LESIONS} lesions on a side ({len(real)} real, {len(fake)} synthetic)"
         return {
             "mmd_mf_mean": float("nan"),
             "mmd_mf_std": float("nan"),
             "n_real_lesions": len(real),
             "n_fake_lesions": len(fake),
+            "null_reasons": {"mmd_mf_mean": why, "mmd_mf_std": why},
         }
     from slimdiff.metrics.kid_fid import kid  # torch-fidelity: imported only when there is something to score
 
@@ -87,7 +89,9 @@ def mmd_mf(real: pd.DataFrame, fake: pd.DataFrame, subsets: int = 100, subset_si
 
 def wasserstein_per_feature(real: pd.DataFrame, fake: pd.DataFrame) -> dict[str, float]:
     if min(len(real), len(fake)) < MIN_LESIONS:
-        return {name: float("nan") for name in [*FEATURES, "geometric_mean"]}
+        why = f"fewer than {MIN_LESIONS} lesions on a side ({len(real)} real, {len(fake)} synthetic)"
+        names = [*FEATURES, "geometric_mean"]
+        return {**{name: float("nan") for name in names}, "null_reasons": dict.fromkeys(names, why)}
     r, f = zscore_with_real(real, fake)
     w = {name: float(wasserstein_distance(r[:, j], f[:, j])) for j, name in enumerate(FEATURES)}
     w["geometric_mean"] = float(np.exp(np.mean(np.log(np.array(list(w.values())) + 1e-8))))

@@ -5,11 +5,16 @@
 * between prediction types: Kruskal-Wallis, Dunn post-hoc with Benjamini-Hochberg correction;
 * effect size: Cliff's delta.
 Tests run within one family of runs (same fold, variant, self-conditioning; compare_configurations).
+
+Regime B (paired_by_fold): two bottleneck variants of one configuration compared fold by fold, with the
+paired differences' mean and sample std, Cohen's d_z, Cliff's delta, sign consistency and Wilcoxon.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -102,3 +107,104 @@ def compare_configurations(family: pd.DataFrame, metric: str) -> dict:
             for b in preds[i + 1 :]
         ],
     }
+
+
+def paired_by_fold(
+    reference: dict[int, float | None],
+    other: dict[int, float | None],
+    labels: tuple[str, str] = ("shared", "decoupled"),
+) -> dict:
+    """Regime B: one metric of two architectures, paired by fold (lower is better).
+
+    `reference` and `other` map a fold to the run's value on that fold, which is the mean over the run's
+    replicas (the `mean` of the metric in the `summary` of its metrics.json). The differences are
+    delta_k = other_k - reference_k, so a positive delta means the reference (shared) did better on fold k.
+
+    Only folds with a finite value in both are paired; every other fold is listed in `unpaired_folds` with
+    the reason (no run, or an undefined value). With fewer than 2 pairs only the per-fold values are given.
+    Returned, keyed by `labels`: per architecture mean, sample std (ddof 1) and per-fold values over the
+    paired folds; the differences' per-fold values, mean and sample std; d_z = mean / sd of the differences;
+    Cliff's delta of the other architecture's values against the reference's; sign consistency (every delta
+    has the same non-zero sign) with the count of positive and negative deltas; the Wilcoxon signed-rank
+    test (scipy, two-sided; exact for a few folds, so with 3 folds p is at least 0.25). A statistic that is
+    undefined is NaN or None, with the reason in `null_reasons`.
+    """
+    ref_label, other_label = labels
+    folds = sorted(set(reference) | set(other))
+    paired, unpaired = [], {}
+    for fold in folds:
+        missing = [
+            f"no {label} run on this fold" if fold not in values else f"{label} value undefined on this fold"
+            for label, values in ((ref_label, reference), (other_label, other))
+            if not _finite(values.get(fold))
+        ]
+        if missing:
+            unpaired[fold] = "; ".join(missing)
+        else:
+            paired.append(fold)
+    a = np.array([float(reference[f]) for f in paired])
+    b = np.array([float(other[f]) for f in paired])
+    delta = b - a
+    n = len(paired)
+    result: dict = {"n_pairs": n, "paired_folds": paired, "unpaired_folds": unpaired}
+    too_few = f"fewer than 2 paired folds (n = {n})"
+    for label, values in ((ref_label, a), (other_label, b)):
+        result[label] = _per_architecture(paired, values, too_few)
+    result["difference"] = {
+        "definition": f"{other_label} - {ref_label} (positive: {ref_label} better)",
+        **_per_architecture(paired, delta, too_few),
+    }
+    reasons: dict[str, str] = {}
+    if n < 2:
+        result.update(d_z=math.nan, cliffs_delta=math.nan, sign_consistent=None, n_positive=None, n_negative=None)
+        result.update(wilcoxon_statistic=None, wilcoxon_p=None)
+        reasons = dict.fromkeys(
+            ("d_z", "cliffs_delta", "sign_consistent", "n_positive", "n_negative", "wilcoxon_statistic", "wilcoxon_p"),
+            too_few,
+        )
+        result["null_reasons"] = reasons
+        return result
+    sd = float(delta.std(ddof=1))
+    all_zero = bool((delta == 0).all())
+    if all_zero:
+        result["d_z"], reasons["d_z"] = math.nan, "every paired difference is 0"
+    elif sd <= 1e-12 * float(np.abs(delta).max()):
+        result["d_z"], reasons["d_z"] = math.nan, "sd of the differences is 0 (the same difference on every fold)"
+    else:
+        result["d_z"] = float(delta.mean()) / sd
+    result["cliffs_delta"] = cliffs_delta(b, a)
+    result["n_positive"], result["n_negative"] = int((delta > 0).sum()), int((delta < 0).sum())
+    result["sign_consistent"] = result["n_positive"] == n or result["n_negative"] == n
+    if all_zero:
+        result["wilcoxon_statistic"] = result["wilcoxon_p"] = None
+        reasons["wilcoxon_statistic"] = reasons["wilcoxon_p"] = "every paired difference is 0"
+    else:
+        with warnings.catch_warnings():  # small-sample notes; the exact distribution is used where it applies
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            test = stats.wilcoxon(b, a, alternative="two-sided")
+        result["wilcoxon_statistic"], result["wilcoxon_p"] = float(test.statistic), float(test.pvalue)
+    if reasons:
+        result["null_reasons"] = reasons
+    return result
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(float(value))
+
+
+def _per_architecture(folds: list[int], values: np.ndarray, too_few: str) -> dict:
+    """Mean, sample std (ddof 1) and per-fold values; the std is NaN (with the reason) below 2 folds."""
+    out = {
+        "mean": float(values.mean()) if len(values) else math.nan,
+        "sd": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
+        "per_fold": {f: float(v) for f, v in zip(folds, values, strict=True)},
+    }
+    reasons = {}
+    if not len(values):
+        reasons["mean"] = "no paired fold"
+    if len(values) < 2:
+        reasons["sd"] = too_few
+    if reasons:
+        out["null_reasons"] = reasons
+    return out

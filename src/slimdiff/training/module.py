@@ -81,6 +81,8 @@ class DiffusionModule(pl.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x0.shape[0])
         for k, v in terms.items():
             self.log(f"train/{k}", v, on_step=False, on_epoch=True, batch_size=x0.shape[0])
+        for name, s in self.criterion.log_vars().items():  # Kendall weighting: the learned log-variances
+            self.log(f"train/log_var_{name}", s, on_step=False, on_epoch=True, batch_size=x0.shape[0])
         return loss
 
     def on_validation_epoch_start(self) -> None:

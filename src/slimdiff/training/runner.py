@@ -103,10 +103,12 @@ class EpochLog(pl.Callback):
     never shows a gap or an epoch that the checkpoint did not see.
     """
 
-    def __init__(self, path: Path, mask_dice_timesteps: list[int]):
+    def __init__(self, path: Path, mask_dice_timesteps: list[int], log_var_names: tuple[str, ...] = ()):
         self.path, self.rows = path, []
         self.dice_keys = [f"mask_dice_t{t}" for t in mask_dice_timesteps]
-        self.columns = LOG_COLUMNS + self.dice_keys
+        # With Kendall weighting, the learned log-variances at the end of each epoch (log_var_image, ...).
+        self.log_var_names = tuple(log_var_names)
+        self.columns = LOG_COLUMNS + self.dice_keys + [f"log_var_{n}" for n in self.log_var_names]
         self._sum, self._n, self._t0, self._lr = 0.0, 0, time.time(), float("nan")
 
     def state_dict(self) -> dict:
@@ -148,6 +150,7 @@ class EpochLog(pl.Callback):
                 self._lr,
                 round(time.time() - self._t0, 2),
                 *(metric(f"val/{key}") for key in self.dice_keys),
+                *(float(s) for s in pl_module.criterion.log_vars().values()),
             ]
         )
         self._write()
@@ -264,7 +267,7 @@ def train_run(
             *([TQDMProgressBar(refresh_rate=10)] if progress else []),  # not a log line per step in a rule's log
             EMAWeightAveraging(decay=tr["ema_decay"]),
             EarlyStopping(monitor="val/loss", mode="min", patience=tr["early_stopping_patience"]),
-            EpochLog(out_dir / "log.csv", module.mask_dice_timesteps),
+            EpochLog(out_dir / "log.csv", module.mask_dice_timesteps, module.criterion.log_var_names),
             best,
         ],
         logger=False,
