@@ -343,7 +343,7 @@ def test_memorization_ratio():
 
 
 def test_memorization_suspects_and_wasserstein_on_known_distances():
-    """evaluation.md §1.8: suspects are synthetic samples closer to the training set than every test sample."""
+    """Upstream's memorisation check: a suspect is a synthetic sample nearer the training set than any test one."""
     from slimdiff.metrics.evaluate import memorization
 
     train = np.array([[0.0, 0.0], [10.0, 0.0]])

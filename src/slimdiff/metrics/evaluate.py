@@ -282,7 +282,7 @@ def evaluate_baseline(
 def memorization(train_feats: np.ndarray, test_feats: np.ndarray, fake_feats: np.ndarray) -> dict:
     """Nearest-neighbour distances to the training set: synthetic slices against held-out real ones.
 
-    The check of evaluation.md §1.8 (b), on Inception pool3 features: D_test = each test slice's distance to
+    Upstream's camera-ready memorisation check, on Inception pool3 features: D_test = each test slice's distance to
     its nearest training slice, D_synth = the same for each synthetic slice. A synthetic slice closer to the
     training set than every test slice is (D_synth < min D_test) is a suspected copy; `suspect_frac` is their
     share. `wasserstein_1` between the two distance distributions, and `nn_ratio` = median D_synth / median
@@ -393,7 +393,7 @@ def aggregate(
             **{name: _lesion_value(baseline, name) for name in LESION_COLUMNS},  # the real test set's own counts
         },
         "statistics": tests,
-        # evaluation.md 1.8: synthetic vs test nearest-neighbour distances to the training set, per run and fold
+        # synthetic vs test nearest-neighbour distances to the training set, per run and fold
         "memorization": {f"{m['run']}/fold{m['fold']}": m.get("memorization") for m in runs},
     }
     paired = regime_b(runs, table)

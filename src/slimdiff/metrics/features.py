@@ -1,6 +1,6 @@
 """Inception pool3 features of image sets, extracted once per set and cached by content.
 
-Pixel path (fixing the upstream's double scaling, evaluation.md §1.3): [-1, 1] -> [0, 1] -> uint8 exactly
+Pixel path (fixing the upstream's double scaling, see below): [-1, 1] -> [0, 1] -> uint8 exactly
 once (rounded), at the native size -> 3 channels -> torch-fidelity's InceptionV3, which does its own
 TensorFlow-compatible resize to 299 x 299 and normalises (x - 128) / 128. These are then the features
 `torch_fidelity.calculate_metrics` extracts from the same uint8 images, so FID and KID are comparable with
