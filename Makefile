@@ -5,8 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= all
-# GPU-tagged jobs that may run at once: the number of visible GPUs, or the CPU count on a machine without one.
-GPU_SLOTS ?= $(shell n=$$(nvidia-smi -L 2>/dev/null | wc -l); [ "$$n" -gt 0 ] && echo $$n || nproc)
+# GPU-tagged jobs that may run at once: the number of GPUs to lease, or the CPU count on a machine without one
+# (slimdiff.gpu_lease.gpu_slots; the DVC stage `compute` asks the same). Expanded when a recipe runs, after .venv.
+GPU_SLOTS ?= $(shell $(BIN)/python -m slimdiff.gpu_lease 2>/dev/null || nproc)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 # Metric network weights (Inception, LPIPS trunks) are cached inside the project, built once by slimdiff-weights.

@@ -58,7 +58,7 @@ stage 300 "resume to 4 epochs" "${train[@]}" --max-epochs 4
 cp "$work/run/log.csv" "$out/log.csv" && cat "$out/log.csv"
 cat > "$work/check_run.py" <<'EOF'
 import csv, sys
-from slimdiff.training.export import load_denoiser
+from slimdiff.model.file import load_denoiser
 rows = list(csv.DictReader(open(f"{sys.argv[1]}/log.csv")))
 epochs = [int(r["epoch"]) for r in rows]
 assert epochs == list(range(4)), f"log.csv epochs {epochs}: resume left a gap"

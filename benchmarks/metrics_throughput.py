@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from slimdiff import provenance
+from slimdiff.device import pick_device
 from slimdiff.metrics.features import InceptionFeatures
 from slimdiff.metrics.kid_fid import fid, kid
 from slimdiff.metrics.lpips_metric import LPIPSMetric
@@ -47,7 +48,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=str(REPO / "results" / "benchmarks" / "metrics_throughput.json"))
     args = p.parse_args()
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = pick_device(args.device)
     ensure_weights(("vgg",))
     real, real_m = fake_set(args.n, args.size, 0)
     fake, fake_m = fake_set(args.n, args.size, 1)

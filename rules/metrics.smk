@@ -123,6 +123,8 @@ rule aggregate_metrics:
         tau="results/metrics/tau_sweep.csv",
         lesions="results/metrics/lesions.csv",
         curves="results/metrics/training_curves.csv",
+    params:
+        run_folds=RUN_FOLDS,  # the (run, fold) of each per_run_files() input, in the same order
     log:
         "results/logs/aggregate_metrics/aggregate_metrics.log",
     benchmark:

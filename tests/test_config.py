@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from slimdiff.config import ConfigError, load_config, validate_config
 
@@ -50,9 +51,14 @@ def test_invalid_config_names_the_key(bad, where):
 def test_shipped_configs_validate():
     from conftest import REPO
 
-    for name in ("config.yaml", "paper.yaml", "ablation-cpu.yaml"):
-        cfg = load_config(REPO / "config" / name)
-        assert cfg["data"]["cache"]["z_bins"] >= 1
+    from slimdiff.experiments import expand_runs
+
+    runs = {name: expand_runs(load_config(REPO / "config" / name)) for name in ("config.yaml", "paper.yaml")}
+    assert sorted(runs["config.yaml"]) == ["epsilon_lp1.5_sc0.5", "v_lp1.5_sc0.5", "x0_lp1.5_sc0.5"]
+    assert len(runs["paper.yaml"]) == 23  # Table 1, the self-conditioning ablation, the coupling comparison
+    base, ablation = (yaml.safe_load((REPO / "config" / n).read_text()) for n in ("config.yaml", "ablation-cpu.yaml"))
+    overlay = validate_config({**base, **ablation})  # Snakemake's --configfile overlay, top-level keys
+    assert len(expand_runs(overlay)) == 9  # Table 1's 3 x 3 grid at the default's scale
 
 
 def test_missing_config_file(tmp_path):

@@ -18,6 +18,9 @@ from slimdiff.metrics.evaluate import (
     merge_run_metrics,
 )
 
+# Both tests score the module-scoped samples: one worker makes them once (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("evaluate_samples")
+
 CFG = dict(
     validate_config(
         {
@@ -134,3 +137,52 @@ def test_metrics_cli(tiny_cache, samples, metric_weights, tmp_path):
         )
         == 2
     )
+
+
+def test_collect_run_tables_takes_run_and_fold_from_the_caller(tmp_path):
+    from slimdiff.metrics.evaluate import collect_run_tables
+
+    files = []
+    for i in range(2):
+        files.append(tmp_path / f"table{i}.csv")  # nothing in the path says which run or fold
+        pd.DataFrame({"z_bin": [0, 1], "kid_mean": [0.1 * i, 0.2]}).to_csv(files[-1], index=False)
+    table = collect_run_tables(files, [("x0_lp1.5_sc0.5", 0), ("epsilon_lp1.5_sc0.5", 3)], tmp_path / "all.csv")
+    assert table["run"].tolist() == ["x0_lp1.5_sc0.5"] * 2 + ["epsilon_lp1.5_sc0.5"] * 2
+    assert table["fold"].tolist() == [0, 0, 3, 3]
+    assert pd.read_csv(tmp_path / "all.csv").equals(table)
+    with pytest.raises(ValueError, match="2 tables for 1"):
+        collect_run_tables(files, [("x0_lp1.5_sc0.5", 0)], tmp_path / "bad.csv")
+
+
+def test_every_metric_is_read_from_its_json_key(tmp_path):
+    """merge_run_metrics, the summary table, the baseline and its spread all read the same key per metric."""
+    from slimdiff.metrics.evaluate import METRIC_KEYS, METRICS
+
+    assert METRIC_KEYS == {"kid": "kid_mean", "fid": "fid", "lpips": "lpips_mean", "mmd_mf": "mmd_mf_mean"}
+    assert METRICS == tuple(METRIC_KEYS)
+    values = {"kid_mean": 0.1, "fid": 20.0, "lpips_mean": 0.3, "mmd_mf_mean": 0.4}
+
+    def replica(r: int, scale: float, keys) -> dict:
+        return {"replica": r, **{k: values[k] * scale for k in keys}}
+
+    common = {"memorization": {}, "n_real_test": 5, "weights": {}, "versions": {}}
+    metric_files = []
+    for j, run in enumerate(("x0_lp1.5_sc0.5", "epsilon_lp1.5_sc0.5")):
+        scales = (1 + 2 * j, 2 + 2 * j)  # replica 0 and 1
+        image_keys = [k for k in values if k != "mmd_mf_mean"]
+        img = {"run": run, "fold": 0, "replicas": [replica(r, s, image_keys) for r, s in enumerate(scales)], **common}
+        msk = {"replicas": [replica(r, s, ["mmd_mf_mean"]) for r, s in enumerate(scales)]}
+        (tmp_path / "image.json").write_text(json.dumps(img))
+        (tmp_path / "mask.json").write_text(json.dumps(msk))
+        metric_files.append(tmp_path / f"{run}.json")
+        merged = merge_run_metrics(tmp_path / "image.json", tmp_path / "mask.json", metric_files[-1])
+        for metric, key in METRIC_KEYS.items():
+            assert merged["summary"][metric]["mean"] == pytest.approx(values[key] * np.mean(scales))
+    stds = {"kid_std": 0.01, "lpips_std": 0.03, "mmd_mf_std": 0.04}
+    (tmp_path / "baseline.json").write_text(json.dumps({**values, **stds}))
+    summary = aggregate(metric_files, tmp_path / "baseline.json", tmp_path / "s.json", tmp_path / "s.csv")
+    assert {m: summary["baseline"][m] for m in METRICS} == {m: values[k] for m, k in METRIC_KEYS.items()}
+    assert summary["baseline_std"] == {"kid": 0.01, "fid": None, "lpips": 0.03, "mmd_mf": 0.04}
+    table = pd.read_csv(tmp_path / "s.csv")
+    for metric, key in METRIC_KEYS.items():
+        assert table[metric].to_numpy() == pytest.approx(values[key] * np.array([1, 2, 3, 4]))

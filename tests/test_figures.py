@@ -183,7 +183,18 @@ def write_fixture(root):
         pd.concat(frames).to_csv(root / "metrics" / f"{name}.csv", index=False)
 
 
-def test_every_figure_and_table_builds(tmp_path, capsys):
+def test_every_figure_and_table_builds(tmp_path, capsys, monkeypatch):
+    from matplotlib.image import imread
+
+    from slimdiff.figures import plots
+
+    panels, save = {}, plots.save
+
+    def spy(fig, out_dir, stem):  # what each figure holds, just before it is written
+        panels[stem] = [(ax.get_title(), len(ax.get_lines())) for ax in fig.axes]
+        return save(fig, out_dir, stem)
+
+    monkeypatch.setattr(plots, "save", spy)
     write_fixture(tmp_path)
     assert figures_cli.main(["--results", str(tmp_path)]) == 0
     for stem in (
@@ -194,8 +205,15 @@ def test_every_figure_and_table_builds(tmp_path, capsys):
         "tau_sensitivity",
         "training_curves",
     ):
-        assert (tmp_path / "figures" / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+        png = imread(tmp_path / "figures" / f"{stem}.png")[..., :3]
+        inked = (png < 0.9).any(axis=-1).mean()  # share of pixels that are not (near) white
+        assert 0.02 < inked < 0.9 and png.std() > 0.05, f"{stem}: blank or flooded ({inked:.3f} inked)"
         assert (tmp_path / "figures" / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
+    titles = [title.split(" (")[0] for title, _ in panels["similarity_metrics"]]
+    assert titles == ["KID", "LPIPS", "MMD-MF"]
+    assert [lines for _, lines in panels["per_zbin"]] == [len(RUNS), len(RUNS)]  # one line per run, fold 0
+    assert [title for title, _ in panels["lesion_features"]] == [f.replace("_", " ") for f in FEATURES]
+    assert panels["training_curves"][0][1] == len(RUNS)
     for ext in ("csv", "md", "tex"):
         assert (tmp_path / "paper" / f"table.{ext}").stat().st_size > 0
     assert "| x0, p=1.5, sc 0.5 | **0.1000 ± 0.0100**" in capsys.readouterr().out
@@ -216,3 +234,9 @@ def test_run_names_parse(p):
         "variant": "decoupled",
         "coin": "batch",
     }
+
+
+def test_figures_and_table_share_the_prediction_labels():
+    from slimdiff.figures import plots, table
+
+    assert plots.PRED_TEX is table.PRED_TEX and set(table.PRED_TEX) == set(table.PRED_ORDER)

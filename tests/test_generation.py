@@ -1,6 +1,7 @@
 """Generation: seed invariance, output format, the spec parser (every error), the CLIs and the export."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ from slimdiff.generation.outputs import read_samples
 from slimdiff.generation.runner import generate_to_dir
 from slimdiff.generation.sampling import Condition, generate_samples, sample_seed
 from slimdiff.generation.spec import SpecError, parse_spec
-from slimdiff.training.export import load_denoiser
+from slimdiff.model.file import load_denoiser
 
 
 def sample(model, conditions, **kw):
@@ -62,6 +63,52 @@ def test_output_files(tiny_model, tmp_path):
     manifest = pd.read_csv(tmp_path / "zbin03.csv")
     assert len(manifest) == 4 and {"seed", "k", "mask_area_px_tau0"} <= set(manifest.columns)
     assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_samples_of_another_generation_are_not_written_over(tiny_model, tmp_path):
+    """A rerun rewrites its own z-bin files; another replica, seed or sampler into the same folder is refused."""
+    from slimdiff.errors import OutputExistsError
+
+    def gen(**kw):
+        kw = {"seed": 4, "replica": 0, "device": "cpu", "grid": False, "sampler_overrides": {"steps": 2}, **kw}
+        return generate_to_dir(tiny_model, tmp_path, [Condition(1, 1, 2)], **kw)
+
+    first = read_samples(gen()[0])
+    assert np.array_equal(read_samples(gen()[0])["images"], first["images"])  # the same generation again
+    for change, differ in (({"replica": 1}, "replica"), ({"seed": 5}, "seed"), ({"dtype": "float32"}, "dtype")):
+        with pytest.raises(OutputExistsError, match=f"zbin01.npz: holds samples of another generation.*{differ}"):
+            gen(**change)
+    with pytest.raises(OutputExistsError, match="differ in sampler"):
+        gen(sampler_overrides={"steps": 3})
+    assert np.array_equal(read_samples(tmp_path / "zbin01.npz")["images"], first["images"])
+
+
+def test_sampling_uses_the_cache_token_and_the_embedding_null_token(tiny_model, monkeypatch):
+    """The tokens the network sees are the slice cache's, and guidance drops them to the embedding's null."""
+    from slimdiff.data.slices import token
+    from slimdiff.generation import sampling
+    from slimdiff.model.conditioning import ConditionEmbedding
+
+    net, diffusion, payload = load_denoiser(tiny_model)
+    payload["run_cfg"]["model"]["cfg_null_token"] = True  # the guidance wrapper is replaced below
+    seen = {"tokens": []}
+
+    def guidance(model, null_token, scale):
+        seen["null_token"] = null_token
+        return model
+
+    def ddim(model, diffusion, x_T, tokens, *args, **kwargs):
+        seen["tokens"].append(tokens.numpy())
+        return x_T
+
+    monkeypatch.setattr(sampling, "classifier_free_guidance", guidance)
+    monkeypatch.setattr(sampling, "ddim_sample", ddim)
+    conds = [Condition(1, 0, 2), Condition(3, 1, 2)]
+    out = generate_samples(net, diffusion, payload, conds, seed=0, batch_size=3, guidance_scale=2.0, progress=False)
+    expected = token(out["z_bin"], out["class"], payload["data_info"]["z_bins"])
+    assert np.array_equal(np.concatenate(seen["tokens"]), expected) and np.array_equal(out["token"], expected)
+    embedding = next(m for m in net.modules() if isinstance(m, ConditionEmbedding))
+    assert seen["null_token"] == embedding.null_token == 2 * payload["data_info"]["z_bins"]
 
 
 def write_spec(tmp_path, model, **fields):
@@ -220,5 +267,48 @@ def test_export(tiny_model, tmp_path, fmt):
     row = int(np.flatnonzero((s["class"] == 0) & (s["k"] == 0))[0])
     expected = (s["masks"][row].astype(np.float32) > 0).astype(float)
     first = sorted((out / "labelsTr").glob("*.nii.gz"))[0] if fmt == "nnunet" else sorted(out.glob("*_mask.nii.gz"))[0]
-    assert first.name.startswith("SlimDiffSynthetic_r0_z01_c0_k0000")
+    assert first.name.startswith("SlimDiffSynthetic_x0_lp1p5_sc0p5_f0_r0_s1_z01_c0_k0000")
     assert np.array_equal(nib.load(first).get_fdata()[:, :, 0], expected)
+
+
+def test_export_never_writes_over_a_case(tiny_model, tmp_path):
+    """Replicas share a dataset under distinct names; a filled folder needs --append, which adds, never replaces."""
+    from slimdiff.cli import export as export_cli
+    from slimdiff.errors import OutputExistsError, SlimdiffInputError
+
+    def gen(name, replica):
+        conds = [Condition(1, 1, 2), Condition(2, 0, 1)]
+        kw = {"seed": 1, "device": "cpu", "sampler_overrides": {"steps": 2}, "grid": False}
+        return generate_to_dir(tiny_model, tmp_path / name, conds, replica=replica, **kw)
+
+    r0, r1, r2 = gen("r0", 0), gen("r1", 1), gen("r2", 2)
+    out = tmp_path / "Dataset500_Synth"
+    assert export_samples(r0 + r1 + r0[:1], out) == 6  # a file named twice counts once
+
+    def cases():
+        labels = sorted(p.name for p in (out / "labelsTr").glob("*.nii.gz"))
+        assert json.loads((out / "dataset.json").read_text())["numTraining"] == len(labels)
+        assert len(list((out / "imagesTr").glob("*_0000.nii.gz"))) == len(labels)
+        return labels
+
+    assert len(cases()) == 6 and sum("_r1_" in name for name in cases()) == 3
+    with pytest.raises(OutputExistsError, match=f"{out}: not empty.*--append"):
+        export_samples(r2, out)
+    with pytest.raises(OutputExistsError, match="is already in the dataset"):
+        export_samples(r1 + r2, out, append=True)
+    assert len(cases()) == 6, "a refused append leaves the dataset as it was"
+    with pytest.raises(SlimdiffInputError, match="tau"):
+        export_samples(r2, out, tau=0.5, append=True)
+    assert export_samples(r2, out, append=True) == 3
+    assert len(cases()) == 9 and sum("_r2_" in name for name in cases()) == 3
+
+    copy = tmp_path / "copy"  # the same samples under another folder: same ids, refused
+    copy.mkdir()
+    shutil.copy(r0[0], copy / r0[0].name)
+    with pytest.raises(SlimdiffInputError, match="same run, fold, replica, seed"):
+        export_samples([r0[0], copy / r0[0].name], tmp_path / "dup")
+
+    argv = ["--samples", str(tmp_path / "r2"), "--out", str(out)]
+    assert export_cli.main(argv) == 2 and len(cases()) == 9
+    assert export_cli.main([*argv, "--append"]) == 2  # already there
+    assert export_cli.main(["--samples", str(tmp_path / "r2"), "--out", str(tmp_path / "new")]) == 0

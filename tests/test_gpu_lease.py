@@ -24,6 +24,17 @@ def test_devices_come_from_env_then_visible_devices(monkeypatch):
     assert gpu_lease.detect_devices() == []
 
 
+def test_gpu_slots_one_per_device_else_one_per_cpu(monkeypatch):
+    """The count `make run` and the DVC stage pass as --resources gpu=N (python -m slimdiff.gpu_lease)."""
+    monkeypatch.setenv(gpu_lease.DEVICES_ENV, "0,1,3")
+    assert gpu_lease.gpu_slots() == 3
+    monkeypatch.setenv(gpu_lease.DEVICES_ENV, "")  # no GPU: the jobs run on the CPU, one per core
+    assert gpu_lease.gpu_slots() == len(os.sched_getaffinity(0))
+    env = {**os.environ, gpu_lease.DEVICES_ENV: "4,5"}
+    out = subprocess.run([sys.executable, "-m", "slimdiff.gpu_lease"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout == "2\n"
+
+
 def test_export_settings_keeps_what_the_user_set(monkeypatch):
     monkeypatch.delenv(gpu_lease.DEVICES_ENV, raising=False)
     monkeypatch.setenv(gpu_lease.LOCK_DIR_ENV, "/mine")

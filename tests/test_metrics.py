@@ -158,7 +158,7 @@ def brain_like(n, seed=0, size=48, contrast=0.3):
 
 
 def test_kid_catches_the_double_scaling_bug(metric_weights, tiny_cache):
-    """Upstream multiplied uint8 pixels by 255 a second time: p -> (256 - p) mod 256 (evaluation.md §1.3).
+    """Upstream multiplied uint8 pixels by 255 a second time: p -> (256 - p) mod 256 (its KID pixel path).
 
     Then a background of -0.993 (pixel 1) instead of exactly -1 (pixel 0) turns white, and two sets that
     differ only there look far apart. With pixels scaled once they are the same set; a contrast-inverted

@@ -11,7 +11,7 @@ PAPER = validate_config({})["model"]
 @pytest.mark.parametrize(
     "variant, self_cond, expected",
     [
-        ("shared", True, 26_894_210),  # the paper model (method.md §2.1)
+        ("shared", True, 26_894_210),  # the paper model (26.9 M parameters)
         ("shared", False, 26_893_058),
         ("decoupled", True, 27_029_378),
         ("zero_coupling", False, 27_012_626),

@@ -6,8 +6,8 @@ from test_model import PAPER, TINY, _perturb_zero_init
 
 from slimdiff.data.cache import load_cache
 from slimdiff.model.factory import build_denoiser, count_parameters
+from slimdiff.model.file import load_denoiser, read_model_file
 from slimdiff.model.priors import PriorEncoder, compute_zbin_priors
-from slimdiff.training.export import load_denoiser, read_model_file
 from slimdiff.training.runner import fold_priors, train_run
 
 

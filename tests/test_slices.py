@@ -5,7 +5,7 @@ from slimdiff.data.slices import SliceStats, resolve_z_range, select_slices, tok
 
 
 def test_zbins_match_the_paper_range():
-    # method.md §1.4: z in [34, 115], 30 bins
+    # the paper's z-range: z in [34, 115], 30 bins
     assert list(np.flatnonzero(z_bin(np.arange(34, 116), (34, 115), 30) == 0) + 34) == [34, 35, 36]
     assert list(np.flatnonzero(z_bin(np.arange(34, 116), (34, 115), 30) == 3) + 34) == [43, 44]
     assert list(np.flatnonzero(z_bin(np.arange(34, 116), (34, 115), 30) == 29) + 34) == [114, 115]

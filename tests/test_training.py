@@ -1,10 +1,10 @@
 """Training end to end on a tiny cache: outputs, model.pt, determinism, resume after a kill, bad checkpoints."""
 
+import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,7 @@ import yaml
 from conftest import TINY_MODEL, tiny_run_config
 
 from slimdiff.experiments import expand_runs, run_name
-from slimdiff.training.export import ModelFileError, load_denoiser, read_model_file, save_model
+from slimdiff.model.file import ModelFileError, load_denoiser, read_model_file, save_model
 from slimdiff.training.runner import train_run
 
 
@@ -25,6 +25,7 @@ def trained(tiny_cache, tmp_path_factory):
     return out
 
 
+@pytest.mark.xdist_group("trained_run")  # one worker trains the module-scoped run once
 def test_outputs_of_a_run(trained):
     for name in ("model.pt", "last.ckpt", "log.csv", "loss.png", "config.yaml", "versions.json"):
         assert (trained / name).stat().st_size > 0, name
@@ -38,6 +39,7 @@ def test_outputs_of_a_run(trained):
     assert cfg["run"] == "x0_lp1.5_sc0.5" and cfg["diffusion"]["prediction"] == "x0"
 
 
+@pytest.mark.xdist_group("trained_run")
 def test_model_pt_is_weights_only_and_rebuilds(trained):
     payload = torch.load(trained / "model.pt", weights_only=True)
     assert payload["format"] == "slimdiff-model"
@@ -49,20 +51,52 @@ def test_model_pt_is_weights_only_and_rebuilds(trained):
     assert out.shape == (2, 2, 32, 32) and torch.isfinite(out).all()
 
 
-def test_model_pt_holds_the_ema_weights(trained):
-    """EMA (decay 0.999) after a few steps stays close to the initial weights, unlike the raw weights."""
-    ema = read_model_file(trained / "model.pt")["state_dict"]
-    ckpt = torch.load(trained / "last.ckpt", weights_only=False)
-    raw = {k[len("net.") :]: v for k, v in ckpt["current_model_state"].items() if k.startswith("net.")}
-    key = "unet.conv_in.conv.weight"
-    assert not torch.allclose(ema[key], raw[key])
+def test_model_pt_holds_the_ema_recurrence_of_the_raw_weights(tiny_cache, tmp_path, monkeypatch):
+    """model.pt = e_n, where e_1 = w_1 and e_k = d e_(k-1) + (1 - d) w_k over the raw weights after each step."""
+    from slimdiff.training import runner
+
+    raw = []
+
+    class Recording(runner.EMAWeightAveraging):  # the callback train_run uses, also noting the raw weights
+        def on_train_batch_end(self, trainer, pl_module, *args, **kwargs):
+            super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+            raw.append(pl_module.net.state_dict()["unet.conv_in.conv.weight"].detach().clone())
+
+    monkeypatch.setattr(runner, "EMAWeightAveraging", Recording)
+    decay = 0.8
+    train_run(tiny_cache, tmp_path / "r", tiny_run_config(max_epochs=1, ema_decay=decay), fold=0, device="cpu")
+    ema = raw[0]
+    for w in raw[1:]:
+        ema = decay * ema + (1 - decay) * w
+    exported = read_model_file(tmp_path / "r" / "model.pt")["state_dict"]["unet.conv_in.conv.weight"]
+    assert len(raw) >= 3
+    assert torch.allclose(exported, ema, atol=1e-6)
+    assert not torch.allclose(exported, raw[-1], atol=1e-4)  # and not the raw weights
 
 
+@pytest.mark.xdist_group("trained_run")
 def test_same_seed_same_model(tiny_cache, tmp_path, trained):
     train_run(tiny_cache, tmp_path / "again", tiny_run_config(), fold=0, device="cpu", run_name="x0_lp1.5_sc0.5")
     a = read_model_file(trained / "model.pt")["state_dict"]
     b = read_model_file(tmp_path / "again" / "model.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# Runs slimdiff-train with a callback that SIGKILLs the process as epoch KILL_AT starts: after epoch
+# KILL_AT - 1 has written log.csv and last.ckpt, so the kill lands at a known point on any hardware.
+KILL_AT_EPOCH = """
+import os, signal, sys
+from slimdiff.training import runner
+
+class KillAtEpoch(runner.EarlyStopping):
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == int(os.environ["KILL_AT"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+runner.EarlyStopping = KillAtEpoch
+from slimdiff.cli.train import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def test_resume_after_kill_continues_without_gap(tiny_cache, tmp_path):
@@ -71,42 +105,24 @@ def test_resume_after_kill_continues_without_gap(tiny_cache, tmp_path):
         yaml.safe_dump(
             {
                 "model": TINY_MODEL,
-                "training": {"batch_size": 8, "max_epochs": 40, "threads": 1, "early_stopping_patience": 100},
+                "training": {"batch_size": 8, "max_epochs": 6, "threads": 1, "early_stopping_patience": 100},
                 "experiments": {"prediction": ["x0"], "p": [1.5], "self_conditioning": [0.5]},
             }
         )
     )
     out = tmp_path / "train"
-    cmd = [
-        sys.executable,
-        "-m",
-        "slimdiff.cli.train",
-        "--cache",
-        str(tiny_cache),
-        "--out",
-        str(out),
-        "--config",
-        str(cfg_path),
-        "--device",
-        "cpu",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if (out / "log.csv").exists() and len(pd.read_csv(out / "log.csv")) >= 3 and (out / "last.ckpt").exists():
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_rows = len(pd.read_csv(out / "log.csv"))
-    assert 3 <= killed_rows < 40, "the run must be killed mid-way"
+    args = ["--cache", str(tiny_cache), "--out", str(out), "--config", str(cfg_path), "--device", "cpu"]
+    env = {**os.environ, "KILL_AT": "3"}
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_EPOCH, *args], capture_output=True, text=True, env=env)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert len(pd.read_csv(out / "log.csv")) == 3 and (out / "last.ckpt").exists()
     (out / "log.csv").unlink()  # as Snakemake removes the outputs of a failed job
 
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "slimdiff.cli.train", *args], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming from" in done.stderr
     log = pd.read_csv(out / "log.csv")
-    assert log["epoch"].tolist() == list(range(40))
+    assert log["epoch"].tolist() == list(range(6))
     steps = log["step"].diff().dropna()
     assert (steps == steps.iloc[0]).all(), "the step count must continue across the resume"
 
@@ -123,6 +139,7 @@ def test_cosine_schedule_matches_torch_for_a_fixed_length():
         ref.step()
 
 
+@pytest.mark.xdist_group("trained_run")
 def test_resume_with_more_epochs_follows_the_longer_schedule(trained, tiny_cache, tmp_path):
     """Extending a finished 2-epoch run to 4: epochs 2-3 use the 4-epoch cosine, the LR never rises again."""
     from slimdiff.training.module import cosine_lr_factor
@@ -139,6 +156,7 @@ def test_resume_with_more_epochs_follows_the_longer_schedule(trained, tiny_cache
     assert log["lr"].iloc[2] > log["lr"].iloc[3] > tr["lr_min"]
 
 
+@pytest.mark.xdist_group("trained_run")
 def test_resume_from_a_checkpoint_with_the_old_scheduler_state(trained, tiny_cache, tmp_path):
     """last.ckpt files written with torch's CosineAnnealingLR still resume (its T_max is dropped)."""
     out = tmp_path / "old"
@@ -156,6 +174,7 @@ def test_resume_from_a_checkpoint_with_the_old_scheduler_state(trained, tiny_cac
     assert pd.read_csv(out / "log.csv")["epoch"].tolist() == [0, 1, 2]
 
 
+@pytest.mark.xdist_group("trained_run")
 def test_resume_refuses_a_checkpoint_from_another_config(trained, tiny_cache):
     other = tiny_run_config()
     other["loss"]["p"] = 2.0
@@ -163,6 +182,7 @@ def test_resume_refuses_a_checkpoint_from_another_config(trained, tiny_cache):
         train_run(tiny_cache, trained, other, fold=0, device="cpu")
 
 
+@pytest.mark.xdist_group("trained_run")
 def test_sampler_settings_do_not_block_a_resume(trained, tiny_cache):
     from slimdiff.training.runner import check_resumable
 
@@ -175,6 +195,7 @@ def test_sampler_settings_do_not_block_a_resume(trained, tiny_cache):
         check_resumable(trained / "last.ckpt", other, stored["data_info"])
 
 
+@pytest.mark.xdist_group("trained_run")
 def test_bad_model_files(trained, tmp_path):
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"not a torch file")
@@ -294,3 +315,60 @@ def test_channels_last_gives_the_same_network_output():
         fast = use_channels_last(net)(x, t, tok, torch.zeros_like(x))
     assert net.unet.conv_in.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(plain, fast, atol=1e-5)
+
+
+def test_dropped_tokens_become_the_embedding_null_token():
+    """Classifier-free-guidance dropout shifts a token by the embedding's null offset (the z-bin is kept)."""
+    from slimdiff.model.conditioning import ConditionEmbedding
+    from slimdiff.training.module import DiffusionModule
+
+    cfg = tiny_run_config(cfg_dropout=1.0)
+    cfg["model"]["cfg_null_token"] = True
+    module = DiffusionModule(cfg, {"z_bins": 4, "z_range": [0, 3], "image_size": [32, 32]})
+    module.log = lambda *args, **kwargs: None  # outside a Trainer
+    embedding = next(m for m in module.net.modules() if isinstance(m, ConditionEmbedding))
+    seen = []
+    embedding.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
+    tokens = torch.arange(8)
+    module.training_step((torch.rand(8, 2, 32, 32) * 2 - 1, tokens), 0)
+    assert seen and all(torch.equal(s, tokens + embedding.null_token) for s in seen)
+    assert embedding.null_token == 8
+
+
+def test_train_throughput_benchmark_times_the_real_training_step(monkeypatch):
+    """benchmarks/train_throughput.py runs DiffusionModule's step, optimiser and the EMA callback in a Trainer."""
+    import importlib.util
+
+    from conftest import REPO
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    from slimdiff.training.module import DiffusionModule
+
+    spec = importlib.util.spec_from_file_location("train_throughput", REPO / "benchmarks" / "train_throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    calls = {"training_step": 0, "configure_optimizers": 0, "ema_update": 0}
+
+    def counting(cls, name, key):
+        original = getattr(cls, name)
+
+        def wrapper(self, *args, **kwargs):
+            calls[key] += 1
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    counting(DiffusionModule, "training_step", "training_step")
+    counting(DiffusionModule, "configure_optimizers", "configure_optimizers")
+    counting(EMAWeightAveraging, "on_train_batch_end", "ema_update")
+    result = bench.time_training_steps(tiny_run_config(), 32, "cpu", 2, 2, False, False, n_bins=4)
+    assert calls == {"training_step": 3, "configure_optimizers": 1, "ema_update": 3}  # 1 warm-up + 2 timed
+    assert result["seconds_per_step"] > 0 and result["precision"] == "32-true" and result["batch"] == 2
+
+
+def test_a_run_stopped_before_its_first_validation_exports_its_last_weights(tiny_cache, tmp_path):
+    """max_steps within the first epoch: no validation ran, so no best score; model.pt still holds the weights."""
+    model = train_run(tiny_cache, tmp_path, tiny_run_config(max_steps=1), fold=0, device="cpu")
+    provenance = read_model_file(model)["provenance"]
+    assert provenance["best_val_loss"] is None and provenance["global_step"] == 1
+    assert load_denoiser(model)[0] is not None

@@ -169,7 +169,7 @@ def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
     for item in ("Per z-bin, all runs", "zbin02.png", "similarity_metrics.png", "table.csv", "grid.png"):
         assert item in html, f"report lacks {item}"
     metrics_show = run(dvc, "metrics", "show")
-    assert "baseline.kid" in metrics_show or "kid" in metrics_show
+    assert "baseline.kid" in metrics_show
     metrics_diff = run(dvc, "metrics", "diff", "--all")  # the workspace against HEAD, where none are yet
     assert "runs.x0_lp1.5_sc0.5/fold0.kid.mean" in metrics_diff
     json_files = list((proj / "results").rglob("*.json"))
@@ -195,7 +195,7 @@ def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
     run("git", "add", "-A")
     run(*git, "commit", "-q", "-m", "results")
     pushed = run(dvc, "push")
-    assert "files pushed" in pushed or "pushed" in pushed
+    assert re.search(r"\d+ files? pushed", pushed), pushed
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(proj), str(clone)], check=True, env=ENV)
 

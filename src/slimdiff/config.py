@@ -14,9 +14,12 @@ from typing import Any
 import jsonschema
 import yaml
 
+from slimdiff.errors import SlimdiffInputError
 
-class ConfigError(ValueError):
-    """A config file that does not match config/schema.yaml."""
+
+class ConfigError(SlimdiffInputError, ValueError):
+    """A config file or setting that cannot be used: it does not match config/schema.yaml, or its values do
+    not fit together or with the data. Also a ValueError (a bad setting is a bad value; callers catch it so)."""
 
 
 def load_schema() -> dict[str, Any]:

@@ -49,7 +49,7 @@ def parse_run(run: str) -> dict:
     """x0_lp1.5_sc0.5[-variant][-sample] -> prediction, p, sc, variant, coin (the inverse of run_name)."""
     m = _RUN_NAME.fullmatch(run)
     if m is None:
-        raise ValueError(f"{run!r} is not a run name like x0_lp1.5_sc0.5[-decoupled][-sample]")
+        raise ConfigError(f"{run!r} is not a run name like x0_lp1.5_sc0.5[-decoupled][-sample]")
     return {
         "prediction": m["prediction"],
         "p": float(m["p"]),

@@ -7,6 +7,9 @@ with jittered back-off while all are taken, and exports `CUDA_VISIBLE_DEVICES` b
 The lock is held by an open file descriptor, so the kernel releases it when the process ends, killed or not.
 
 Under SLURM the allocation already sets the visible devices, so leasing steps aside.
+
+`python -m slimdiff.gpu_lease` prints how many GPU-tagged jobs may run at once on this machine (gpu_slots):
+`make run` and the DVC stage `compute` pass it to `snakemake --resources gpu=N`.
 """
 
 from __future__ import annotations
@@ -56,6 +59,19 @@ def detect_devices() -> list[str]:
     except (subprocess.SubprocessError, OSError):
         return []
     return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+def gpu_slots() -> int:
+    """GPU-tagged jobs to run at once: one per device to lease, or one per usable CPU core when there is none.
+
+    The devices are detect_devices()'s, so the count follows $SLIMDIFF_GPU_DEVICES and $CUDA_VISIBLE_DEVICES as
+    the leases do. Without a GPU the jobs run on the CPU, as many side by side as there are cores.
+    """
+    devices = detect_devices()
+    if devices:
+        return len(devices)
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 def under_slurm() -> bool:
@@ -129,3 +145,7 @@ def export_settings(gpu_config: dict) -> None:
         os.environ.setdefault(DEVICES_ENV, ",".join(str(d) for d in gpu_config["devices"]))
     if gpu_config.get("lock_dir"):
         os.environ.setdefault(LOCK_DIR_ENV, str(gpu_config["lock_dir"]))
+
+
+if __name__ == "__main__":
+    print(gpu_slots())

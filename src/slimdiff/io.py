@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from slimdiff.errors import MissingInputError, SlimdiffInputError
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
@@ -55,13 +57,25 @@ def write_json(target: str | Path, obj: Any) -> None:
     write_text(target, text + "\n")
 
 
+class JSONFileError(SlimdiffInputError, ValueError):
+    """A JSON file that is not valid standard JSON; the message names the file. A ValueError, like the
+    json module's own parse errors."""
+
+
 def read_json(path: str | Path) -> Any:
     """Parse a JSON file strictly (NaN/Infinity tokens are an error that names the file)."""
 
     def reject(token: str) -> Any:
-        raise ValueError(f"{path}: non-standard JSON token {token}")
+        raise JSONFileError(f"{path}: non-standard JSON token {token}")
 
-    return json.loads(Path(path).read_text(), parse_constant=reject)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise MissingInputError(f"{path}: file not found") from None
+    try:
+        return json.loads(text, parse_constant=reject)
+    except json.JSONDecodeError as exc:
+        raise JSONFileError(f"{path}: not valid JSON ({exc})") from None
 
 
 def as_float(value: Any) -> float:

@@ -20,6 +20,7 @@ aggregate(
     weights=json.loads(Path(snakemake.input.weights).read_text()),  # noqa: F821
 )
 i, o = snakemake.input, snakemake.output  # noqa: F821
+run_folds = snakemake.params.run_folds  # noqa: F821 - the (run, fold) of each per-run input, in order
 for name in ("per_zbin", "morphology", "tau", "lesions"):
-    collect_run_tables(list(i[name]), o[name])
-collect_run_tables(list(i.logs), o.curves)
+    collect_run_tables(list(i[name]), run_folds, o[name])
+collect_run_tables(list(i.logs), run_folds, o.curves)

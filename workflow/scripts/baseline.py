@@ -12,6 +12,7 @@ import json  # noqa: E402
 
 import torch  # noqa: E402
 
+from slimdiff.device import pick_device  # noqa: E402
 from slimdiff.metrics.evaluate import evaluate_baseline  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)  # noqa: F821
@@ -21,6 +22,6 @@ evaluate_baseline(
     snakemake.output[0],  # noqa: F821
     fold=cfg["baseline_fold"],
     cfg=cfg,
-    device="cuda" if torch.cuda.is_available() else "cpu",
+    device=pick_device("auto"),
     weights=json.loads(Path(snakemake.input.weights).read_text()),  # noqa: F821
 )

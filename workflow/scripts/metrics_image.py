@@ -12,6 +12,7 @@ import json  # noqa: E402
 
 import torch  # noqa: E402
 
+from slimdiff.device import pick_device  # noqa: E402
 from slimdiff.metrics.evaluate import evaluate_images  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)  # noqa: F821
@@ -22,6 +23,6 @@ evaluate_images(
     fold=int(snakemake.wildcards.fold),  # noqa: F821
     cfg=dict(snakemake.params.metrics),  # noqa: F821
     run=snakemake.wildcards.run,  # noqa: F821
-    device="cuda" if torch.cuda.is_available() else "cpu",
+    device=pick_device("auto"),
     weights=json.loads(Path(snakemake.input.weights).read_text()),  # noqa: F821
 )

@@ -6,10 +6,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from slimdiff.config import ConfigError
-from slimdiff.data.cache import CacheError
-from slimdiff.data.ingest import DataError
-from slimdiff.training.export import ModelFileError
+from slimdiff.errors import SlimdiffInputError
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -22,10 +19,13 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def run(main: Callable[[], None], prog: str) -> int:
-    """Run a command body; expected input errors print `prog: error: ...` and exit 2, no traceback."""
+    """Run a command body; expected input errors print `prog: error: ...` and exit 2, no traceback.
+
+    Only SlimdiffInputError counts as expected: any other exception is a bug and propagates with its traceback.
+    """
     try:
         main()
-    except (ConfigError, DataError, CacheError, ModelFileError, ValueError, FileNotFoundError) as exc:
+    except SlimdiffInputError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         import pandas as pd
 
+        from slimdiff.errors import MissingInputError
         from slimdiff.figures import plots
         from slimdiff.figures.table import CONFIGURATION, write_tables
         from slimdiff.io import read_json
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
         for f in needed:
             if not f.exists():
-                raise FileNotFoundError(f"{f}: missing; run the metrics stage first")
+                raise MissingInputError(f"{f}: missing; run the metrics stage first")
         summary = read_json(summary_json)
         table = write_tables(
             pd.read_csv(summary_csv), summary["baseline"], args.paper or res / "paper", summary.get("regime_b")

@@ -15,7 +15,12 @@ def int_list(text: str) -> list[int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="slimdiff-generate", description=__doc__)
     p.add_argument("--model", required=True, help="model.pt from slimdiff-train")
-    p.add_argument("--out", required=True, help="output directory: zbinNN.npz/.csv per z-bin and grid.png")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output directory: zbinNN.npz/.csv per z-bin and grid.png; one per replica (a z-bin file of "
+        "another model, replica, seed or sampler is not written over)",
+    )
     p.add_argument("--zbins", type=int_list, help="comma-separated z-bins (default: all)")
     p.add_argument("--classes", type=int_list, default=[0, 1], help="0 = no lesion, 1 = lesion (default 0,1)")
     p.add_argument("--n-per-condition", type=int, default=8, help="samples per (z-bin, class)")
@@ -36,17 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
 
     def body() -> None:
+        from slimdiff.errors import SlimdiffInputError
         from slimdiff.generation.runner import generate_to_dir
         from slimdiff.generation.sampling import Condition
-        from slimdiff.training.export import read_model_file
+        from slimdiff.model.file import read_model_file
 
         n_bins = read_model_file(args.model)["data_info"]["z_bins"]
         zbins = args.zbins if args.zbins is not None else list(range(n_bins))
         bad = [z for z in zbins if not 0 <= z < n_bins]
         if bad or len(set(zbins)) != len(zbins):
-            raise ValueError(f"--zbins {zbins}: must be distinct z-bins in 0-{n_bins - 1}")
+            raise SlimdiffInputError(f"--zbins {zbins}: must be distinct z-bins in 0-{n_bins - 1}")
         if any(c not in (0, 1) for c in args.classes) or args.n_per_condition < 0:
-            raise ValueError("--classes must be 0 and/or 1, and --n-per-condition non-negative")
+            raise SlimdiffInputError("--classes must be 0 and/or 1, and --n-per-condition non-negative")
         conditions = [Condition(z, c, args.n_per_condition) for z in zbins for c in args.classes]
         overrides = {k: getattr(args, k) for k in ("steps", "eta", "spacing") if getattr(args, k) is not None}
         generate_to_dir(

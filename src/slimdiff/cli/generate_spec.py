@@ -49,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             import math
 
-            from slimdiff.generation.runner import resolve_device
+            from slimdiff.device import pick_device
             from slimdiff.generation.sampling import time_one_batch
-            from slimdiff.training.export import load_denoiser
+            from slimdiff.model.file import load_denoiser
 
-            device = resolve_device(plan.device)
+            device = pick_device(plan.device)
             net, diffusion, payload = load_denoiser(plan.model_path, device)
             per_call = time_one_batch(net, diffusion, payload, plan.batch_size, device)
             steps = payload["run_cfg"]["sampler"]["steps"]

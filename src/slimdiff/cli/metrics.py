@@ -37,14 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
 
     def body() -> None:
-        import torch
-
         from slimdiff.config import load_config
+        from slimdiff.device import pick_device
         from slimdiff.generation.outputs import find_sample_files
         from slimdiff.metrics import evaluate
 
         cfg = dict(load_config(args.config)["metrics"], feature_cache=args.feature_cache)
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+        device = pick_device(args.device)
         if args.command == "image-metrics":
             evaluate.evaluate_images(
                 args.cache, find_sample_files(args.samples), args.out, args.fold, cfg, args.run, device

@@ -11,7 +11,11 @@ from slimdiff.config import load_config
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="slimdiff-synth", description=__doc__)
-    p.add_argument("--out", required=True, help="cohort directory to write (replaced atomically)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="cohort directory to write: new, empty, or a cohort written before (replaced atomically)",
+    )
     p.add_argument("--config", help="pipeline config; its data.synthetic section gives the defaults")
     p.add_argument("--patients", type=int, help="number of FCD patients")
     p.add_argument("--controls", type=int, help="number of healthy controls")

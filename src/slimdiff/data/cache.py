@@ -35,6 +35,7 @@ from slimdiff import provenance
 from slimdiff.data.ingest import DataError, Subject, discover, load_volume
 from slimdiff.data.slices import SliceStats, resolve_z_range, select_slices, token, z_bin, z_bin_centre
 from slimdiff.data.splits import make_splits, subject_split_columns
+from slimdiff.errors import SlimdiffInputError
 from slimdiff.io import write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ INDEX_COLUMNS = [
 REJECTED_COLUMNS = ["subject", "file", "problem"]
 
 
-class CacheError(RuntimeError):
+class CacheError(SlimdiffInputError):
     """A cache directory that is missing, incomplete or inconsistent."""
 
 
@@ -248,6 +249,9 @@ def load_cache(cache_dir: str | Path) -> Cache:
     if not meta_path.exists():
         raise CacheError(f"{meta_path}: missing, so {cache_dir} is not a complete cache (build it with slimdiff-cache)")
     meta = json.loads(meta_path.read_text())
+    for name in ("index.csv", "splits.json", *meta["arrays"]):
+        if not (cache_dir / name).is_file():
+            raise CacheError(f"{cache_dir / name}: missing, so {cache_dir} is not a complete cache (rebuild it)")
     index_path = cache_dir / "index.csv"
     index_text = index_path.read_text()
     if hashlib.sha256(index_text.encode()).hexdigest() != meta["index_sha256"]:

@@ -24,13 +24,16 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from slimdiff.config import ConfigError
+from slimdiff.errors import SlimdiffInputError
+
 log = logging.getLogger(__name__)
 
 PATIENT_GROUPS = {"fcd", "patient", "patients", "epilepsy", "lesion"}
 CONTROL_GROUPS = {"hc", "control", "controls", "healthy"}
 
 
-class DataError(ValueError):
+class DataError(SlimdiffInputError):
     """A raw input that cannot be used; the message starts with the offending path."""
 
     def __init__(self, path: str | Path, problem: str, subject: str | None = None):
@@ -71,7 +74,7 @@ def discover(raw_dir: str | Path, layout: str, ingest: dict) -> list[Subject]:
     elif layout == "nnunet":
         subjects = _discover_nnunet(raw_dir, ingest)
     else:
-        raise ValueError(f"unknown layout {layout!r}: expected 'bids' or 'nnunet'")
+        raise ConfigError(f"unknown layout {layout!r}: expected 'bids' or 'nnunet'")
     if not subjects:
         raise DataError(raw_dir, f"no subjects found for layout {layout!r}")
     return subjects

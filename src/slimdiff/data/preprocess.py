@@ -1,4 +1,4 @@
-"""Volume preprocessing with MONAI transforms, in the order the method fixes (method.md §1.2).
+"""Volume preprocessing with MONAI transforms, in the order the upstream method fixes.
 
 RAS orientation -> resample to `spacing` (image bilinear, mask nearest) -> centre crop/zero-pad to
 `roi_size` -> image percentile scaling to [-1, 1] over the whole cropped volume, clipped; mask binarised.

@@ -1,4 +1,4 @@
-"""Axial slice selection, local z-binning and conditioning tokens (method.md §1.3-1.4).
+"""Axial slice selection, local z-binning and conditioning tokens (as the upstream cache does).
 
 z-bins are *local* to the cached z-range: with R = z_max - z_min + 1 slices and n bins,
     z_bin(z) = clamp(floor((z - z_min) / R * n), 0, n - 1),
@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from slimdiff.config import ConfigError
 
 
 def z_bin(z: int | np.ndarray, z_range: tuple[int, int], n_bins: int) -> np.ndarray:
@@ -71,7 +73,7 @@ def resolve_z_range(
     """The fixed range, or the lesion z-extent over all patients shrunk by `offset` on each side."""
     if configured == "auto":
         if not extents:
-            raise ValueError(
+            raise ConfigError(
                 "z_range 'auto' needs at least one patient with a lesion; set data.cache.z_range to [z_min, z_max]"
             )
         lo, hi = min(e[0] for e in extents), max(e[1] for e in extents)
@@ -82,9 +84,9 @@ def resolve_z_range(
         z_range = (int(configured[0]), int(configured[1]))
         info = {"mode": "fixed"}
     if not 0 <= z_range[0] <= z_range[1] < depth:
-        raise ValueError(f"z_range {list(z_range)} must satisfy 0 <= z_min <= z_max < {depth} (roi_size z)")
+        raise ConfigError(f"z_range {list(z_range)} must satisfy 0 <= z_min <= z_max < {depth} (roi_size z)")
     if n_bins > z_range[1] - z_range[0] + 1:
-        raise ValueError(
+        raise ConfigError(
             f"z_bins={n_bins} exceeds the {z_range[1] - z_range[0] + 1} slices of z_range {list(z_range)}; "
             "lower data.cache.z_bins or widen the range"
         )

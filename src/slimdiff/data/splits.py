@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from slimdiff.config import ConfigError
+
 
 def burden_strata(burden: pd.Series, groups: pd.Series, n_strata: int) -> pd.Series:
     """Stratum label per subject: -1 for controls, 0..k-1 lesion-burden quantiles for patients."""
@@ -43,7 +45,7 @@ def make_splits(subjects: pd.DataFrame, cfg: dict, predefined_test: list[str]) -
     strata = burden_strata(subjects["burden"], subjects["group"], cfg["burden_strata"])
     unknown = sorted(set(predefined_test) - set(subjects.index))
     if unknown:
-        raise ValueError(f"predefined test subjects not in the cache: {', '.join(unknown)}")
+        raise ConfigError(f"predefined test subjects not in the cache: {', '.join(unknown)}")
 
     order = interleave(strata, rng)
     if predefined_test:
@@ -61,10 +63,10 @@ def make_splits(subjects: pd.DataFrame, cfg: dict, predefined_test: list[str]) -
         val_sets = [set(pool[:n_val])]
     else:
         if len(pool) < k:
-            raise ValueError(f"{len(pool)} non-test subjects cannot fill {k} folds; lower data.splits.n_folds")
+            raise ConfigError(f"{len(pool)} non-test subjects cannot fill {k} folds; lower data.splits.n_folds")
         val_sets = [set(pool[i::k]) for i in range(k)]
     if not pool or any(len(pool) - len(v) == 0 for v in val_sets):
-        raise ValueError(f"too few subjects ({len(subjects)}) for a test set plus training subjects")
+        raise ConfigError(f"too few subjects ({len(subjects)}) for a test set plus training subjects")
     folds = [{"fold": i, "train": sorted(set(pool) - v), "val": sorted(v)} for i, v in enumerate(val_sets)]
     return {
         "seed": cfg["seed"],

@@ -19,6 +19,7 @@ on how many processes build it.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -32,6 +33,8 @@ from nibabel import orientations
 from scipy import ndimage
 from tqdm import tqdm
 
+from slimdiff.config import ConfigError
+from slimdiff.errors import MissingInputError, OutputExistsError
 from slimdiff.io import atomic_dir, write_text
 
 log = logging.getLogger(__name__)
@@ -63,7 +66,7 @@ def _nilearn_file(kind: str) -> Path:
 
     path = Path(nilearn.__file__).parent / "datasets" / "data" / f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: MNI152 template file missing from the installed nilearn package")
+        raise MissingInputError(f"{path}: MNI152 template file missing from the installed nilearn package")
     return path
 
 
@@ -304,6 +307,19 @@ def _build_one(args: tuple[int, int, bool, dict, str, str]) -> dict:
     return {"participant_id": participant, **subject.info}
 
 
+def _replaceable(out_dir: Path) -> bool:
+    """A folder write_cohort may replace: absent, empty, or a synthetic cohort written before."""
+    if not out_dir.is_dir():
+        return not out_dir.exists()
+    if not any(out_dir.iterdir()):
+        return True
+    try:
+        generated_by = json.loads((out_dir / "dataset_description.json").read_text()).get("GeneratedBy", [])
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(isinstance(g, dict) and g.get("Name") == "slimdiff-synth" for g in generated_by)
+
+
 def write_cohort(
     out_dir: str | Path,
     patients: int = 16,
@@ -315,12 +331,15 @@ def write_cohort(
     lesion_contrast: float = LESION_CONTRAST,
     variability: float = 1.0,
 ) -> pd.DataFrame:
-    """Write a ds004199-layout cohort to `out_dir` (replaced atomically) and return participants.tsv."""
+    """Write a ds004199-layout cohort to `out_dir` and return participants.tsv.
+
+    A cohort written there before is replaced atomically; any other non-empty folder is refused.
+    """
     if patients + controls == 0:
-        raise ValueError("synthetic cohort: need at least one patient or control")
+        raise ConfigError("synthetic cohort: need at least one patient or control")
     for name, (lo, hi) in (("voxel_mm", voxel_mm), ("lesion_volume_ml", lesion_volume_ml)):
         if not 0 < lo <= hi:
-            raise ValueError(f"synthetic cohort: {name} must be 0 < lo <= hi, got {[lo, hi]}")
+            raise ConfigError(f"synthetic cohort: {name} must be 0 < lo <= hi, got {[lo, hi]}")
     look = {
         "voxel_mm": tuple(voxel_mm),
         "lesion_volume_ml": tuple(lesion_volume_ml),
@@ -328,6 +347,11 @@ def write_cohort(
         "variability": float(variability),
     }
     out_dir = Path(out_dir)
+    if not _replaceable(out_dir):
+        raise OutputExistsError(
+            f"{out_dir}: exists and is not a synthetic cohort written before, so it is not replaced; "
+            "choose a new or empty folder"
+        )
     load_template()  # build once in the parent; forked workers inherit it
     with atomic_dir(out_dir) as tmp:
         jobs = [(seed, i, i < patients, look, f"sub-{i + 1:05d}", str(tmp)) for i in range(patients + controls)]

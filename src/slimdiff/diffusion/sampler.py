@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from slimdiff.config import ConfigError
 from slimdiff.diffusion.schedule import Diffusion
 
 NoiseFn = Callable[[int, tuple[int, ...]], torch.Tensor]
@@ -27,7 +28,7 @@ def ddim_timesteps(steps: int, timesteps: int = 1000, spacing: str = "leading") 
     """Descending timesteps. leading: {0, k, .., (steps-1)k}, k = T // steps (upstream; 300 steps start at 897).
     trailing: round(T, T - T/steps, ..) - 1 (starts at T - 1)."""
     if not 1 <= steps <= timesteps:
-        raise ValueError(f"DDIM steps must be in [1, {timesteps}], got {steps}")
+        raise ConfigError(f"DDIM steps must be in [1, {timesteps}], got {steps}")
     if spacing == "leading":
         k = timesteps // steps
         grid = np.arange(steps) * k

@@ -26,13 +26,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from slimdiff.experiments import comparison_family, parse_run  # noqa: E402
-from slimdiff.figures.table import PRED_ORDER, family_title  # noqa: E402
+from slimdiff.figures.table import PRED_ORDER, PRED_TEX, family_title  # noqa: E402
 from slimdiff.io import as_float, atomic_path, read_json  # noqa: E402
 from slimdiff.metrics.morphology import FEATURES  # noqa: E402
 
 # Paul Tol colours used by the paper: epsilon orange, v teal, x0 wine.
 COLOURS = {"epsilon": "#EE7733", "v": "#009988", "x0": "#882255"}
-LABELS = {"epsilon": r"$\epsilon$", "v": r"$\mathbf{v}$", "x0": r"$\mathbf{x}_0$"}
 LINESTYLES = ["-", "--", ":", "-."]
 STYLE = {
     "font.size": 8,
@@ -133,7 +132,7 @@ def similarity_figure(summary_csv, summary_json, out_dir) -> list[Path]:
             ax.set_xlim(-0.5, len(runs) - 0.5)
             ax.set_title(f"{title} (lower is better)")
         handles = [
-            plt.Line2D([], [], color=c, marker="s", ls="", label=LABELS[p])
+            plt.Line2D([], [], color=c, marker="s", ls="", label=PRED_TEX[p])
             for p, c in COLOURS.items()
             if any(parse_run(r)["prediction"] == p for r in runs)
         ]
@@ -181,7 +180,7 @@ def per_zbin_figure(per_zbin: pd.DataFrame, out_dir) -> list[Path]:
                 f, c = frames[r], parse_run(r)
                 colour, ls = COLOURS.get(c["prediction"], "grey"), LINESTYLES[ps.index(c["p"]) % 4]
                 ax.plot(
-                    f["z_bin"], f[metric], color=colour, ls=ls, lw=1.2, label=f"{LABELS[c['prediction']]} {short(r)}"
+                    f["z_bin"], f[metric], color=colour, ls=ls, lw=1.2, label=f"{PRED_TEX[c['prediction']]} {short(r)}"
                 )
                 ax.fill_between(f["z_bin"], f[metric] - f[std], f[metric] + f[std], color=colour, alpha=0.12, lw=0)
             ax.set(xlabel="z-bin", title=f"{title} per z-bin")
@@ -220,7 +219,7 @@ def morphology_figure(morphology: pd.DataFrame, tau: pd.DataFrame, out_dir) -> l
                 marker="o",
                 ms=3,
                 color=COLOURS.get(parse_run(r)["prediction"], "grey"),
-                label=f"{LABELS[parse_run(r)['prediction']]} {short(r)}",
+                label=f"{PRED_TEX[parse_run(r)['prediction']]} {short(r)}",
             )
         ax.axvline(0.0, color="grey", lw=0.6, ls=":")
         ax.set(xlabel=r"mask threshold $\tau$", ylabel="MMD-MF", title=r"$\tau$ sensitivity")
@@ -244,7 +243,7 @@ def training_figure(curves: pd.DataFrame, out_dir) -> list[Path]:
                     f[column],
                     color=COLOURS.get(parse_run(r)["prediction"], "grey"),
                     ls=LINESTYLES[fold % 4],
-                    label=f"{LABELS[parse_run(r)['prediction']]} {short(r)} f{fold}",
+                    label=f"{PRED_TEX[parse_run(r)['prediction']]} {short(r)} f{fold}",
                 )
             ax.set(xlabel="epoch", ylabel=ylabel)
             if column == "val_loss":
@@ -278,7 +277,7 @@ def lesion_feature_figure(lesions: pd.DataFrame, out_dir) -> list[Path]:
                     histtype="step",
                     lw=1.2,
                     color=COLOURS.get(pred, "black"),
-                    label=LABELS.get(pred, pred),
+                    label=PRED_TEX.get(pred, pred),
                 )
             ax.set_title(feature.replace("_", " "))
             if not len(values):
@@ -348,7 +347,7 @@ def coupling_figure(regime_b: dict, out_dir) -> list[Path]:
                 ax.set_title(f"{title}\n{_difference_label(result)}", fontsize=7)
                 if len(folds) > 0 and metric == COUPLING_METRICS[0][0]:
                     ax.legend(frameon=False, fontsize=6, loc="best")
-            ax_row[0].set_ylabel(f"{LABELS.get(c['prediction'], c['prediction'])} p{c['p']:g} sc{c['sc']:g}")
+            ax_row[0].set_ylabel(f"{PRED_TEX.get(c['prediction'], c['prediction'])} p{c['p']:g} sc{c['sc']:g}")
         fig.suptitle("Paired by fold (lower is better; Δ = other variant − shared, > 0: shared better)", fontsize=8)
         fig.tight_layout()
         return save(fig, Path(out_dir), "coupling_by_fold")

@@ -8,6 +8,7 @@ string (run, replica, seed, sampler, model file, versions). zbinNN.csv: one row 
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from slimdiff import provenance
+from slimdiff.errors import MissingInputError, OutputExistsError, SlimdiffInputError
 from slimdiff.io import atomic_path, write_text
 
 matplotlib.use("Agg")
@@ -23,11 +25,37 @@ import matplotlib.pyplot as plt  # noqa: E402
 ARRAY_KEYS = ("z_bin", "class", "token", "k", "seed")
 
 
+class SampleFileError(SlimdiffInputError):
+    """A zbinNN.npz that cannot be read as generated samples; the message names it."""
+
+
+# What makes two sample files the same generation: rewriting one of them gives the same samples (a rerun).
+IDENTITY_KEYS = ("run", "fold", "replica", "seed", "sampler", "model_sha256", "dtype")
+
+
+def check_same_generation(npz_path: Path, meta: dict, keys=IDENTITY_KEYS) -> None:
+    """A sample file is rewritten only by a rerun of the same generation, never replaced by other samples."""
+    meta = json.loads(json.dumps(meta))  # as the file would hold it (tuples -> lists)
+    try:
+        with np.load(npz_path) as data:
+            old = json.loads(str(data["meta"]))
+    except Exception:  # not a sample file at all: numpy and zipfile raise many types
+        old = {}
+    differ = [k for k in keys if old.get(k) != meta.get(k)]
+    if differ:
+        raise OutputExistsError(
+            f"{npz_path}: holds samples of another generation (they differ in {', '.join(differ)}) and is not "
+            "written over; write to another folder (one per replica), or delete the old samples first"
+        )
+
+
 def write_samples(npz_path: str | Path, result: dict, meta: dict, dtype: str = "float16", rows=None) -> None:
     """Write the samples `rows` (default all) of a generate_samples result, atomically."""
     rows = np.arange(len(result["seed"])) if rows is None else np.asarray(rows)
     npz_path = Path(npz_path)
     meta = {**meta, "dtype": dtype, "versions": provenance.versions(), "created": provenance.timestamp()}
+    if npz_path.exists():
+        check_same_generation(npz_path, meta)
     arrays = {
         "images": result["images"][rows].astype(dtype),
         "masks": result["masks"][rows].astype(dtype),
@@ -52,16 +80,21 @@ def find_sample_files(items: list[str | Path]) -> list[Path]:
         elif item.is_file():
             files.append(item)
         else:
-            raise FileNotFoundError(f"{item}: no such file or directory")
+            raise MissingInputError(f"{item}: no such file or directory")
     if not files:
-        raise FileNotFoundError(f"no zbin*.npz sample files under {', '.join(map(str, items))}")
+        raise MissingInputError(f"no zbin*.npz sample files under {', '.join(map(str, items))}")
     return files
 
 
 def read_samples(npz_path: str | Path) -> dict:
-    with np.load(npz_path) as data:
-        out = {k: data[k] for k in data.files if k != "meta"}
-        out["meta"] = json.loads(str(data["meta"]))
+    try:
+        with np.load(npz_path) as data:
+            out = {k: data[k] for k in data.files if k != "meta"}
+            out["meta"] = json.loads(str(data["meta"]))
+    except FileNotFoundError:
+        raise MissingInputError(f"{npz_path}: no such sample file") from None
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise SampleFileError(f"{npz_path}: not a readable sample file ({type(exc).__name__}: {exc})") from None
     return out
 
 

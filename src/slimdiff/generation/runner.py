@@ -6,24 +6,15 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from slimdiff.generation.outputs import write_grid, write_samples
+from slimdiff.device import pick_device
+from slimdiff.generation.outputs import check_same_generation, write_grid, write_samples
 from slimdiff.generation.sampling import Condition, generate_samples
 from slimdiff.io import file_sha256
 from slimdiff.model.factory import use_channels_last
-from slimdiff.training.export import load_denoiser
+from slimdiff.model.file import load_denoiser
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but no CUDA device is visible")
-    log.info("sampling on %s", device)
-    return device
 
 
 def generate_to_dir(
@@ -39,10 +30,24 @@ def generate_to_dir(
     grid: bool = True,
     channels_last: bool = False,
 ) -> list[Path]:
-    device = resolve_device(device)
+    device = pick_device(device)
     net, diffusion, payload = load_denoiser(model_path, device)
     if channels_last:
         net = use_channels_last(net)
+    out_dir = Path(out_dir)
+    model_sha256 = file_sha256(model_path)
+    known = {
+        "run": payload["provenance"].get("run"),
+        "fold": payload["data_info"].get("fold"),
+        "replica": replica,
+        "seed": seed,
+        "model_sha256": model_sha256,
+        "dtype": dtype,
+    }
+    for z in sorted({c.z_bin for c in conditions if c.n > 0}):  # refuse before sampling, not after hours of it
+        path = out_dir / f"zbin{z:02d}.npz"
+        if path.exists():
+            check_same_generation(path, known, keys=list(known))
     compute = "bfloat16" if device.startswith("cuda") and dtype == "float16" else "float32"
     result = generate_samples(
         net,
@@ -56,16 +61,15 @@ def generate_to_dir(
         compute_dtype=compute,
         **(sampler_overrides or {}),
     )
-    out_dir = Path(out_dir)
     meta = {
-        "run": payload["provenance"].get("run"),
-        "fold": payload["data_info"].get("fold"),
+        "run": known["run"],
+        "fold": known["fold"],
         "replica": replica,
         "seed": seed,
         "sampler": result["sampler"],
         "ema_weights": True,
         "model_file": str(model_path),
-        "model_sha256": file_sha256(model_path),
+        "model_sha256": model_sha256,
         "z_bins": payload["data_info"]["z_bins"],
         "spacing_mm": payload["data_info"].get("spacing_mm"),
         "device": device,

@@ -15,7 +15,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from slimdiff.config import ConfigError
+from slimdiff.data.slices import token
 from slimdiff.diffusion.sampler import classifier_free_guidance, ddim_sample
+from slimdiff.model.conditioning import null_token_offset
 
 
 def sample_seed(seed: int, replica: int, z_bin: int, cls: int, k: int) -> int:
@@ -81,6 +84,7 @@ def generate_samples(
         if not 0 <= cond.z_bin < n_bins or cond.cls not in (0, 1) or cond.n < 0:
             raise ValueError(f"invalid condition {cond} for a model with {n_bins} z-bins")
     meta = expand_conditions(conditions, seed, replica)
+    meta["token"] = token(meta["z_bin"], meta["class"], n_bins).astype(np.int32)
     n = len(meta["seed"])
     h, w = info["image_size"]
     images = np.zeros((n, h, w), np.float32)
@@ -88,14 +92,14 @@ def generate_samples(
     model = net
     if sampler["guidance_scale"] != 1.0:
         if not run["model"]["cfg_null_token"]:
-            raise ValueError("guidance_scale > 1 needs a model trained with model.cfg_null_token: true")
-        model = classifier_free_guidance(net, 2 * n_bins, sampler["guidance_scale"])
+            raise ConfigError("guidance_scale > 1 needs a model trained with model.cfg_null_token: true")
+        model = classifier_free_guidance(net, null_token_offset(n_bins), sampler["guidance_scale"])
     starts = range(0, n, batch_size)
     for start in tqdm(starts, desc="sampling batches", unit="batch", disable=not progress):
         idx = slice(start, min(start + batch_size, n))
         gens = [torch.Generator().manual_seed(int(s)) for s in meta["seed"][idx]]
         x_T = torch.stack([torch.randn(2, h, w, generator=g) for g in gens]).to(device)
-        tokens = torch.as_tensor(meta["z_bin"][idx] + n_bins * meta["class"][idx], device=device).long()
+        tokens = torch.as_tensor(meta["token"][idx], device=device).long()
 
         def noise(step, shape, gens=gens):
             return torch.stack([torch.randn(shape[1:], generator=g) for g in gens]).to(device)
@@ -114,7 +118,6 @@ def generate_samples(
             )
         out = out.float().clamp(-1, 1).cpu().numpy()
         images[idx], masks[idx] = out[:, 0], out[:, 1]
-    meta["token"] = (meta["z_bin"] + n_bins * meta["class"]).astype(np.int32)
     return {"images": images, "masks": masks, **meta, "sampler": sampler}
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import yaml
 
+from slimdiff.errors import SlimdiffInputError
 from slimdiff.generation.sampling import Condition
-from slimdiff.training.export import ModelFileError, read_model_file
+from slimdiff.model.file import ModelFileError, read_model_file
 
 KNOWN_KEYS = {
     "checkpoint_path",
@@ -36,7 +37,7 @@ KNOWN_KEYS = {
 }
 
 
-class SpecError(ValueError):
+class SpecError(SlimdiffInputError):
     """A generation spec that cannot be run; the message names the spec file."""
 
 
@@ -88,11 +89,12 @@ def _parse_zbins(value, n_bins: int, spec: Path) -> list[int]:
         bins = [_zbin(v, n_bins, "defaults.zbins", spec) for v in range(lo, hi + 1)]
     elif isinstance(value, str):
         try:
-            bins = [_zbin(int(v), n_bins, "defaults.zbins", spec) for v in value.split(",")]
+            numbers = [int(v) for v in value.split(",")]
         except ValueError:
             raise SpecError(
                 f"{spec}: defaults.zbins {value!r} is not 'all', 'a-b', 'a,b,c', a list or an integer"
             ) from None
+        bins = [_zbin(v, n_bins, "defaults.zbins", spec) for v in numbers]
     else:
         raise SpecError(f"{spec}: defaults.zbins {value!r} is not 'all', 'a-b', 'a,b,c', a list or an integer")
     dupes = sorted({b for b in bins if bins.count(b) > 1})
@@ -202,6 +204,10 @@ def _check_config(config_path: Path, payload: dict, spec_path: Path) -> None:
         cfg = yaml.safe_load(config_path.read_text())
     except FileNotFoundError:
         raise SpecError(f"{spec_path}: config_path {config_path} not found") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{spec_path}: config_path {config_path} is not valid YAML: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise SpecError(f"{spec_path}: config_path {config_path} is not a YAML mapping")
     stored = payload["run_cfg"]
     problems = []
     for section in ("model", "diffusion", "self_conditioning"):

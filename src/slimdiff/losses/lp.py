@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from slimdiff.config import ConfigError
+
 FFL_FORMS = ("reference", "upstream")
 # Upstream's initial log-variances of the (L_image + L_mask, FFL) groups.
 FFL_GROUP_INIT = (0.0, 0.5)
@@ -55,7 +57,7 @@ class UncertaintyWeighting(nn.Module):
         super().__init__()
         init = [float(init)] * n if isinstance(init, int | float) else [float(s) for s in init]
         if len(init) != n:
-            raise ValueError(f"{len(init)} initial log-variances for {n} losses")
+            raise ConfigError(f"{len(init)} initial log-variances for {n} losses")
         self.log_vars = nn.Parameter(torch.tensor(init))
 
     def effective_log_vars(self) -> torch.Tensor:
@@ -82,7 +84,7 @@ def focal_frequency_loss(
     if patch_factor > 1:
         b, c, h, w = pred.shape
         if h % patch_factor or w % patch_factor:
-            raise ValueError(f"image size {h}x{w} is not divisible by patch_factor {patch_factor}")
+            raise ConfigError(f"image size {h}x{w} is not divisible by patch_factor {patch_factor}")
 
         def patches(x):
             x = x.reshape(b, c, patch_factor, h // patch_factor, patch_factor, w // patch_factor)

@@ -20,6 +20,7 @@ import pandas as pd
 from slimdiff import provenance
 from slimdiff.data.cache import load_cache
 from slimdiff.data.splits import fold_membership
+from slimdiff.errors import MissingInputError
 from slimdiff.experiments import comparison_family, parse_run
 from slimdiff.generation.outputs import read_samples
 from slimdiff.io import as_float, read_json, write_json, write_text
@@ -29,7 +30,10 @@ from slimdiff.metrics.morphology import lesion_features, mmd_mf, tau_sweep, wass
 
 log = logging.getLogger(__name__)
 
-METRICS = ("kid", "fid", "lpips", "mmd_mf")
+# Each metric's value in a replica's entry of image.json/mask.json and in the baseline JSON: KID, LPIPS and
+# MMD-MF are means over subsets or pairs (their spread is `<metric>_std`), FID is one number.
+METRIC_KEYS = {"kid": "kid_mean", "fid": "fid", "lpips": "lpips_mean", "mmd_mf": "mmd_mf_mean"}
+METRICS = tuple(METRIC_KEYS)
 
 
 def real_split(cache_dir: str | Path, fold: int, role: str) -> dict[str, np.ndarray]:
@@ -109,7 +113,7 @@ def evaluate_images(
     real_feats = inception.cached(real["images"], feature_cache)
     replicas = load_replicas(sample_files)
     if not replicas:
-        raise ValueError(f"run {run}: no sample files given")
+        raise MissingInputError(f"run {run}: no sample files given")
     per_replica, fake_feats = [], {}
     for r, fake in replicas.items():
         fake_feats[r] = inception.cached(fake["images"], feature_cache)
@@ -206,7 +210,7 @@ def merge_run_metrics(image_json, mask_json, out_json) -> dict:
     masks = {m["replica"]: m for m in msk["replicas"]}
     replicas = [_merge_replica(r, masks.get(r["replica"], {})) for r in img["replicas"]]
     summary = {}
-    for name, key in (("kid", "kid_mean"), ("fid", "fid"), ("lpips", "lpips_mean"), ("mmd_mf", "mmd_mf_mean")):
+    for name, key in METRIC_KEYS.items():
         summary[name] = _over_replicas([as_float(r.get(key)) for r in replicas], key)
     for name in LESION_COLUMNS:
         summary[name] = _over_replicas([_lesion_value(r, name) for r in replicas], f"lesion_stats.{name}")
@@ -324,13 +328,13 @@ def _distribution(d: np.ndarray, quantiles: tuple[int, ...]) -> dict:
     }
 
 
-def collect_run_tables(files: list[str | Path], out_csv: str | Path) -> pd.DataFrame:
-    """Stack per-run CSVs (results/runs/{run}/fold{k}/...) into one table with run and fold columns."""
-    frames = []
-    for path in files:
-        parts = Path(path).parts
-        i = parts.index("runs")
-        frames.append(pd.read_csv(path).assign(run=parts[i + 1], fold=int(parts[i + 2].removeprefix("fold"))))
+def collect_run_tables(files: list[str | Path], run_folds: list[tuple[str, int]], out_csv: str | Path) -> pd.DataFrame:
+    """Stack per-run CSVs into one table with run and fold columns: files[i] belongs to run_folds[i]."""
+    if len(files) != len(run_folds):
+        raise ValueError(f"{len(files)} tables for {len(run_folds)} (run, fold) pairs")
+    frames = [
+        pd.read_csv(path).assign(run=run, fold=int(fold)) for path, (run, fold) in zip(files, run_folds, strict=True)
+    ]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "fold"])
     write_text(out_csv, table.to_csv(index=False))
     return table
@@ -360,10 +364,7 @@ def aggregate(
                     **parse_run(m["run"]),
                     "family": comparison_family(m["run"], m["fold"]),
                     "replica": rep["replica"],
-                    "kid": as_float(rep.get("kid_mean")),
-                    "fid": as_float(rep.get("fid")),
-                    "lpips": as_float(rep.get("lpips_mean")),
-                    "mmd_mf": as_float(rep.get("mmd_mf_mean")),
+                    **{name: as_float(rep.get(key)) for name, key in METRIC_KEYS.items()},
                     **{name: _lesion_value(rep, name) for name in LESION_COLUMNS},
                 }
             )
@@ -381,15 +382,9 @@ def aggregate(
     }
     summary = {
         "runs": {f"{m['run']}/fold{m['fold']}": m["summary"] for m in runs},
-        "baseline_std": {
-            k: baseline.get(v)
-            for k, v in (("kid", "kid_std"), ("fid", "fid_std"), ("lpips", "lpips_std"), ("mmd_mf", "mmd_mf_std"))
-        },
+        "baseline_std": {name: baseline.get(f"{name}_std") for name in METRIC_KEYS},  # FID has none: null
         "baseline": {
-            **{
-                k: as_float(baseline.get(v))
-                for k, v in (("kid", "kid_mean"), ("fid", "fid"), ("lpips", "lpips_mean"), ("mmd_mf", "mmd_mf_mean"))
-            },
+            **{name: as_float(baseline.get(key)) for name, key in METRIC_KEYS.items()},
             **{name: _lesion_value(baseline, name) for name in LESION_COLUMNS},  # the real test set's own counts
         },
         "statistics": tests,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from slimdiff.errors import MissingInputError
 from slimdiff.io import write_npy
 from slimdiff.metrics.weights import INCEPTION, hub_checkpoints, sha256
 
@@ -48,7 +49,7 @@ class InceptionFeatures:
 
         self.weights = Path(weights) if weights else hub_checkpoints() / INCEPTION
         if not self.weights.exists():
-            raise FileNotFoundError(f"{self.weights}: Inception weights missing; run slimdiff-weights first")
+            raise MissingInputError(f"{self.weights}: Inception weights missing; run slimdiff-weights first")
         self.weights_sha256 = sha256(self.weights)
         self.net = (
             FeatureExtractorInceptionV3(

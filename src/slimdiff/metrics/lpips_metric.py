@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from slimdiff.errors import MissingInputError
 from slimdiff.metrics.weights import LPIPS_FILES, hub_checkpoints
 
 
@@ -14,7 +15,7 @@ class LPIPSMetric:
 
         trunk = hub_checkpoints() / LPIPS_FILES[net]
         if not trunk.exists():
-            raise FileNotFoundError(f"{trunk}: LPIPS-{net} trunk weights missing; run slimdiff-weights first")
+            raise MissingInputError(f"{trunk}: LPIPS-{net} trunk weights missing; run slimdiff-weights first")
         self.model = lpips.LPIPS(net=net, verbose=False).to(device).eval()
         self.net, self.device, self.batch_size = net, device, batch_size
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from slimdiff.errors import SlimdiffInputError
 from slimdiff.io import atomic_path
 from slimdiff.io import file_sha256 as sha256
 
@@ -58,7 +59,7 @@ TORCHVISION_CLASSIFIER = {
 }
 
 
-class WeightsError(RuntimeError):
+class WeightsError(SlimdiffInputError):
     """No way to obtain a metric network's weights."""
 
 

@@ -29,6 +29,11 @@ def sinusoidal_code(positions: torch.Tensor, dim: int) -> torch.Tensor:
     return code.float()
 
 
+def null_token_offset(n_bins: int) -> int:
+    """The first null token: token k with its condition dropped (classifier-free guidance) is k + this."""
+    return 2 * n_bins
+
+
 class ConditionEmbedding(nn.Module):
     def __init__(self, dim: int, n_bins: int, z_range: tuple[int, int], null_token: bool = False):
         super().__init__()
@@ -43,12 +48,12 @@ class ConditionEmbedding(nn.Module):
 
     @property
     def null_token(self) -> int:
-        return 2 * self.n_bins
+        return null_token_offset(self.n_bins)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens = tokens.long()
-        is_null = tokens >= 2 * self.n_bins
-        real = tokens.clamp(0, 2 * self.n_bins - 1)
+        is_null = tokens >= self.null_token
+        real = tokens.clamp(0, self.null_token - 1)
         cls, z_bin = real // self.n_bins, real % self.n_bins
         e_z = self.z_fuse(torch.cat([self.bin_embedding(z_bin), self.bin_code[z_bin]], dim=-1))
         e = self.fuse(torch.cat([self.class_embedding(cls), e_z], dim=-1))

@@ -20,6 +20,7 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock
 from torch import nn
 
+from slimdiff.config import ConfigError
 from slimdiff.model.conditioning import ConditionEmbedding
 from slimdiff.model.priors import PriorEncoder
 
@@ -138,7 +139,7 @@ class TwinDenoiser(nn.Module):
     def __init__(self, model_cfg: dict, self_cond: bool, n_bins: int, z_range):
         super().__init__()
         if model_cfg["anatomical_prior"] != "none":
-            raise ValueError("model.anatomical_prior needs the shared or decoupled variant, not zero_coupling")
+            raise ConfigError("model.anatomical_prior needs the shared or decoupled variant, not zero_coupling")
         self.self_cond = self_cond
         tw = model_cfg["twin"]
         in_ch = 1 + (1 if self_cond else 0)

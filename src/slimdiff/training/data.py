@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, WeightedRandomSampler
 
+from slimdiff.config import ConfigError
 from slimdiff.data.cache import Cache
 from slimdiff.data.splits import fold_membership
 
@@ -17,11 +18,11 @@ class SliceDataset(Dataset):
         """`max_slices`: a seeded subset of at most this many rows, lesion and lesion-free slices in proportion
         (a cheaper validation set that still holds lesion slices for the mask-Dice diagnostic)."""
         if fold >= len(cache.splits["folds"]):
-            raise ValueError(f"fold {fold} requested but {cache.path}/splits.json has {len(cache.splits['folds'])}")
+            raise ConfigError(f"fold {fold} requested but {cache.path}/splits.json has {len(cache.splits['folds'])}")
         member = fold_membership(cache.index, fold)
         chosen = cache.index[member == role]
         if len(chosen) == 0:
-            raise ValueError(f"{cache.path}: fold {fold} has no {role} slices")
+            raise ConfigError(f"{cache.path}: fold {fold} has no {role} slices")
         if max_slices is not None and len(chosen) > max_slices:
             share = max_slices / len(chosen)
             chosen = chosen.groupby("class", group_keys=False).sample(frac=share, random_state=seed)

@@ -19,8 +19,10 @@ import math
 import lightning.pytorch as pl
 import torch
 
+from slimdiff.config import ConfigError
 from slimdiff.diffusion.schedule import Diffusion
 from slimdiff.losses.lp import DiffusionLoss
+from slimdiff.model.conditioning import null_token_offset
 from slimdiff.model.factory import build_denoiser
 
 
@@ -39,7 +41,7 @@ class DiffusionModule(pl.LightningModule):
         self.criterion = DiffusionLoss(run_cfg["loss"])
         self.mask_dice_timesteps = [int(t) for t in run_cfg["training"]["mask_dice_timesteps"]]
         if any(t >= d["timesteps"] for t in self.mask_dice_timesteps):
-            raise ValueError(
+            raise ConfigError(
                 f"training.mask_dice_timesteps {self.mask_dice_timesteps}: each must be below "
                 f"diffusion.timesteps ({d['timesteps']})"
             )
@@ -73,7 +75,8 @@ class DiffusionModule(pl.LightningModule):
         x0, tokens = batch
         if self.run_cfg["model"]["cfg_null_token"]:
             drop = torch.rand(tokens.shape, device=tokens.device) < self.run_cfg["training"]["cfg_dropout"]
-            tokens = torch.where(drop, tokens + 2 * self.data_info["z_bins"], tokens)  # null, z-bin kept
+            null = null_token_offset(self.data_info["z_bins"])
+            tokens = torch.where(drop, tokens + null, tokens)  # null, z-bin kept
         t = torch.randint(0, self.diffusion.timesteps, (x0.shape[0],), device=x0.device)
         eps = torch.randn_like(x0)
         x0_sc = self._self_condition(self.diffusion.q_sample(x0, t, eps), t, tokens)

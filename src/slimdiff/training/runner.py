@@ -28,11 +28,13 @@ from torch.utils.data import DataLoader
 from slimdiff import provenance
 from slimdiff.data.cache import load_cache
 from slimdiff.data.splits import fold_membership
+from slimdiff.device import pick_device
+from slimdiff.errors import SlimdiffInputError
 from slimdiff.io import atomic_path, write_json, write_text
 from slimdiff.model.factory import use_channels_last
+from slimdiff.model.file import ModelFileError, save_model
 from slimdiff.model.priors import compute_zbin_priors
 from slimdiff.training.data import SliceDataset, lesion_balanced_sampler
-from slimdiff.training.export import ModelFileError, save_model
 from slimdiff.training.module import DiffusionModule
 
 matplotlib.use("Agg")
@@ -43,18 +45,6 @@ log = logging.getLogger(__name__)
 # Keys that change how fast or where a run trains, not what it learns: they may differ on resume.
 _RUNTIME_KEYS = {"threads", "num_workers", "compile", "channels_last", "folds", "max_epochs", "max_steps"}
 LOG_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "lr", "seconds"]
-
-
-def pick_device(requested: str = "auto") -> str:
-    if requested == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    else:
-        device = requested
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA device is visible")
-    name = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    log.info("training on %s: %s", device, name)
-    return device
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -186,6 +176,13 @@ def plot_losses(log_csv: Path, out_png: Path, title: str) -> None:
     plt.close(fig)
 
 
+def resolve_precision(precision: str, device: str) -> str:
+    """training.precision as Lightning takes it: auto = bf16-mixed on CUDA, 32-true on the CPU."""
+    if precision == "auto":
+        return "bf16-mixed" if device == "cuda" else "32-true"
+    return precision
+
+
 def train_run(
     cache_dir: str | Path,
     out_dir: str | Path,
@@ -205,6 +202,10 @@ def train_run(
     tr = run_cfg["training"]
     torch.set_num_threads(tr["threads"])
     device = pick_device(device)
+    if device not in ("cpu", "cuda"):  # Lightning gets accelerator + devices=1; a GPU job leases its device
+        raise SlimdiffInputError(
+            f"training runs on auto, cpu or cuda, not {device!r} (CUDA_VISIBLE_DEVICES picks the GPU)"
+        )
     cache = load_cache(cache_dir)
     data_info = {
         "z_bins": cache.meta["z_bins"],
@@ -243,9 +244,7 @@ def train_run(
         module.net = use_channels_last(module.net)
     if tr["compile"]:
         module.net = torch.compile(module.net)
-    precision = tr["precision"]
-    if precision == "auto":
-        precision = "bf16-mixed" if device == "cuda" else "32-true"
+    precision = resolve_precision(tr["precision"], device)
     best = ModelCheckpoint(
         dirpath=out_dir,
         filename="best",
@@ -266,7 +265,8 @@ def train_run(
         callbacks=[
             *([TQDMProgressBar(refresh_rate=10)] if progress else []),  # not a log line per step in a rule's log
             EMAWeightAveraging(decay=tr["ema_decay"]),
-            EarlyStopping(monitor="val/loss", mode="min", patience=tr["early_stopping_patience"]),
+            # not strict: a max_steps stop before the first validation has no val/loss to check yet
+            EarlyStopping(monitor="val/loss", mode="min", patience=tr["early_stopping_patience"], strict=False),
             EpochLog(out_dir / "log.csv", module.mask_dice_timesteps, module.criterion.log_var_names),
             best,
         ],
@@ -282,6 +282,8 @@ def train_run(
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.exists() else None)
 
     ckpt = torch.load(best.best_model_path or last, map_location="cpu", weights_only=False)
+    # None when training stopped (max_steps) before the first validation: the last weights are exported.
+    best_val_loss = None if best.best_model_score is None else float(best.best_model_score)
     net_state = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     net_state = {k.replace("_orig_mod.", ""): v for k, v in net_state.items()}
     model_pt = out_dir / "model.pt"
@@ -294,7 +296,7 @@ def train_run(
             "run": run_name,
             "epoch": int(ckpt["epoch"]),
             "global_step": int(ckpt["global_step"]),
-            "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
+            "best_val_loss": best_val_loss,
             "versions": provenance.versions(),
             "created": provenance.timestamp(),
             "device": device,
@@ -304,5 +306,8 @@ def train_run(
     plot_losses(out_dir / "log.csv", out_dir / "loss.png", f"{run_name} (fold {fold})")
     write_text(out_dir / "config.yaml", yaml.safe_dump({"run": run_name, "fold": fold, **run_cfg}, sort_keys=False))
     write_json(out_dir / "versions.json", provenance.versions())
-    log.info("exported %s (epoch %s, best val/loss %.5f)", model_pt, ckpt["epoch"], float(best.best_model_score))
+    if best_val_loss is None:
+        log.warning("exported %s (epoch %s): no validation ran, so these are the last weights", model_pt, ckpt["epoch"])
+    else:
+        log.info("exported %s (epoch %s, best val/loss %.5f)", model_pt, ckpt["epoch"], best_val_loss)
     return model_pt

@@ -1,5 +1,8 @@
 """`model.pt`: the EMA weights plus everything needed to rebuild the network, loadable with weights_only=True.
 
+Training writes it (save_model), generation reads it (read_model_file, load_denoiser): the format lives
+below both.
+
 Contents (plain containers and tensors only): format tag and version, the run config (model, diffusion,
 sampler, self-conditioning, loss, training), data_info (z_bins, z_range, slice size, cache, fold), the EMA
 state_dict of the denoiser, training provenance (epoch, step, best val/loss, versions).
@@ -12,6 +15,7 @@ from pathlib import Path
 import torch
 
 from slimdiff.diffusion.schedule import Diffusion
+from slimdiff.errors import SlimdiffInputError
 from slimdiff.io import atomic_path
 from slimdiff.model.factory import build_denoiser
 
@@ -19,7 +23,7 @@ FORMAT = "slimdiff-model"
 FORMAT_VERSION = 1
 
 
-class ModelFileError(ValueError):
+class ModelFileError(SlimdiffInputError):
     """A model.pt or checkpoint that cannot be used as asked."""
 
 
