@@ -6,6 +6,7 @@ from slimdiff.config import ConfigError, validate_config
 from slimdiff.experiments import expand_runs, run_folds
 from slimdiff.gpu_lease import export_settings
 from slimdiff.metrics.pairing import has_paired_folds, variant_pairs
+from slimdiff.rerun import rule_settings
 
 # The same validator as the slimdiff-* commands (config/schema.yaml, defaults filled in, every problem listed
 # with its key path); snakemake.utils.validate cannot fill defaults inside a list of experiment grids.
@@ -29,8 +30,8 @@ GEN = config["generation"]
 ZBINS = [f"{b:02d}" for b in range(DATA["cache"]["z_bins"])]
 REPLICAS = list(range(GEN["replicas"]))
 METRICS_DIR = "results/runs/{run}/fold{fold}/metrics"
-# Metric settings as rule params; Inception features are cached by content under results/metrics/features.
-METRICS = {**config["metrics"], "feature_cache": "results/metrics/features"}
+# Inception features are cached by content: the cache never changes a result, so it is no rule's param.
+FEATURE_CACHE = "results/metrics/features"
 
 
 wildcard_constraints:
@@ -63,15 +64,27 @@ def cache_outputs():
     return {Path(f).stem.replace(".", "_"): f"{CACHE_DIR}/{f}" for f in CACHE_FILES}
 
 
+# Params are the rerun contract: each rule gets exactly the config values its outputs depend on, as the
+# schema's `x-rules` marks them (slimdiff.rerun). Runtime values (threads, batch sizes, channels_last, ...)
+# reach the job scripts through the config and rerun nothing; folds and replicas only add jobs.
+def settings(rule, section):
+    """The part of a config section that `rule`'s outputs depend on (its params)."""
+    return rule_settings(rule, section, config[section])
+
+
 def run_config(wildcards):
     """What a run learns from, as the train rule's parameter: any change to it retrains exactly that run.
 
-    Left out: the fold list (adding folds must not retrain the folds already done) and the sampler (sampling
-    settings change the samples, not the model; rule generate has them as its own parameter).
+    Not in it: the fold list (adding folds must not retrain the folds already done), the sampler (it changes
+    the samples, not the model; rule generate has it) and runtime settings such as threads.
     """
-    cfg = {k: v for k, v in RUNS[wildcards.run].items() if k != "sampler"}
-    cfg["training"] = {k: v for k, v in cfg["training"].items() if k != "folds"}
-    return cfg
+    run = RUNS[wildcards.run]
+    return {s: v for s in run if (v := rule_settings("train", s, run[s]))}
+
+
+def run_sampler(wildcards):
+    """The run's sampler settings, the generate rule's parameter."""
+    return rule_settings("generate", "sampler", RUNS[wildcards.run]["sampler"])
 
 
 def per_run_files(pattern, **wildcards):
@@ -102,11 +115,6 @@ def generate_outputs(ext):
     if PER_ZBIN_JOBS:
         return f"{SAMPLES_DIR}/zbin{{zbin}}.{ext}"
     return expand(f"{SAMPLES_DIR}/zbin{{zbin}}.{ext}", zbin=ZBINS, allow_missing=True)
-
-
-def generate_zbins(wildcards):
-    """The z-bins one generate job samples."""
-    return [int(wildcards.zbin)] if PER_ZBIN_JOBS else [int(z) for z in ZBINS]
 
 
 def run_samples(wildcards):

@@ -7,7 +7,7 @@ if SYNTHETIC:
         output:
             cohort=directory(RAW_DIR),
         params:
-            synthetic=DATA["synthetic"],
+            synthetic=settings("synth_cohort", "data")["synthetic"],
         threads: 8
         log:
             "results/logs/synth_cohort/synth_cohort.log",
@@ -25,7 +25,7 @@ rule build_cache:
     output:
         **cache_outputs(),
     params:
-        data={k: DATA[k] for k in ("layout", "ingest", "cache", "splits")},
+        data=settings("build_cache", "data"),
     threads: 8
     log:
         "results/logs/build_cache/build_cache.log",
@@ -47,7 +47,7 @@ rule cache_qc:
         stats=report(f"{CACHE_DIR}/qc/cohort_stats.png", caption="../report/cohort_stats.rst", category="Data"),
         table=f"{CACHE_DIR}/qc/cohort_stats.csv",
     params:
-        qc=DATA["qc"],
+        qc=settings("cache_qc", "data")["qc"],
     log:
         "results/logs/cache_qc/cache_qc.log",
     benchmark:

@@ -52,7 +52,7 @@ rule figures:
         },
         pdfs=expand("results/figures/{stem}.pdf", stem=FIGURES),
     params:
-        style=config["figures"],
+        style=settings("figures", "figures"),
     log:
         "results/logs/figures/figures.log",
     benchmark:

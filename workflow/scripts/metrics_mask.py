@@ -15,6 +15,6 @@ evaluate_masks(
     list(snakemake.input.samples),  # noqa: F821
     Path(snakemake.output.mask).parent,  # noqa: F821
     fold=int(snakemake.wildcards.fold),  # noqa: F821
-    cfg=dict(snakemake.params.metrics),  # noqa: F821
+    cfg=dict(snakemake.config["metrics"]),  # noqa: F821
     run=snakemake.wildcards.run,  # noqa: F821
 )

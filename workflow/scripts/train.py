@@ -12,14 +12,14 @@ from slimdiff.experiments import expand_runs  # noqa: E402
 from slimdiff.training.runner import train_run  # noqa: E402
 
 run = snakemake.wildcards.run  # noqa: F821
-# The sampler is not a training parameter (not in params: changing it must not retrain); model.pt records the
-# run's current sampler settings as the defaults for sampling by hand.
-sampler = expand_runs(snakemake.config)[run]["sampler"]  # noqa: F821
+# params.run_cfg is what the model depends on; the full run config adds the runtime settings (threads,
+# channels_last, ...) and the sampler, which model.pt records as the defaults for sampling by hand.
+run_cfg = expand_runs(snakemake.config)[run]  # noqa: F821
 
 train_run(
     Path(snakemake.input.cache_meta).parent,  # noqa: F821
     Path(snakemake.output.model).parent,  # noqa: F821
-    {**snakemake.params.run_cfg, "sampler": sampler},  # noqa: F821
+    run_cfg,
     fold=int(snakemake.wildcards.fold),  # noqa: F821
     run_name=run,
     restart_on_config_change=True,  # Snakemake reruns a trained job only when its inputs or params changed

@@ -69,12 +69,12 @@ class _Staged:
 
 
 def _stage_subject(args: tuple[Subject, dict, dict, str]):
-    from slimdiff.data.preprocess import preprocess_volume  # MONAI: only building a cache needs it
-
     """Worker: read, check and preprocess one subject; save its volumes to the staging folder.
 
     Returns (subject, staged path, stats, problem) where problem is None or (file, what is wrong).
     """
+    from slimdiff.data.preprocess import preprocess_volume  # MONAI: only building a cache needs it
+
     subject, ingest, cache_cfg, staging = args
     try:
         vol = load_volume(subject, ingest)
@@ -138,55 +138,16 @@ def _stage_all(subjects, ingest, cache_cfg, staging, threads):
 def _write_cache(staged: list[_Staged], rejected: list[dict], out_dir: Path, data_cfg: dict, raw_dir) -> dict:
     cache_cfg = data_cfg["cache"]
     n_bins = cache_cfg["z_bins"]
-    depth = cache_cfg["roi_size"][2]
-    extents = [e for s in staged if s.subject.is_patient and (e := s.stats.lesion_z_extent())]
-    z_range, z_info = resolve_z_range(cache_cfg["z_range"], extents, cache_cfg["auto_z_range_offset"], depth, n_bins)
-
+    z_range, z_info = _resolve_z_range(staged, cache_cfg)
     selected = [(s, select_slices(s.stats, z_range, cache_cfg)) for s in staged]
     n_rows = sum(len(z) for _, z in selected)
     if n_rows == 0:
         raise CacheError(f"no slice passed the selection in z_range {list(z_range)}; check brain_min_fraction")
     height, width = cache_cfg["roi_size"][:2]
 
-    rows = []
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        images = np.lib.format.open_memmap(Path(tmp) / "images.npy", "w+", np.float32, (n_rows, height, width))
-        masks = np.lib.format.open_memmap(Path(tmp) / "masks.npy", "w+", np.int8, (n_rows, height, width))
-        r = 0
-        for s, zs in tqdm(selected, desc="slices", unit="subj"):
-            with np.load(s.path) as vol:
-                image, mask = vol["image"], vol["mask"]
-                for z in zs:
-                    images[r] = image[:, :, z]
-                    masks[r] = np.where(mask[:, :, z], 1, -1)
-                    area = int(s.stats.lesion_area_px[z])
-                    cls = int(area > 0)
-                    b = int(z_bin(z, z_range, n_bins))
-                    rows.append(
-                        {
-                            "row": r,
-                            "subject": s.subject.subject_id,
-                            "group": s.subject.group,
-                            "z": int(z),
-                            "z_bin": b,
-                            "class": cls,
-                            "token": int(token(b, cls, n_bins)),
-                            "lesion_area_px": area,
-                            "brain_fraction": round(float(s.stats.brain_fraction[z]), 4),
-                        }
-                    )
-                    r += 1
-        images.flush()
-        masks.flush()
-        del images, masks
-        index = pd.DataFrame(rows)
-
-        subjects = index.groupby("subject").agg(group=("group", "first"), burden=("class", "mean"))
-        predefined = sorted({s.subject.subject_id for s in staged if s.subject.predefined_split == "test"})
-        predefined += [t for t in data_cfg["splits"]["test_subjects"] if t not in predefined]
-        splits = make_splits(subjects, data_cfg["splits"], predefined)
-        index = pd.concat([index, subject_split_columns(splits, index["subject"])], axis=1)[INDEX_COLUMNS]
-
+        index = _write_slice_arrays(selected, Path(tmp), (n_rows, height, width), z_range, n_bins)
+        index, splits = _with_splits(index, staged, data_cfg["splits"])
         for name in ARRAY_FILES:
             os.replace(Path(tmp) / name, out_dir / name)
     index_text = index.to_csv(index=False)
@@ -215,6 +176,60 @@ def _write_cache(staged: list[_Staged], rejected: list[dict], out_dir: Path, dat
     write_json(out_dir / "cache_meta.json", meta)  # last: marks the cache complete
     log.info("cache: %d slices from %d subjects -> %s", n_rows, index["subject"].nunique(), out_dir)
     return meta
+
+
+def _resolve_z_range(staged: list[_Staged], cache_cfg: dict):
+    """(z_range, how it was chosen): the configured range, or one around the patients' lesions."""
+    extents = [e for s in staged if s.subject.is_patient and (e := s.stats.lesion_z_extent())]
+    return resolve_z_range(
+        cache_cfg["z_range"], extents, cache_cfg["auto_z_range_offset"], cache_cfg["roi_size"][2], cache_cfg["z_bins"]
+    )
+
+
+def _write_slice_arrays(selected, folder: Path, shape: tuple[int, int, int], z_range, n_bins: int) -> pd.DataFrame:
+    """images.npy and masks.npy in `folder`, one row per selected slice; returns their index (no split columns)."""
+    images = np.lib.format.open_memmap(folder / "images.npy", "w+", np.float32, shape)
+    masks = np.lib.format.open_memmap(folder / "masks.npy", "w+", np.int8, shape)
+    rows = []
+    for s, zs in tqdm(selected, desc="slices", unit="subj"):
+        with np.load(s.path) as vol:
+            image, mask = vol["image"], vol["mask"]
+            for z in zs:
+                r = len(rows)
+                images[r] = image[:, :, z]
+                masks[r] = np.where(mask[:, :, z], 1, -1)
+                rows.append(_index_row(r, s, z, z_range, n_bins))
+    images.flush()
+    masks.flush()
+    del images, masks
+    return pd.DataFrame(rows)
+
+
+def _index_row(r: int, s: _Staged, z: int, z_range, n_bins: int) -> dict:
+    area = int(s.stats.lesion_area_px[z])
+    cls = int(area > 0)
+    b = int(z_bin(z, z_range, n_bins))
+    return {
+        "row": r,
+        "subject": s.subject.subject_id,
+        "group": s.subject.group,
+        "z": int(z),
+        "z_bin": b,
+        "class": cls,
+        "token": int(token(b, cls, n_bins)),
+        "lesion_area_px": area,
+        "brain_fraction": round(float(s.stats.brain_fraction[z]), 4),
+    }
+
+
+def _with_splits(index: pd.DataFrame, staged: list[_Staged], splits_cfg: dict) -> tuple[pd.DataFrame, dict]:
+    """The subjects' test/fold assignment (predefined test subjects first), and the index with its columns."""
+    subjects = index.groupby("subject").agg(group=("group", "first"), burden=("class", "mean"))
+    predefined = sorted({s.subject.subject_id for s in staged if s.subject.predefined_split == "test"})
+    predefined += [t for t in splits_cfg["test_subjects"] if t not in predefined]
+    splits = make_splits(subjects, splits_cfg, predefined)
+    index = pd.concat([index, subject_split_columns(splits, index["subject"])], axis=1)[INDEX_COLUMNS]
+    return index, splits
 
 
 def _counts(index: pd.DataFrame, splits: dict, rejected: list[dict]) -> dict:

@@ -10,16 +10,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from slimdiff.data.cache import load_cache  # noqa: E402
-from slimdiff.data.splits import fold_membership  # noqa: E402
-from slimdiff.io import atomic_path, write_text  # noqa: E402
+from slimdiff.data.cache import load_cache
+from slimdiff.data.splits import fold_membership
+from slimdiff.io import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 CLASS_COLOURS = {0: "#4c72b0", 1: "#dd8452"}
@@ -49,7 +46,8 @@ def zbin_montage(cache, out_png: str | Path, examples_per_zbin: int = 8, seed: i
             image_tiles[b * h : (b + 1) * h, j * w : (j + 1) * w] = np.rot90(cache.images[r])
             mask_tiles[b * h : (b + 1) * h, j * w : (j + 1) * w] = np.rot90(cache.masks[r] > 0)
     inch = max(0.35, 1.6 * h / 160)
-    fig, ax = plt.subplots(figsize=(examples_per_zbin * inch + 1.2, n_bins * inch + 0.6))
+    fig = Figure(figsize=(examples_per_zbin * inch + 1.2, n_bins * inch + 0.6))
+    ax = fig.subplots()
     ax.imshow(image_tiles, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
     if mask_tiles.any():
         ax.contour(mask_tiles, levels=[0.5], colors="red", linewidths=0.6)
@@ -62,7 +60,6 @@ def zbin_montage(cache, out_png: str | Path, examples_per_zbin: int = 8, seed: i
     fig.tight_layout()
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
 
 
 def cohort_stats(cache, out_png: str | Path, out_csv: str | Path) -> pd.DataFrame:
@@ -74,7 +71,8 @@ def cohort_stats(cache, out_png: str | Path, out_csv: str | Path) -> pd.DataFram
     counts.index.name = "z_bin"
     write_text(out_csv, counts.to_csv())
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig = Figure(figsize=(15, 4))
+    axes = fig.subplots(1, 3)
     ax = axes[0]
     ax.bar(counts.index, counts["class0_slices"], color=CLASS_COLOURS[0], label="class 0 (no lesion)")
     ax.bar(
@@ -113,7 +111,6 @@ def cohort_stats(cache, out_png: str | Path, out_csv: str | Path) -> pd.DataFram
     fig.tight_layout()
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
     return counts
 
 

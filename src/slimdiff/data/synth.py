@@ -144,40 +144,69 @@ def make_lesion(rng: np.random.Generator, tpl: Template, volume_ml: tuple[float,
     transmantle = bool(rng.random() < 0.4)
     vent = tpl.ventricle_ijk[np.argmin(((tpl.ventricle_ijk - centre) ** 2).sum(1))]
 
-    pad = int(np.ceil(2.2 * radius)) + 6
-    lo = np.minimum(centre, vent if transmantle else centre) - pad
-    hi = np.maximum(centre, vent if transmantle else centre) + pad + 1
-    lo, hi = np.maximum(lo, 0), np.minimum(hi, tpl.gm.shape)
-    crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    lo, crop = _lesion_crop(tpl.gm.shape, centre, vent if transmantle else centre, radius)
     gm, wm = tpl.gm[crop], tpl.wm[crop]
     tissue = (gm + wm) > 0.35
+    rel = np.indices(gm.shape, dtype=np.float32).reshape(3, -1) - (centre - lo)[:, None]  # offsets from the centre
+    roi = _lesion_core(rng, rel, tissue, volume, radius)
+    if transmantle:
+        roi = roi | _transmantle_tail(rel, vent - centre, radius, tissue, wm)
+    d_gm, d_wm, hyper = _lesion_tissue_changes(roi, gm, wm)
 
-    rel = np.indices(gm.shape, dtype=np.float32).reshape(3, -1) - (centre - lo)[:, None]
+    lesion_gm = gm[roi] > 0.5
+    return Lesion(
+        origin=lo,
+        roi=roi,
+        d_gm=d_gm,
+        d_wm=d_wm,
+        hyper=hyper,
+        volume_ml=float(roi.sum()) / 1000.0,
+        gm_fraction=float(lesion_gm.mean()) if roi.any() else 0.0,
+        transmantle=transmantle,
+        centre_mm=tpl.affine[:3, :3] @ centre + tpl.affine[:3, 3],
+    )
+
+
+def _lesion_crop(grid_shape, centre: np.ndarray, end: np.ndarray, radius: float) -> tuple[np.ndarray, tuple]:
+    """The crop of the template grid (first voxel, slices) that holds the lesion from `centre` to `end`."""
+    pad = int(np.ceil(2.2 * radius)) + 6
+    lo = np.minimum(centre, end) - pad
+    hi = np.maximum(centre, end) + pad + 1
+    lo, hi = np.maximum(lo, 0), np.minimum(hi, grid_shape)
+    return lo, tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+
+
+def _lesion_core(rng: np.random.Generator, rel: np.ndarray, tissue: np.ndarray, volume: float, radius: float):
+    """The lesion's core: about `volume` tissue voxels of a randomly stretched, rotated, noisy ball, one piece."""
     axes = np.exp(rng.uniform(-0.35, 0.35, 3))
     local = (_rotation(rng, 180.0).T @ rel) / axes[:, None]
-    dist = np.sqrt((local**2).sum(0)).reshape(gm.shape)
-    noise = ndimage.gaussian_filter(rng.standard_normal(gm.shape), 2.5)
+    dist = np.sqrt((local**2).sum(0)).reshape(tissue.shape)
+    noise = ndimage.gaussian_filter(rng.standard_normal(tissue.shape), 2.5)
     score = dist + 0.45 * radius * noise / (noise.std() + 1e-8)
     score[~tissue] = np.inf
     n_core = min(int(round(volume)), int(np.isfinite(score).sum()))
-    core = np.zeros(gm.shape, bool)
+    core = np.zeros(tissue.shape, bool)
     core.flat[np.argsort(score, axis=None)[:n_core]] = True
     core = ndimage.binary_opening(core, iterations=1) | (core & (dist < 0.5 * radius))
     labels, n = ndimage.label(core)
     if n > 1:  # keep the component that holds most of the lesion
         core = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    return core
 
-    roi = core
-    if transmantle:
-        seg = (vent - centre).astype(np.float32)
-        length2 = float(seg @ seg) + 1e-6
-        t = np.clip((seg @ rel) / length2, 0.0, 0.85)
-        closest = t[None, :] * seg[:, None]
-        d_seg = np.sqrt(((rel - closest) ** 2).sum(0)).reshape(gm.shape)
-        taper = (0.45 * radius * (1.0 - t / 0.85) + 1.0 * (t / 0.85)).reshape(gm.shape)
-        tail = (d_seg < taper) & tissue & (wm > 0.3)
-        roi = core | tail
 
+def _transmantle_tail(rel: np.ndarray, to_ventricle: np.ndarray, radius: float, tissue: np.ndarray, wm: np.ndarray):
+    """A tail through white matter, 85 % of the way toward the ventricle, narrowing from 0.45 radius to 1 voxel."""
+    seg = to_ventricle.astype(np.float32)
+    length2 = float(seg @ seg) + 1e-6
+    t = np.clip((seg @ rel) / length2, 0.0, 0.85)
+    closest = t[None, :] * seg[:, None]
+    d_seg = np.sqrt(((rel - closest) ** 2).sum(0)).reshape(wm.shape)
+    taper = (0.45 * radius * (1.0 - t / 0.85) + 1.0 * (t / 0.85)).reshape(wm.shape)
+    return (d_seg < taper) & tissue & (wm > 0.3)
+
+
+def _lesion_tissue_changes(roi: np.ndarray, gm: np.ndarray, wm: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Changes of the grey- and white-matter maps, and the hyperintensity weight, that draw the lesion (float32)."""
     soft = ndimage.gaussian_filter(roi.astype(np.float32), 1.2)
     # Cortical thickening: grey-matter signal extends into the white matter under the lesion.
     gm_thick = gm + 0.55 * soft * wm
@@ -187,19 +216,7 @@ def make_lesion(rng: np.random.Generator, tpl: Template, volume_ml: tuple[float,
     wm_new = (1 - soft) * wm_thick + soft * ndimage.gaussian_filter(wm_thick, 1.8)
     # Hyperintense subcortical signal, strongest in the white-matter part and along the tail.
     hyper = soft * np.clip(wm, 0.0, 1.0)
-
-    lesion_gm = gm[roi] > 0.5
-    return Lesion(
-        origin=lo,
-        roi=roi,
-        d_gm=(gm_new - gm).astype(np.float32),
-        d_wm=(wm_new - wm).astype(np.float32),
-        hyper=hyper.astype(np.float32),
-        volume_ml=float(roi.sum()) / 1000.0,
-        gm_fraction=float(lesion_gm.mean()) if roi.any() else 0.0,
-        transmantle=transmantle,
-        centre_mm=tpl.affine[:3, :3] @ centre + tpl.affine[:3, 3],
-    )
+    return (gm_new - gm).astype(np.float32), (wm_new - wm).astype(np.float32), hyper.astype(np.float32)
 
 
 @dataclass
@@ -221,8 +238,31 @@ def make_subject(
     """One subject, fully determined by its arguments."""
     rng = np.random.default_rng([seed, index])
     tpl = load_template()
+    spacing, shape, out_affine = _scanner_grid(rng, tpl, voxel_mm)
+    warp = _head_warp(rng, tpl, spacing, shape, out_affine, variability)
 
-    # Scanner grid: random voxel size, RAS-aligned field of view around the brain with a random shift.
+    gm, wm, brain = warp.sample(tpl.gm), warp.sample(tpl.wm), warp.sample(tpl.brain)
+    hyper = np.zeros(shape, np.float32)
+    roi = None
+    info: dict = {"group": "fcd" if patient else "hc"}
+    if patient:
+        lesion = make_lesion(rng, tpl, lesion_volume_ml)
+        gm, wm, hyper, roi = _add_lesion(lesion, warp, gm, wm)
+        info.update(
+            lesion_volume_ml=round(float(roi.sum() * np.prod(spacing)) / 1000.0, 3),
+            lesion_gm_fraction=round(lesion.gm_fraction, 3),
+            transmantle=lesion.transmantle,
+            lesion_centre_mni=";".join(f"{v:.0f}" for v in lesion.centre_mm),
+        )
+
+    flair = _flair_intensities(rng, brain, gm, wm, hyper, spacing, lesion_contrast)
+    code, flair_img, roi_img = _in_random_orientation(rng, flair, roi, out_affine)
+    info.update(orientation=code, voxel_mm=";".join(f"{s:.3f}" for s in spacing))
+    return SyntheticSubject(flair=flair_img, roi=roi_img, info=info)
+
+
+def _scanner_grid(rng: np.random.Generator, tpl: Template, voxel_mm: tuple[float, float]):
+    """(spacing, shape, affine): random voxel size, RAS-aligned field of view around the brain, randomly shifted."""
     spacing = rng.uniform(voxel_mm[0], voxel_mm[1], 3)
     fov_lo = tpl.brain_bbox_mm[0] - 14.0 + rng.uniform(-4, 4, 3)
     fov_hi = tpl.brain_bbox_mm[1] + 14.0 + rng.uniform(-4, 4, 3)
@@ -230,10 +270,28 @@ def make_subject(
     out_affine = np.eye(4)
     out_affine[:3, :3] = np.diag(spacing)
     out_affine[:3, 3] = fov_lo
+    return spacing, shape, out_affine
 
-    # Head pose and shape: template point = A (subject point - c) + c + shift + elastic displacement.
+
+@dataclass
+class _Warp:
+    """Where each voxel of the subject's grid lies in the template, in template voxel coordinates."""
+
+    tpl_ijk: np.ndarray  # (3, n voxels)
+    shape: tuple[int, ...]
+
+    def sample(self, volume: np.ndarray, origin: np.ndarray | None = None, order: int = 1) -> np.ndarray:
+        """A template-grid volume (or a crop of it starting at `origin`) on the subject's grid."""
+        coords = self.tpl_ijk if origin is None else self.tpl_ijk - origin[:, None]
+        return ndimage.map_coordinates(volume, coords, order=order, cval=0.0).reshape(self.shape)
+
+
+def _head_warp(rng: np.random.Generator, tpl: Template, spacing, shape, out_affine, variability: float) -> _Warp:
+    """Head pose and shape: template point = A (subject point - c) + c + shift + elastic displacement.
+
+    `variability` scales every pose and shape amplitude (1 = +-6 deg, +-8 % size, +-4 mm, 2.5 mm elastic).
+    """
     centre = tpl.brain_bbox_mm.mean(0)
-    # `variability` scales every pose and shape amplitude (1 = +-6 deg, +-8 % size, +-4 mm, 2.5 mm elastic).
     scale = (1.0 + variability * rng.uniform(-0.08, 0.08)) * np.exp(variability * rng.uniform(-0.04, 0.04, 3))
     a_mat = _rotation(rng, 6.0 * variability) @ np.diag(1.0 / scale)
     shift = variability * rng.uniform(-4.0, 4.0, 3)
@@ -244,35 +302,27 @@ def make_subject(
     for axis in range(3):
         tpl_world[axis] += 2.5 * variability * _smooth_field(rng, shape, coarse, 1.0).ravel()
     inv = np.linalg.inv(tpl.affine)
-    tpl_ijk = inv[:3, :3] @ tpl_world + inv[:3, 3:4]
+    return _Warp(inv[:3, :3] @ tpl_world + inv[:3, 3:4], shape)
 
-    def sample(volume: np.ndarray, origin: np.ndarray | None = None, order: int = 1) -> np.ndarray:
-        coords = tpl_ijk if origin is None else tpl_ijk - origin[:, None]
-        return ndimage.map_coordinates(volume, coords, order=order, cval=0.0).reshape(shape)
 
-    gm, wm, brain = sample(tpl.gm), sample(tpl.wm), sample(tpl.brain)
-    hyper = np.zeros(shape, np.float32)
-    roi = None
-    info: dict = {"group": "fcd" if patient else "hc"}
-    if patient:
-        lesion = make_lesion(rng, tpl, lesion_volume_ml)
-        gm = gm + sample(lesion.d_gm, lesion.origin)
-        wm = wm + sample(lesion.d_wm, lesion.origin)
-        hyper = sample(lesion.hyper, lesion.origin)
-        roi_weight = sample(lesion.roi.astype(np.float32), lesion.origin)
-        # On a coarse grid a thin lesion may never reach 0.5: then keep its strongest voxels.
-        roi = roi_weight >= min(0.5, 0.5 * float(roi_weight.max()))
-        info.update(
-            lesion_volume_ml=round(float(roi.sum() * np.prod(spacing)) / 1000.0, 3),
-            lesion_gm_fraction=round(lesion.gm_fraction, 3),
-            transmantle=lesion.transmantle,
-            lesion_centre_mni=";".join(f"{v:.0f}" for v in lesion.centre_mm),
-        )
+def _add_lesion(lesion: Lesion, warp: _Warp, gm: np.ndarray, wm: np.ndarray):
+    """(gm, wm, hyperintensity, roi) of the subject with the lesion drawn in."""
+    gm = gm + warp.sample(lesion.d_gm, lesion.origin)
+    wm = wm + warp.sample(lesion.d_wm, lesion.origin)
+    hyper = warp.sample(lesion.hyper, lesion.origin)
+    roi_weight = warp.sample(lesion.roi.astype(np.float32), lesion.origin)
+    # On a coarse grid a thin lesion may never reach 0.5: then keep its strongest voxels.
+    roi = roi_weight >= min(0.5, 0.5 * float(roi_weight.max()))
+    return gm, wm, hyper, roi
 
+
+def _flair_intensities(rng: np.random.Generator, brain, gm, wm, hyper, spacing, lesion_contrast: float) -> np.ndarray:
+    """int16 FLAIR-like image: jittered tissue levels, lesion hyperintensity, bias field, gain, Rician noise."""
     levels = np.array([CSF_LEVEL, GM_LEVEL, WM_LEVEL]) * rng.uniform(0.95, 1.05, 3)
     gm, wm = np.clip(gm, 0, 1), np.clip(wm, 0, 1)
     csf = np.clip(1.0 - gm - wm, 0.0, 1.0)
     signal = brain * (levels[0] * csf + levels[1] * gm + levels[2] * wm) + lesion_contrast * hyper
+    shape = signal.shape
     bias = np.exp(0.12 * _smooth_field(rng, shape, max(2, int(round(60.0 / spacing.mean()))), 1.0))
     gain = rng.uniform(400.0, 1500.0)
     sigma = rng.uniform(0.015, 0.035) * levels[2]
@@ -280,20 +330,22 @@ def make_subject(
     imag = sigma * rng.standard_normal(shape)
     noisy = np.sqrt(real**2 + imag**2)  # magnitude of complex Gaussian noise: Rician
     noisy[brain < 0.5] = 0.0  # skull-stripped, like the paper's inputs
-    flair = np.round(noisy * gain).astype(np.int16)
+    return np.round(noisy * gain).astype(np.int16)
 
-    # Store in a random orientation code so that the cache's reorientation is exercised.
+
+def _in_random_orientation(rng: np.random.Generator, flair: np.ndarray, roi: np.ndarray | None, out_affine):
+    """(orientation code, FLAIR image, ROI image or None), stored in a random orientation code so that the
+    cache's reorientation is exercised."""
     code = ORIENTATIONS[rng.integers(len(ORIENTATIONS))]
     transform = orientations.ornt_transform(orientations.axcodes2ornt("RAS"), orientations.axcodes2ornt(code))
-    affine = out_affine @ orientations.inv_ornt_aff(transform, shape)
+    affine = out_affine @ orientations.inv_ornt_aff(transform, flair.shape)
     flair_img = nib.Nifti1Image(orientations.apply_orientation(flair, transform), affine)
     flair_img.header.set_xyzt_units("mm")
     roi_img = None
     if roi is not None:
         roi_img = nib.Nifti1Image(orientations.apply_orientation(roi.astype(np.uint8), transform), affine)
         roi_img.header.set_xyzt_units("mm")
-    info.update(orientation=code, voxel_mm=";".join(f"{s:.3f}" for s in spacing))
-    return SyntheticSubject(flair=flair_img, roi=roi_img, info=info)
+    return code, flair_img, roi_img
 
 
 def _build_one(args: tuple[int, int, bool, dict, str, str]) -> dict:

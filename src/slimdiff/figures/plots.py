@@ -6,10 +6,13 @@ similarity_metrics   KID, LPIPS, MMD-MF per configuration of the largest compari
 per_zbin             KID and LPIPS per z-bin, one line per configuration with its subset std band (lowest fold)
 morphology           mean per-feature Wasserstein-1 (z-scored) of generated vs real lesions, per configuration
                      (lowest fold)
+lesion_features      distributions of the per-lesion features, real test lesions vs generated (lowest fold)
 tau_sensitivity      MMD-MF as the generated-mask threshold moves (lowest fold)
 training_curves      validation loss and mask-channel lesion Dice per epoch of every run
 coupling_by_fold     Regime B, only when summary.json has it: per metric, each fold's shared and other-variant
                      values joined by a line (one line per fold), with the paired difference's statistics
+
+Figures are matplotlib Figure objects saved directly, without pyplot: no global backend is selected.
 """
 
 from __future__ import annotations
@@ -18,17 +21,16 @@ import json
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib import rc_context
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from slimdiff.experiments import comparison_family, parse_run  # noqa: E402
-from slimdiff.figures.table import PRED_ORDER, PRED_TEX, family_title  # noqa: E402
-from slimdiff.io import as_float, atomic_path, read_json  # noqa: E402
-from slimdiff.metrics.morphology import FEATURES  # noqa: E402
+from slimdiff.experiments import comparison_family, parse_run
+from slimdiff.figures.table import PRED_ORDER, PRED_TEX, family_title
+from slimdiff.io import as_float, atomic_path, read_json
+from slimdiff.metrics.morphology import FEATURES
 
 # Paul Tol colours used by the paper: epsilon orange, v teal, x0 wine.
 COLOURS = {"epsilon": "#EE7733", "v": "#009988", "x0": "#882255"}
@@ -44,19 +46,17 @@ STYLE = {
     "axes.spines.right": False,
     "savefig.dpi": 200,
 }
+DEFAULT_DPI = 200  # of the PNGs; every figure function takes its own `dpi`
 
 
-DPI = {"value": 200}
-
-
-def save(fig, out_dir: Path, stem: str) -> list[Path]:
+def save(fig: Figure, out_dir: Path, stem: str, dpi: int) -> list[Path]:
+    """STEM.png (at `dpi`) and STEM.pdf in out_dir."""
     paths = []
     for ext in ("png", "pdf"):
         path = out_dir / f"{stem}.{ext}"
         with atomic_path(path, suffix=f".{ext}") as tmp:
-            fig.savefig(tmp, format=ext, bbox_inches="tight", dpi=DPI["value"])
+            fig.savefig(tmp, format=ext, bbox_inches="tight", dpi=dpi)
         paths.append(path)
-    plt.close(fig)
     return paths
 
 
@@ -91,15 +91,16 @@ def first_fold(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["fold"] == frame["fold"].min()] if "fold" in frame and len(frame) else frame
 
 
-def similarity_figure(summary_csv, summary_json, out_dir) -> list[Path]:
+def similarity_figure(summary_csv, summary_json, out_dir, dpi: int = DEFAULT_DPI) -> list[Path]:
     """The primary family's runs (one fold, one variant, one self-conditioning), so boxes never mix folds."""
     table = pd.read_csv(summary_csv)
     summary = json.loads(Path(summary_json).read_text())
     family = primary_family(table)
     table = table[[comparison_family(r, f) == family for r, f in zip(table["run"], table["fold"], strict=True)]]
     runs = config_order(table["run"])
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.6))
+    with rc_context(STYLE):
+        fig = Figure(figsize=(7.0, 2.6))
+        axes = fig.subplots(1, 3)
         for ax, (metric, title) in zip(axes, [("kid", "KID"), ("lpips", "LPIPS"), ("mmd_mf", "MMD-MF")], strict=True):
             data = [table.loc[table["run"] == r, metric].dropna().to_numpy() for r in runs]
             pos = np.arange(len(runs))
@@ -132,15 +133,15 @@ def similarity_figure(summary_csv, summary_json, out_dir) -> list[Path]:
             ax.set_xlim(-0.5, len(runs) - 0.5)
             ax.set_title(f"{title} (lower is better)")
         handles = [
-            plt.Line2D([], [], color=c, marker="s", ls="", label=PRED_TEX[p])
+            Line2D([], [], color=c, marker="s", ls="", label=PRED_TEX[p])
             for p, c in COLOURS.items()
             if any(parse_run(r)["prediction"] == p for r in runs)
         ]
-        handles.append(plt.Line2D([], [], color="grey", ls="--", label="real vs real"))
+        handles.append(Line2D([], [], color="grey", ls="--", label="real vs real"))
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, -0.12), frameon=False)
         fig.suptitle(family_title(family), fontsize=8)
         fig.tight_layout()
-        return save(fig, Path(out_dir), "similarity_metrics")
+        return save(fig, Path(out_dir), "similarity_metrics", dpi)
 
 
 def _brackets(ax, stats: dict, runs: list[str], data: list[np.ndarray]) -> None:
@@ -165,10 +166,11 @@ def _brackets(ax, stats: dict, runs: list[str], data: list[np.ndarray]) -> None:
         level += 1
 
 
-def per_zbin_figure(per_zbin: pd.DataFrame, out_dir) -> list[Path]:
+def per_zbin_figure(per_zbin: pd.DataFrame, out_dir, dpi: int = DEFAULT_DPI) -> list[Path]:
     """`per_zbin`: the stacked per-run tables (columns run, fold, z_bin, kid_mean, ...); fold 0 is drawn."""
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.4))
+    with rc_context(STYLE):
+        fig = Figure(figsize=(7.0, 2.4))
+        axes = fig.subplots(1, 2)
         per_zbin = first_fold(per_zbin)
         frames = {r: g.sort_values("z_bin") for r, g in per_zbin.groupby("run")}
         runs = config_order(frames)
@@ -186,16 +188,17 @@ def per_zbin_figure(per_zbin: pd.DataFrame, out_dir) -> list[Path]:
             ax.set(xlabel="z-bin", title=f"{title} per z-bin")
         axes[1].legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
-        return save(fig, Path(out_dir), "per_zbin")
+        return save(fig, Path(out_dir), "per_zbin", dpi)
 
 
-def morphology_figure(morphology: pd.DataFrame, tau: pd.DataFrame, out_dir) -> list[Path]:
-    paths = []
-    with plt.rc_context(STYLE):
+def morphology_figure(morphology: pd.DataFrame, out_dir, dpi: int = DEFAULT_DPI) -> list[Path]:
+    """Heat map of the mean per-feature Wasserstein-1 of generated vs real lesions, one row per run (lowest fold)."""
+    with rc_context(STYLE):
         frames = dict(tuple(first_fold(morphology).groupby("run")))
         runs = config_order(frames)
         heat = np.array([[frames[r][f].mean() for f in FEATURES] for r in runs])
-        fig, ax = plt.subplots(figsize=(3.6, 0.35 * len(runs) + 1.2))
+        fig = Figure(figsize=(3.6, 0.35 * len(runs) + 1.2))
+        ax = fig.subplots()
         im = ax.imshow(heat, cmap="RdYlGn_r", aspect="auto")
         ax.set_xticks(
             range(len(FEATURES)),
@@ -207,9 +210,14 @@ def morphology_figure(morphology: pd.DataFrame, tau: pd.DataFrame, out_dir) -> l
         fig.colorbar(im, ax=ax, label="Wasserstein-1 (z-scored)")
         ax.set_title("Lesion morphology: generated vs real (n/a = too few lesions)")
         fig.tight_layout()
-        paths += save(fig, Path(out_dir), "morphology")
+        return save(fig, Path(out_dir), "morphology", dpi)
 
-        fig, ax = plt.subplots(figsize=(3.4, 2.4))
+
+def tau_sensitivity_figure(tau: pd.DataFrame, out_dir, dpi: int = DEFAULT_DPI) -> list[Path]:
+    """MMD-MF against the generated-mask threshold tau, one line per run (lowest fold)."""
+    with rc_context(STYLE):
+        fig = Figure(figsize=(3.4, 2.4))
+        ax = fig.subplots()
         tau = first_fold(tau)
         for r in config_order(tau["run"]):
             f = tau[tau["run"] == r].groupby("tau", as_index=False)["mmd_mf_mean"].mean()
@@ -225,16 +233,16 @@ def morphology_figure(morphology: pd.DataFrame, tau: pd.DataFrame, out_dir) -> l
         ax.set(xlabel=r"mask threshold $\tau$", ylabel="MMD-MF", title=r"$\tau$ sensitivity")
         ax.legend(frameon=False, fontsize=6)
         fig.tight_layout()
-        paths += save(fig, Path(out_dir), "tau_sensitivity")
-    return paths
+        return save(fig, Path(out_dir), "tau_sensitivity", dpi)
 
 
-def training_figure(curves: pd.DataFrame, out_dir) -> list[Path]:
+def training_figure(curves: pd.DataFrame, out_dir, dpi: int = DEFAULT_DPI) -> list[Path]:
     """Validation loss, then one panel per mask-Dice timestep: when the mask channel starts to draw lesions."""
     dice = sorted((c for c in curves.columns if c.startswith("mask_dice_t")), key=lambda c: int(c[11:]))
     panels = [("val_loss", "validation loss (EMA)")] + [(c, f"lesion Dice at t = {c[11:]}") for c in dice]
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 2.4), squeeze=False)
+    with rc_context(STYLE):
+        fig = Figure(figsize=(3.4 * len(panels), 2.4))
+        axes = fig.subplots(1, len(panels), squeeze=False)
         for ax, (column, ylabel) in zip(axes[0], panels, strict=True):
             groups = sorted(curves.groupby(["run", "fold"]), key=lambda kv: (config_order([kv[0][0]]), kv[0]))
             for (r, fold), f in groups:
@@ -252,13 +260,14 @@ def training_figure(curves: pd.DataFrame, out_dir) -> list[Path]:
             else:
                 ax.set(title="Mask channel (validation lesion slices)", ylim=(0, 1))
         fig.tight_layout()
-        return save(fig, Path(out_dir), "training_curves")
+        return save(fig, Path(out_dir), "training_curves", dpi)
 
 
-def lesion_feature_figure(lesions: pd.DataFrame, out_dir) -> list[Path]:
+def lesion_feature_figure(lesions: pd.DataFrame, out_dir, dpi: int = DEFAULT_DPI) -> list[Path]:
     """Distributions of the 9 per-lesion features: real test lesions vs generated ones per prediction type."""
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(3, 3, figsize=(7.0, 5.4))
+    with rc_context(STYLE):
+        fig = Figure(figsize=(7.0, 5.4))
+        axes = fig.subplots(3, 3)
         lesions = first_fold(lesions)
         real = lesions[lesions["source"] == "real"]
         real = real[real["run"] == real["run"].min()] if len(real) else real  # the same test lesions in every run
@@ -289,7 +298,7 @@ def lesion_feature_figure(lesions: pd.DataFrame, out_dir) -> list[Path]:
             )
         fig.suptitle("Lesion morphology: real test lesions vs generated", fontsize=9)
         fig.tight_layout()
-        return save(fig, Path(out_dir), "lesion_features")
+        return save(fig, Path(out_dir), "lesion_features", dpi)
 
 
 MARKERS = ["o", "s", "^", "D", "v"]
@@ -306,7 +315,7 @@ def paired_comparisons(regime_b: dict | None) -> list[tuple[str, str, dict]]:
     return out
 
 
-def coupling_figure(regime_b: dict, out_dir) -> list[Path]:
+def coupling_figure(regime_b: dict, out_dir, dpi: int = DEFAULT_DPI) -> list[Path]:
     """Regime B: one row per comparison, one panel per metric; per fold, shared and the other variant joined.
 
     A line that rises to the right means the other variant did worse than shared on that fold (lower is
@@ -314,8 +323,9 @@ def coupling_figure(regime_b: dict, out_dir) -> list[Path]:
     Wilcoxon p (exact; at least 0.25 with 3 folds).
     """
     rows = paired_comparisons(regime_b)
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(len(rows), len(COUPLING_METRICS), figsize=(7.0, 2.5 * len(rows)), squeeze=False)
+    with rc_context(STYLE):
+        fig = Figure(figsize=(7.0, 2.5 * len(rows)))
+        axes = fig.subplots(len(rows), len(COUPLING_METRICS), squeeze=False)
         for ax_row, (shared, other, comparison) in zip(axes, rows, strict=True):
             c = parse_run(shared)
             colour = COLOURS.get(c["prediction"], "grey")
@@ -350,7 +360,7 @@ def coupling_figure(regime_b: dict, out_dir) -> list[Path]:
             ax_row[0].set_ylabel(f"{PRED_TEX.get(c['prediction'], c['prediction'])} p{c['p']:g} sc{c['sc']:g}")
         fig.suptitle("Paired by fold (lower is better; Δ = other variant − shared, > 0: shared better)", fontsize=8)
         fig.tight_layout()
-        return save(fig, Path(out_dir), "coupling_by_fold")
+        return save(fig, Path(out_dir), "coupling_by_fold", dpi)
 
 
 def _difference_label(result: dict) -> str:
@@ -373,17 +383,17 @@ def draw_all(
     lesions_csv,
     curves_csv,
     out_dir,
-    dpi: int = 200,
+    dpi: int = DEFAULT_DPI,
 ) -> list[Path]:
     """Every figure, from the metrics files alone; coupling_by_fold only when summary.json has Regime B."""
-    DPI["value"] = dpi
     out_dir = Path(out_dir)
     regime_b = read_json(summary_json).get("regime_b")
     return (
-        similarity_figure(summary_csv, summary_json, out_dir)
-        + per_zbin_figure(pd.read_csv(per_zbin_csv), out_dir)
-        + morphology_figure(pd.read_csv(morphology_csv), pd.read_csv(tau_csv), out_dir)
-        + lesion_feature_figure(pd.read_csv(lesions_csv), out_dir)
-        + training_figure(pd.read_csv(curves_csv), out_dir)
-        + (coupling_figure(regime_b, out_dir) if paired_comparisons(regime_b) else [])
+        similarity_figure(summary_csv, summary_json, out_dir, dpi)
+        + per_zbin_figure(pd.read_csv(per_zbin_csv), out_dir, dpi)
+        + morphology_figure(pd.read_csv(morphology_csv), out_dir, dpi)
+        + tau_sensitivity_figure(pd.read_csv(tau_csv), out_dir, dpi)
+        + lesion_feature_figure(pd.read_csv(lesions_csv), out_dir, dpi)
+        + training_figure(pd.read_csv(curves_csv), out_dir, dpi)
+        + (coupling_figure(regime_b, out_dir, dpi) if paired_comparisons(regime_b) else [])
     )

@@ -11,16 +11,13 @@ import json
 import zipfile
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from slimdiff import provenance
 from slimdiff.errors import MissingInputError, OutputExistsError, SlimdiffInputError
 from slimdiff.io import atomic_path, write_text
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 ARRAY_KEYS = ("z_bin", "class", "token", "k", "seed")
 
@@ -114,7 +111,8 @@ def _draw_rows(rows: list[tuple[str, np.ndarray, np.ndarray]], out_png, max_colu
             canvas[i * h : (i + 1) * h, j * w : (j + 1) * w] = np.rot90(images[j].astype(np.float32))
             contour[i * h : (i + 1) * h, j * w : (j + 1) * w] = np.rot90(masks[j].astype(np.float32) > 0)
     inch = max(0.35, 1.6 * h / 160)
-    fig, ax = plt.subplots(figsize=(max_columns * inch + 2.0, max(1, len(rows)) * inch + 0.6))
+    fig = Figure(figsize=(max_columns * inch + 2.0, max(1, len(rows)) * inch + 0.6))
+    ax = fig.subplots()
     ax.imshow(canvas, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
     if contour.any():
         ax.contour(contour, levels=[0.5], colors="red", linewidths=0.6)
@@ -125,7 +123,6 @@ def _draw_rows(rows: list[tuple[str, np.ndarray, np.ndarray]], out_png, max_colu
     fig.tight_layout()
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def write_grid(npz_paths: list[str | Path], out_png: str | Path, max_columns: int = 8, title: str = "") -> None:

@@ -50,6 +50,16 @@ def expand_conditions(conditions: list[Condition], seed: int, replica: int) -> d
     }
 
 
+def compute_dtype_for(storage_dtype: str, device: str | torch.device) -> str:
+    """The precision the denoiser computes in while sampling, given the storage dtype and the device.
+
+    `storage_dtype` (generation.dtype, --dtype, a spec's dtype) is how images and masks are written; the
+    config has no compute setting of its own. Samples stored in float16 are computed under bfloat16 autocast
+    on CUDA; on the CPU, and for float32 storage, the denoiser computes in float32.
+    """
+    return "bfloat16" if str(device).startswith("cuda") and storage_dtype == "float16" else "float32"
+
+
 def _autocast(device: torch.device, dtype: str):
     if device.type == "cuda" and dtype in ("float16", "bfloat16"):
         return torch.autocast("cuda", dtype=getattr(torch, dtype))
@@ -72,53 +82,82 @@ def generate_samples(
     compute_dtype: str = "float32",
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Sample every condition; returns float32 images/masks (N,H,W) in [-1, 1] plus metadata arrays."""
+    """Sample every condition; returns float32 images/masks (N,H,W) in [-1, 1] plus metadata arrays.
+
+    `compute_dtype` is the autocast precision on CUDA (see compute_dtype_for); the CPU always computes in float32.
+    """
     device = torch.device(device)
     run, info = payload["run_cfg"], payload["data_info"]
-    sampler = dict(run["sampler"])
-    for key, value in (("steps", steps), ("eta", eta), ("spacing", spacing), ("guidance_scale", guidance_scale)):
-        if value is not None:
-            sampler[key] = value
+    overrides = {"steps": steps, "eta": eta, "spacing": spacing, "guidance_scale": guidance_scale}
+    sampler = _sampler_settings(run["sampler"], overrides)
     n_bins = info["z_bins"]
-    for cond in conditions:
-        if not 0 <= cond.z_bin < n_bins or cond.cls not in (0, 1) or cond.n < 0:
-            raise ValueError(f"invalid condition {cond} for a model with {n_bins} z-bins")
+    _check_conditions(conditions, n_bins)
     meta = expand_conditions(conditions, seed, replica)
     meta["token"] = token(meta["z_bin"], meta["class"], n_bins).astype(np.int32)
     n = len(meta["seed"])
     h, w = info["image_size"]
     images = np.zeros((n, h, w), np.float32)
     masks = np.zeros((n, h, w), np.float32)
-    model = net
-    if sampler["guidance_scale"] != 1.0:
-        if not run["model"]["cfg_null_token"]:
-            raise ConfigError("guidance_scale > 1 needs a model trained with model.cfg_null_token: true")
-        model = classifier_free_guidance(net, null_token_offset(n_bins), sampler["guidance_scale"])
+    model = _guided_model(net, run, sampler["guidance_scale"], n_bins)
     starts = range(0, n, batch_size)
     for start in tqdm(starts, desc="sampling batches", unit="batch", disable=not progress):
         idx = slice(start, min(start + batch_size, n))
-        gens = [torch.Generator().manual_seed(int(s)) for s in meta["seed"][idx]]
-        x_T = torch.stack([torch.randn(2, h, w, generator=g) for g in gens]).to(device)
-        tokens = torch.as_tensor(meta["token"][idx], device=device).long()
-
-        def noise(step, shape, gens=gens):
-            return torch.stack([torch.randn(shape[1:], generator=g) for g in gens]).to(device)
-
-        with _autocast(device, compute_dtype):
-            out = ddim_sample(
-                model,
-                diffusion,
-                x_T,
-                tokens,
-                sampler["steps"],
-                sampler["eta"],
-                sampler["spacing"],
-                self_condition=run["self_conditioning"]["enabled"],
-                noise=noise,
-            )
-        out = out.float().clamp(-1, 1).cpu().numpy()
+        out = _sample_batch(
+            model, diffusion, meta["seed"][idx], meta["token"][idx], (h, w), sampler, run, device, compute_dtype
+        )
         images[idx], masks[idx] = out[:, 0], out[:, 1]
     return {"images": images, "masks": masks, **meta, "sampler": sampler}
+
+
+def _sampler_settings(stored: dict, overrides: dict) -> dict:
+    """The model's sampler config with the given (not None) overrides."""
+    sampler = dict(stored)
+    for key, value in overrides.items():
+        if value is not None:
+            sampler[key] = value
+    return sampler
+
+
+def _check_conditions(conditions: list[Condition], n_bins: int) -> None:
+    for cond in conditions:
+        if not 0 <= cond.z_bin < n_bins or cond.cls not in (0, 1) or cond.n < 0:
+            raise ValueError(f"invalid condition {cond} for a model with {n_bins} z-bins")
+
+
+def _guided_model(net, run: dict, guidance_scale: float, n_bins: int):
+    """The network itself, or wrapped in classifier-free guidance when the scale is not 1."""
+    if guidance_scale == 1.0:
+        return net
+    if not run["model"]["cfg_null_token"]:
+        raise ConfigError("guidance_scale > 1 needs a model trained with model.cfg_null_token: true")
+    return classifier_free_guidance(net, null_token_offset(n_bins), guidance_scale)
+
+
+def _sample_batch(
+    model, diffusion, seeds, tokens, size, sampler: dict, run: dict, device: torch.device, compute_dtype: str
+) -> np.ndarray:
+    """One batch, (B, 2, H, W) float32 in [-1, 1]: each sample's x_T, then its eta noise, from its own generator."""
+    h, w = size
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    x_T = torch.stack([torch.randn(2, h, w, generator=g) for g in gens]).to(device)
+    tokens = torch.as_tensor(tokens, device=device).long()
+
+    def noise(step, shape):
+        return torch.stack([torch.randn(shape[1:], generator=g) for g in gens]).to(device)
+
+    with _autocast(device, compute_dtype):
+        out = ddim_sample(
+            model,
+            diffusion,
+            x_T,
+            tokens,
+            sampler["steps"],
+            sampler["eta"],
+            sampler["spacing"],
+            self_condition=run["self_conditioning"]["enabled"],
+            noise=noise,
+        )
+    return out.float().clamp(-1, 1).cpu().numpy()
 
 
 def time_one_batch(net, diffusion, payload: dict, batch_size: int, device) -> float:

@@ -1,39 +1,105 @@
 """Generation specs (JSON), in the upstream's two formats, checked before anything is sampled.
 
 Common keys: checkpoint_path (a model.pt), output_dir, seed (42), device ("auto"), replica (0),
-batch_size (32), dtype ("float16"), optional config_path (a run config.yaml or pipeline config; checked
-against the model), format ("detailed" | "compact"; inferred when absent). Keys starting with "_" are comments.
+batch_size (32), dtype ("float16", the storage dtype), optional config_path (a run config.yaml or pipeline
+config; checked against the model), format ("detailed" | "compact"; inferred when absent). Keys starting
+with "_" are comments.
 
 * detailed: "samples": [{"zbin": 3, "control": 10, "lesion": 5}, ...]   (order kept)
 * compact:  "defaults": {"control": 2, "lesion": 2, "zbins": "all" | "0-9" | "1,4,7" | [1, 4] | 3},
             "overrides": [{"zbin": 4, "lesion": 10}, ...]               (sorted by z-bin)
+
+SPEC_SCHEMA (JSON Schema, validated like the pipeline config, defaults filled in) checks the shape of a spec
+and names the key path of every problem; what depends on the model (z-bins in range) and the z-bin lists
+are checked after it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonschema
 import yaml
 
+from slimdiff.config import _innermost, _validator_filling_defaults
 from slimdiff.errors import SlimdiffInputError
 from slimdiff.generation.sampling import Condition
 from slimdiff.model.file import ModelFileError, read_model_file
 
-KNOWN_KEYS = {
-    "checkpoint_path",
-    "config_path",
-    "output_dir",
-    "seed",
-    "device",
-    "format",
-    "samples",
-    "defaults",
-    "overrides",
-    "replica",
-    "batch_size",
-    "dtype",
+# A schema node's `description` completes "<key> must be ...": the message for a value of the wrong kind.
+_COMMENTS = {"^_": {}}  # keys starting with "_" are comments, allowed in every object
+_COUNT = {"type": "integer", "minimum": 0, "description": "a non-negative integer"}
+_ZBIN = {"type": "integer", "description": "an integer z-bin"}
+_PATH_TEXT = "a path, absolute or relative to the spec file"
+SPEC_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "description": "a JSON object",
+    "properties": {
+        "checkpoint_path": {"type": "string", "description": _PATH_TEXT},
+        "config_path": {"type": ["string", "null"], "description": _PATH_TEXT},
+        "output_dir": {"type": "string", "description": _PATH_TEXT},
+        "seed": {**_COUNT, "default": 42},
+        "device": {"type": "string", "default": "auto", "description": "a device name: auto, cpu, cuda or cuda:N"},
+        "replica": {**_COUNT, "default": 0},
+        "batch_size": {**_COUNT, "default": 32},
+        "dtype": {"enum": ["float16", "float32"], "default": "float16", "description": "float16 or float32"},
+        "format": {
+            "enum": ["detailed", "compact", None],
+            "description": "'detailed' (a 'samples' list) or 'compact' ('defaults' + 'overrides')",
+        },
+        "samples": {
+            "type": "array",
+            "description": "a list of {'zbin', 'control', 'lesion'} objects",
+            "items": {
+                "type": "object",
+                "description": "an object with a 'zbin' and 'control' and/or 'lesion' counts",
+                "properties": {"zbin": _ZBIN, "control": {**_COUNT, "default": 0}, "lesion": {**_COUNT, "default": 0}},
+                "required": ["zbin"],
+                "patternProperties": _COMMENTS,
+                "additionalProperties": False,
+            },
+        },
+        "defaults": {
+            "type": "object",
+            "description": "an object with 'control' and 'lesion' counts and 'zbins'",
+            "properties": {
+                "control": {**_COUNT, "default": 0},
+                "lesion": {**_COUNT, "default": 0},
+                "zbins": {
+                    "anyOf": [
+                        {"type": "string"},
+                        {"type": "integer"},
+                        {"type": "array", "items": {"type": "integer"}},
+                    ],
+                    "default": "all",
+                    "description": "'all', 'a-b', 'a,b,c', a list of integers or an integer",
+                },
+            },
+            "patternProperties": _COMMENTS,
+            "additionalProperties": False,
+        },
+        "overrides": {
+            "type": "array",
+            "default": [],
+            "description": "a list of {'zbin', 'control', 'lesion'} objects",
+            "items": {
+                "type": "object",
+                "description": "an object with a 'zbin' and 'control' and/or 'lesion' counts",
+                # no count defaults here: a count left out is the one in `defaults`
+                "properties": {"zbin": _ZBIN, "control": _COUNT, "lesion": _COUNT},
+                "required": ["zbin"],
+                "patternProperties": _COMMENTS,
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["checkpoint_path", "output_dir"],
+    "patternProperties": _COMMENTS,
+    "additionalProperties": False,
 }
 
 
@@ -49,7 +115,7 @@ class GenerationPlan:
     device: str
     replica: int
     batch_size: int
-    dtype: str
+    dtype: str  # storage dtype of the written images and masks
     conditions: list[Condition]
     payload: dict
 
@@ -58,45 +124,164 @@ class GenerationPlan:
         return sum(c.n for c in self.conditions)
 
 
-def _count(value, where: str, spec: Path) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SpecError(f"{spec}: {where} must be a non-negative integer, got {value!r}")
-    return value
+def parse_spec(spec_path: str | Path) -> GenerationPlan:
+    """Read, validate and resolve a spec against its model; every problem is a SpecError naming the spec."""
+    spec_path = Path(spec_path)
+    spec = validate_spec(_read_json(spec_path), spec_path)
+    base = spec_path.parent
+    model_path = (base / spec["checkpoint_path"]).resolve()
+    payload = _read_model(model_path, spec_path)
+    if spec.get("config_path"):
+        _check_config(base / spec["config_path"], payload, spec_path)
+    entries = _entries(spec, payload["data_info"]["z_bins"], spec_path)
+    return GenerationPlan(
+        model_path=model_path,
+        output_dir=(base / spec["output_dir"]).resolve(),
+        seed=spec["seed"],
+        device=spec["device"],
+        replica=spec["replica"],
+        batch_size=max(1, spec["batch_size"]),
+        dtype=spec["dtype"],
+        conditions=_conditions_from_entries(entries),
+        payload=payload,
+    )
 
 
-def _zbin(value, n_bins: int, where: str, spec: Path) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"{spec}: {where} z-bin must be an integer, got {value!r}")
+def validate_spec(spec, spec_path: Path) -> dict:
+    """The spec with SPEC_SCHEMA's defaults filled in; a SpecError lists every problem with its key path."""
+    validator = _validator_filling_defaults(SPEC_SCHEMA)
+    # An integer is a JSON number without a fraction: 1.0 is not a count (JSON Schema itself would accept it).
+    integers_only = type(validator).TYPE_CHECKER.redefine("integer", lambda _, v: type(v) is int)
+    validator = jsonschema.validators.extend(type(validator), type_checker=integers_only)(SPEC_SCHEMA)
+    errors = sorted(validator.iter_errors(spec), key=lambda e: [str(k) for k in e.absolute_path])
+    problems = list(dict.fromkeys(problem for e in errors for problem in _problems(e)))
+    if problems:
+        raise SpecError(f"{spec_path}: " + "; ".join(problems))
+    return spec
+
+
+def _key_path(path) -> str:
+    """samples[2].lesion from the path ("samples", 2, "lesion")."""
+    text = ""
+    for key in path:
+        if isinstance(key, int):
+            text += f"[{key}]"
+        else:
+            text += f".{key}" if text else str(key)
+    return text
+
+
+def _problems(error: jsonschema.ValidationError) -> list[str]:
+    """What is wrong, at which key path: unknown and missing keys by name, a wrong value by what it must be."""
+    where = _key_path(error.absolute_path)
+    prefix = f"{where}: " if where else ""
+    if error.validator == "additionalProperties":
+        known = error.schema.get("properties", {})
+        patterns = error.schema.get("patternProperties", {})
+        unknown = sorted(k for k in error.instance if k not in known and not any(re.search(p, k) for p in patterns))
+        return [f"{prefix}unknown keys {unknown} (comments must start with '_')"]
+    if error.validator == "required":
+        return [f"{prefix}missing required key {k!r}" for k in error.validator_value if k not in error.instance]
+    if "description" in error.schema:
+        return [f"{where or 'the spec'} must be {error.schema['description']}, got {error.instance!r}"]
+    inner = _innermost(error)
+    return [f"{_key_path(inner.absolute_path) or 'the spec'}: {inner.message}"]
+
+
+def _read_json(spec_path: Path):
+    try:
+        return json.loads(spec_path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{spec_path}: spec file not found") from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{spec_path}: not valid JSON ({exc})") from None
+
+
+def _read_model(model_path: Path, spec_path: Path) -> dict:
+    try:
+        return read_model_file(model_path)
+    except ModelFileError as exc:
+        raise SpecError(f"{spec_path}: checkpoint_path: {exc}") from None
+
+
+def _spec_format(spec: dict) -> str | None:
+    """The spec's format, as given or inferred from its keys (None when neither)."""
+    return spec.get("format") or ("detailed" if "samples" in spec else "compact" if "defaults" in spec else None)
+
+
+def _entries(spec: dict, n_bins: int, spec_path: Path) -> list[tuple[int, int, int]]:
+    """(z-bin, control count, lesion count) per z-bin, from either format."""
+    fmt = _spec_format(spec)
+    if fmt == "detailed":
+        if "samples" not in spec:
+            raise SpecError(f"{spec_path}: detailed format needs a 'samples' list")
+        return _detailed_entries(spec["samples"], n_bins, spec_path)
+    if fmt == "compact":
+        if "defaults" not in spec:
+            raise SpecError(f"{spec_path}: compact format needs a 'defaults' object")
+        return _compact_entries(spec["defaults"], spec["overrides"], n_bins, spec_path)
+    raise SpecError(
+        f"{spec_path}: unknown format {spec.get('format')!r}: use 'detailed' (a 'samples' list) or "
+        "'compact' ('defaults' + 'overrides')"
+    )
+
+
+def _detailed_entries(samples: list[dict], n_bins: int, spec_path: Path) -> list[tuple[int, int, int]]:
+    """The samples list in its order; each z-bin at most once."""
+    entries, seen = [], set()
+    for i, item in enumerate(samples):
+        z = _zbin(item["zbin"], n_bins, f"samples[{i}]", spec_path)
+        if z in seen:
+            raise SpecError(f"{spec_path}: duplicate z-bin {z} in samples (samples[{i}])")
+        seen.add(z)
+        entries.append((z, item["control"], item["lesion"]))
+    return entries
+
+
+def _compact_entries(defaults: dict, overrides: list[dict], n_bins: int, spec_path: Path) -> list[tuple[int, int, int]]:
+    """The defaults on their z-bins, each override replacing (or adding) one z-bin; sorted by z-bin."""
+    dc, dl = defaults["control"], defaults["lesion"]
+    table = {z: (dc, dl) for z in _parse_zbins(defaults["zbins"], n_bins, spec_path)}
+    seen = set()
+    for i, item in enumerate(overrides):
+        z = _zbin(item["zbin"], n_bins, f"overrides[{i}]", spec_path)
+        if z in seen:
+            raise SpecError(f"{spec_path}: duplicate z-bin {z} in overrides (overrides[{i}])")
+        seen.add(z)
+        table[z] = (item.get("control", dc), item.get("lesion", dl))
+    return [(z, *table[z]) for z in sorted(table)]
+
+
+def _zbin(value: int, n_bins: int, where: str, spec: Path) -> int:
     if not 0 <= value < n_bins:
         raise SpecError(f"{spec}: {where} z-bin {value} is out of range: the model has z-bins 0-{n_bins - 1}")
     return value
 
 
 def _parse_zbins(value, n_bins: int, spec: Path) -> list[int]:
+    """defaults.zbins (a string, an integer or a list of integers; see SPEC_SCHEMA) -> distinct z-bins."""
     if value == "all":
         return list(range(n_bins))
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int):
         return [_zbin(value, n_bins, "defaults.zbins", spec)]
     if isinstance(value, list):
-        bins = [_zbin(v, n_bins, "defaults.zbins", spec) for v in value]
-    elif isinstance(value, str) and "-" in value:
+        numbers = value
+    elif "-" in value:
         try:
             lo, hi = (int(v) for v in value.split("-"))
         except ValueError:
             raise SpecError(f"{spec}: defaults.zbins range {value!r} is not 'a-b'") from None
         if lo > hi:
             raise SpecError(f"{spec}: defaults.zbins range {value!r} is empty")
-        bins = [_zbin(v, n_bins, "defaults.zbins", spec) for v in range(lo, hi + 1)]
-    elif isinstance(value, str):
+        numbers = range(lo, hi + 1)
+    else:
         try:
             numbers = [int(v) for v in value.split(",")]
         except ValueError:
             raise SpecError(
                 f"{spec}: defaults.zbins {value!r} is not 'all', 'a-b', 'a,b,c', a list or an integer"
             ) from None
-        bins = [_zbin(v, n_bins, "defaults.zbins", spec) for v in numbers]
-    else:
-        raise SpecError(f"{spec}: defaults.zbins {value!r} is not 'all', 'a-b', 'a,b,c', a list or an integer")
+    bins = [_zbin(v, n_bins, "defaults.zbins", spec) for v in numbers]
     dupes = sorted({b for b in bins if bins.count(b) > 1})
     if dupes:
         raise SpecError(f"{spec}: duplicate z-bins in defaults.zbins: {dupes}")
@@ -108,94 +293,6 @@ def _conditions_from_entries(entries: list[tuple[int, int, int]]) -> list[Condit
     for z, control, lesion in entries:
         out += [Condition(z, 0, control), Condition(z, 1, lesion)]
     return [c for c in out if c.n > 0]
-
-
-def parse_spec(spec_path: str | Path) -> GenerationPlan:
-    spec_path = Path(spec_path)
-    try:
-        spec = json.loads(spec_path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{spec_path}: spec file not found") from None
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{spec_path}: not valid JSON ({exc})") from None
-    if not isinstance(spec, dict):
-        raise SpecError(f"{spec_path}: the spec must be a JSON object")
-    unknown = sorted(k for k in spec if k not in KNOWN_KEYS and not k.startswith("_"))
-    if unknown:
-        raise SpecError(f"{spec_path}: unknown keys {unknown} (comments must start with '_')")
-    for key in ("checkpoint_path", "output_dir"):
-        if key not in spec:
-            raise SpecError(f"{spec_path}: missing required key {key!r}")
-
-    base = spec_path.parent
-    model_path = (base / spec["checkpoint_path"]).resolve()
-    try:
-        payload = read_model_file(model_path)
-    except ModelFileError as exc:
-        raise SpecError(f"{spec_path}: checkpoint_path: {exc}") from None
-    n_bins = payload["data_info"]["z_bins"]
-    if spec.get("config_path"):
-        _check_config(base / spec["config_path"], payload, spec_path)
-
-    fmt = spec.get("format") or ("detailed" if "samples" in spec else "compact" if "defaults" in spec else None)
-    if fmt == "detailed":
-        if not isinstance(spec.get("samples"), list):
-            raise SpecError(f"{spec_path}: detailed format needs a 'samples' list")
-        entries, seen = [], set()
-        for i, item in enumerate(spec["samples"]):
-            if not isinstance(item, dict) or "zbin" not in item:
-                raise SpecError(f"{spec_path}: samples[{i}] must be an object with a 'zbin'")
-            z = _zbin(item["zbin"], n_bins, f"samples[{i}]", spec_path)
-            if z in seen:
-                raise SpecError(f"{spec_path}: duplicate z-bin {z} in samples (samples[{i}])")
-            seen.add(z)
-            entries.append(
-                (
-                    z,
-                    _count(item.get("control", 0), f"samples[{i}].control", spec_path),
-                    _count(item.get("lesion", 0), f"samples[{i}].lesion", spec_path),
-                )
-            )
-    elif fmt == "compact":
-        defaults = spec.get("defaults")
-        if not isinstance(defaults, dict):
-            raise SpecError(f"{spec_path}: compact format needs a 'defaults' object")
-        dc = _count(defaults.get("control", 0), "defaults.control", spec_path)
-        dl = _count(defaults.get("lesion", 0), "defaults.lesion", spec_path)
-        table = {z: (dc, dl) for z in _parse_zbins(defaults.get("zbins", "all"), n_bins, spec_path)}
-        seen = set()
-        for i, item in enumerate(spec.get("overrides", [])):
-            if not isinstance(item, dict) or "zbin" not in item:
-                raise SpecError(f"{spec_path}: overrides[{i}] must be an object with a 'zbin'")
-            z = _zbin(item["zbin"], n_bins, f"overrides[{i}]", spec_path)
-            if z in seen:
-                raise SpecError(f"{spec_path}: duplicate z-bin {z} in overrides (overrides[{i}])")
-            seen.add(z)
-            table[z] = (
-                _count(item.get("control", dc), f"overrides[{i}].control", spec_path),
-                _count(item.get("lesion", dl), f"overrides[{i}].lesion", spec_path),
-            )
-        entries = [(z, *table[z]) for z in sorted(table)]
-    else:
-        raise SpecError(
-            f"{spec_path}: unknown format {spec.get('format')!r}: use 'detailed' (a 'samples' list) or "
-            "'compact' ('defaults' + 'overrides')"
-        )
-
-    dtype = spec.get("dtype", "float16")
-    if dtype not in ("float16", "float32"):
-        raise SpecError(f"{spec_path}: dtype must be float16 or float32, got {dtype!r}")
-    return GenerationPlan(
-        model_path=model_path,
-        output_dir=(base / spec["output_dir"]).resolve(),
-        seed=_count(spec.get("seed", 42), "seed", spec_path),
-        device=str(spec.get("device", "auto")),
-        replica=_count(spec.get("replica", 0), "replica", spec_path),
-        batch_size=max(1, _count(spec.get("batch_size", 32), "batch_size", spec_path)),
-        dtype=dtype,
-        conditions=_conditions_from_entries(entries),
-        payload=payload,
-    )
 
 
 def _check_config(config_path: Path, payload: dict, spec_path: Path) -> None:

@@ -63,7 +63,7 @@ def load_replicas(sample_files: list[str | Path]) -> dict[int, dict[str, np.ndar
     return out
 
 
-def image_metrics(real: dict, fake: dict, real_feats, fake_feats, lp, cfg: dict) -> dict:
+def image_metrics(real: dict, fake: dict, real_feats, fake_feats, lpips_metric, cfg: dict) -> dict:
     from slimdiff.metrics.kid_fid import fid, kid
 
     out = kid(real_feats, fake_feats, cfg["kid_subsets"], cfg["kid_subset_size"], cfg["seed"])
@@ -71,7 +71,7 @@ def image_metrics(real: dict, fake: dict, real_feats, fake_feats, lp, cfg: dict)
     reasons = out.pop("null_reasons", {})
     if not np.isfinite(out["fid"]):
         reasons["fid"] = f"fewer than 2 images on a side ({len(real_feats)} real, {len(fake_feats)} synthetic)"
-    lpips = lp.unpaired(real["images"], fake["images"], cfg["lpips_pairs"], cfg["seed"])
+    lpips = lpips_metric.unpaired(real["images"], fake["images"], cfg["lpips_pairs"], cfg["seed"])
     reasons.update(lpips.pop("null_reasons", {}))
     out.update(lpips)
     if reasons:
@@ -108,7 +108,7 @@ def evaluate_images(
     out_dir = Path(out_dir)
     feature_cache = cfg.get("feature_cache")
     inception = InceptionFeatures(device=device, batch_size=cfg["batch_size"])
-    lp = LPIPSMetric(cfg["lpips_net"], device=device)
+    lpips_metric = LPIPSMetric(cfg["lpips_net"], device=device)
     real = real_split(cache_dir, fold, "test")
     real_feats = inception.cached(real["images"], feature_cache)
     replicas = load_replicas(sample_files)
@@ -117,7 +117,7 @@ def evaluate_images(
     per_replica, fake_feats = [], {}
     for r, fake in replicas.items():
         fake_feats[r] = inception.cached(fake["images"], feature_cache)
-        m = image_metrics(real, fake, real_feats, fake_feats[r], lp, cfg)
+        m = image_metrics(real, fake, real_feats, fake_feats[r], lpips_metric, cfg)
         per_replica.append({"replica": r, "n_synthetic": len(fake["images"]), **m})
         log.info(
             "%s fold %d replica %d: KID %.4f FID %.2f LPIPS %.4f",
@@ -134,7 +134,7 @@ def evaluate_images(
     for b in sorted(set(real["z_bin"].tolist()) | set(pooled["z_bin"].tolist())):
         ri, fi = real["z_bin"] == b, pooled["z_bin"] == b
         k = kid(real_feats[ri], pooled_feats[fi], cfg["zbin_kid_subsets"], cfg["zbin_kid_subset_size"], cfg["seed"])
-        lpz = lp.unpaired(real["images"][ri], pooled["images"][fi], cfg["zbin_lpips_pairs"], cfg["seed"])
+        lpz = lpips_metric.unpaired(real["images"][ri], pooled["images"][fi], cfg["zbin_lpips_pairs"], cfg["seed"])
         zrows.append({"z_bin": b, "n_real": int(ri.sum()), "n_synthetic": int(fi.sum()), **k, **lpz})
     train = real_split(cache_dir, fold, "train")
     memo = memorization(inception.cached(train["images"], feature_cache), real_feats, pooled_feats)
@@ -256,14 +256,14 @@ def evaluate_baseline(
 
     feature_cache = cfg.get("feature_cache")
     inception = InceptionFeatures(device=device, batch_size=cfg["batch_size"])
-    lp = LPIPSMetric(cfg["lpips_net"], device=device)
+    lpips_metric = LPIPSMetric(cfg["lpips_net"], device=device)
     test, train = real_split(cache_dir, fold, "test"), real_split(cache_dir, fold, "train")
     m = image_metrics(
         test,
         train,
         inception.cached(test["images"], feature_cache),
         inception.cached(train["images"], feature_cache),
-        lp,
+        lpips_metric,
         cfg,
     )
     m = _merge_replica(m, mask_metrics(test["masks"], train["masks"], dict(cfg, tau=0.0)))
@@ -354,40 +354,12 @@ def aggregate(
     """
     runs = [read_json(p) for p in metric_files]
     baseline = read_json(baseline_file)
-    rows = []
-    for m in runs:
-        for rep in m["replicas"]:
-            rows.append(
-                {
-                    "run": m["run"],
-                    "fold": m["fold"],
-                    **parse_run(m["run"]),
-                    "family": comparison_family(m["run"], m["fold"]),
-                    "replica": rep["replica"],
-                    **{name: as_float(rep.get(key)) for name, key in METRIC_KEYS.items()},
-                    **{name: _lesion_value(rep, name) for name in LESION_COLUMNS},
-                }
-            )
-    table = pd.DataFrame(rows)
-    # One set of tests per family (same fold, variant, self-conditioning): pooling families would compare
-    # prediction types across different training sets and settings, and average replicas across folds.
-    order = sorted(table["family"].unique(), key=lambda f: (-int((table["family"] == f).sum()), f))
-    tests = {
-        metric: {
-            family: stats.compare_configurations(table[table["family"] == family], metric)
-            for family in order
-            if table.loc[table["family"] == family, "run"].nunique() > 1
-        }
-        for metric in METRICS
-    }
+    table = replica_table(runs)
     summary = {
         "runs": {f"{m['run']}/fold{m['fold']}": m["summary"] for m in runs},
         "baseline_std": {name: baseline.get(f"{name}_std") for name in METRIC_KEYS},  # FID has none: null
-        "baseline": {
-            **{name: as_float(baseline.get(key)) for name, key in METRIC_KEYS.items()},
-            **{name: _lesion_value(baseline, name) for name in LESION_COLUMNS},  # the real test set's own counts
-        },
-        "statistics": tests,
+        "baseline": _baseline_values(baseline),
+        "statistics": regime_a(table),
         # synthetic vs test nearest-neighbour distances to the training set, per run and fold
         "memorization": {f"{m['run']}/fold{m['fold']}": m.get("memorization") for m in runs},
     }
@@ -402,6 +374,51 @@ def aggregate(
     write_json(out_json, summary)
     write_text(out_csv, table.to_csv(index=False))
     return summary
+
+
+def replica_table(runs: list[dict]) -> pd.DataFrame:
+    """One row per replica of every run's metrics.json: run, fold, run settings, family, metrics, lesion counts."""
+    rows = []
+    for m in runs:
+        for rep in m["replicas"]:
+            rows.append(
+                {
+                    "run": m["run"],
+                    "fold": m["fold"],
+                    **parse_run(m["run"]),
+                    "family": comparison_family(m["run"], m["fold"]),
+                    "replica": rep["replica"],
+                    **{name: as_float(rep.get(key)) for name, key in METRIC_KEYS.items()},
+                    **{name: _lesion_value(rep, name) for name in LESION_COLUMNS},
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def regime_a(table: pd.DataFrame) -> dict:
+    """{metric: {family: comparison of its configurations}} for every family with more than one run.
+
+    One set of tests per family (same fold, variant, self-conditioning): pooling families would compare
+    prediction types across different training sets and settings, and average replicas across folds.
+    Families are listed largest first.
+    """
+    order = sorted(table["family"].unique(), key=lambda f: (-int((table["family"] == f).sum()), f))
+    return {
+        metric: {
+            family: stats.compare_configurations(table[table["family"] == family], metric)
+            for family in order
+            if table.loc[table["family"] == family, "run"].nunique() > 1
+        }
+        for metric in METRICS
+    }
+
+
+def _baseline_values(baseline: dict) -> dict:
+    """The baseline's metrics, and the real test set's own lesion counts."""
+    return {
+        **{name: as_float(baseline.get(key)) for name, key in METRIC_KEYS.items()},
+        **{name: _lesion_value(baseline, name) for name in LESION_COLUMNS},
+    }
 
 
 def regime_b(runs: list[dict], table: pd.DataFrame) -> dict:

@@ -4,8 +4,9 @@ Training writes it (save_model), generation reads it (read_model_file, load_deno
 below both.
 
 Contents (plain containers and tensors only): format tag and version, the run config (model, diffusion,
-sampler, self-conditioning, loss, training), data_info (z_bins, z_range, slice size, cache, fold), the EMA
-state_dict of the denoiser, training provenance (epoch, step, best val/loss, versions).
+sampler, self-conditioning, loss, training), data_info (z_bins, z_range, slice size, cache, fold), the
+state_dict of the denoiser, `weights` (which weights the state_dict holds: "ema" or "raw"), training
+provenance (epoch, step, best val/loss, versions).
 """
 
 from __future__ import annotations
@@ -21,19 +22,30 @@ from slimdiff.model.factory import build_denoiser
 
 FORMAT = "slimdiff-model"
 FORMAT_VERSION = 1
+# What a state_dict can hold: the exponential moving average of the weights kept during training, or the
+# optimiser's own weights. Files written before the `weights` key existed hold the EMA weights (training has
+# always exported those), so that is what a file without the key is read as.
+WEIGHT_KINDS = ("ema", "raw")
+WEIGHTS_OF_OLDER_FILES = "ema"
 
 
 class ModelFileError(SlimdiffInputError):
     """A model.pt or checkpoint that cannot be used as asked."""
 
 
-def save_model(path: str | Path, state_dict: dict, run_cfg: dict, data_info: dict, provenance: dict) -> None:
+def save_model(
+    path: str | Path, state_dict: dict, run_cfg: dict, data_info: dict, provenance: dict, *, weights: str
+) -> None:
+    """Write a model.pt; `weights` says which weights `state_dict` holds (one of WEIGHT_KINDS)."""
+    if weights not in WEIGHT_KINDS:
+        raise ValueError(f"weights must be one of {WEIGHT_KINDS}, not {weights!r}")
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "run_cfg": run_cfg,
         "data_info": data_info,
         "state_dict": {k: v.detach().cpu().float().contiguous() for k, v in state_dict.items()},
+        "weights": weights,
         "provenance": provenance,
     }
     with atomic_path(path, suffix=".pt") as tmp:
@@ -53,6 +65,11 @@ def read_model_file(path: str | Path) -> dict:
     if payload.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(f"{path}: model format version {payload.get('format_version')} is not {FORMAT_VERSION}")
     return payload
+
+
+def weight_kind(payload: dict) -> str:
+    """Which weights a model file's state_dict holds ("ema" or "raw"), as the file says; older files hold EMA."""
+    return payload.get("weights", WEIGHTS_OF_OLDER_FILES)
 
 
 def load_denoiser(path: str | Path, device: str | torch.device = "cpu"):

@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
-import matplotlib
 import numpy as np
 import pandas as pd
 import torch
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from matplotlib.figure import Figure
 from torch.utils.data import DataLoader
 
 from slimdiff import provenance
@@ -30,20 +30,20 @@ from slimdiff.data.cache import load_cache
 from slimdiff.data.splits import fold_membership
 from slimdiff.device import pick_device
 from slimdiff.errors import SlimdiffInputError
+from slimdiff.experiments import RUN_SECTIONS
 from slimdiff.io import atomic_path, write_json, write_text
 from slimdiff.model.factory import use_channels_last
 from slimdiff.model.file import ModelFileError, save_model
 from slimdiff.model.priors import compute_zbin_priors
+from slimdiff.rerun import rule_settings
 from slimdiff.training.data import SliceDataset, lesion_balanced_sampler
 from slimdiff.training.module import DiffusionModule
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 log = logging.getLogger(__name__)
 
-# Keys that change how fast or where a run trains, not what it learns: they may differ on resume.
-_RUNTIME_KEYS = {"threads", "num_workers", "compile", "channels_last", "folds", "max_epochs", "max_steps"}
+# What may differ on resume besides the runtime keys (config/schema.yaml `x-rules: []`): a longer or shorter
+# run of the same training.
+_EXTENDABLE = {"run_cfg.training.max_epochs", "run_cfg.training.max_steps"}
 LOG_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "lr", "seconds"]
 
 
@@ -56,13 +56,10 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def _identity(run_cfg: dict, data_info: dict) -> dict:
-    """What a checkpoint must agree on to be resumed (not the sampler: it only matters after training)."""
-    flat = _flatten({"run_cfg": run_cfg, "data_info": data_info})
-    return {
-        k: v
-        for k, v in flat.items()
-        if k.rsplit(".", 1)[-1] not in _RUNTIME_KEYS and not k.startswith("run_cfg.sampler.")
-    }
+    """What a checkpoint must agree on to be resumed: what the model learns from (the train rule's params)."""
+    learned = {s: rule_settings("train", s, run_cfg[s]) for s in RUN_SECTIONS if s in run_cfg}
+    flat = _flatten({"run_cfg": learned, "data_info": data_info})
+    return {k: v for k, v in flat.items() if k not in _EXTENDABLE}
 
 
 def check_resumable(ckpt: Path, run_cfg: dict, data_info: dict) -> None:
@@ -156,7 +153,8 @@ def plot_losses(log_csv: Path, out_png: Path, title: str) -> None:
     """Losses on the left; on the right the mask channel's lesion Dice, which the loss hides."""
     rows = pd.read_csv(log_csv)
     dice = [c for c in rows.columns if c.startswith("mask_dice_t")]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     ax = axes[0]
     ax.plot(rows["epoch"], rows["train_loss"], label="train (epoch mean)")
     ax.plot(rows["epoch"], rows["val_loss"], label="validation (EMA, stratified t)")
@@ -173,7 +171,6 @@ def plot_losses(log_csv: Path, out_png: Path, title: str) -> None:
     fig.tight_layout()
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def resolve_precision(precision: str, device: str) -> str:
@@ -181,6 +178,10 @@ def resolve_precision(precision: str, device: str) -> str:
     if precision == "auto":
         return "bf16-mixed" if device == "cuda" else "32-true"
     return precision
+
+
+# model.pt holds the EMA weights: EMAWeightAveraging puts its average into the state_dict of every checkpoint.
+EXPORTED_WEIGHTS = "ema"
 
 
 def train_run(
@@ -201,13 +202,38 @@ def train_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     tr = run_cfg["training"]
     torch.set_num_threads(tr["threads"])
+    device = _training_device(device)
+    cache = load_cache(cache_dir)
+    data_info = _data_info(cache, fold)
+    last = out_dir / "last.ckpt"
+    _keep_or_discard_last_checkpoint(out_dir, last, run_cfg, data_info, restart_on_config_change)
+
+    pl.seed_everything(tr["seed"], workers=True, verbose=False)  # before the sampler and the weights are drawn
+    train_loader, val_loader = _data_loaders(cache, fold, tr, device)
+    module = _diffusion_module(run_cfg, data_info, cache, fold)
+    precision = resolve_precision(tr["precision"], device)
+    best = _best_checkpoint(out_dir)
+    trainer = _trainer(tr, device, precision, out_dir, module, best)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.exists() else None)
+
+    model_pt = _export_model(out_dir, best, last, run_cfg, data_info, run_name, device, precision)
+    _write_run_records(out_dir, run_cfg, run_name, fold)
+    return model_pt
+
+
+def _training_device(device: str) -> str:
+    """cpu or cuda: Lightning gets accelerator + devices=1; a GPU job leases its device."""
     device = pick_device(device)
-    if device not in ("cpu", "cuda"):  # Lightning gets accelerator + devices=1; a GPU job leases its device
+    if device not in ("cpu", "cuda"):
         raise SlimdiffInputError(
             f"training runs on auto, cpu or cuda, not {device!r} (CUDA_VISIBLE_DEVICES picks the GPU)"
         )
-    cache = load_cache(cache_dir)
-    data_info = {
+    return device
+
+
+def _data_info(cache, fold: int) -> dict:
+    """What the model depends on besides the run config: the cache's geometry and the fold."""
+    return {
         "z_bins": cache.meta["z_bins"],
         "z_range": cache.meta["z_range"],
         "image_size": cache.meta["slice_shape"],
@@ -215,19 +241,27 @@ def train_run(
         "fold": fold,
         "cache_index_sha256": cache.meta["index_sha256"],
     }
-    last = out_dir / "last.ckpt"
-    if last.exists():
-        try:
-            check_resumable(last, run_cfg, data_info)
-            log.info("resuming from %s", last)
-        except ModelFileError as exc:
-            if not restart_on_config_change:
-                raise
-            log.warning("starting over: %s", exc)
-            for stale in (last, out_dir / "best.ckpt"):
-                stale.unlink(missing_ok=True)
 
-    pl.seed_everything(tr["seed"], workers=True, verbose=False)
+
+def _keep_or_discard_last_checkpoint(
+    out_dir: Path, last: Path, run_cfg: dict, data_info: dict, restart_on_config_change: bool
+) -> None:
+    """A last.ckpt of this config is resumed; one of another config is refused, or deleted when asked."""
+    if not last.exists():
+        return
+    try:
+        check_resumable(last, run_cfg, data_info)
+        log.info("resuming from %s", last)
+    except ModelFileError as exc:
+        if not restart_on_config_change:
+            raise
+        log.warning("starting over: %s", exc)
+        for stale in (last, out_dir / "best.ckpt"):
+            stale.unlink(missing_ok=True)
+
+
+def _data_loaders(cache, fold: int, tr: dict, device: str) -> tuple[DataLoader, DataLoader]:
+    """The fold's training loader (lesion-balanced when asked) and its validation loader."""
     train_set = SliceDataset(cache, fold, "train")
     val_set = SliceDataset(cache, fold, "val", tr["val_max_slices"], tr["seed"])
     sampler = lesion_balanced_sampler(train_set, tr["seed"]) if tr["lesion_oversampling"] else None
@@ -236,7 +270,12 @@ def train_run(
         train_set, sampler=sampler, shuffle=sampler is None, drop_last=len(train_set) >= tr["batch_size"], **loader_kw
     )
     val_loader = DataLoader(val_set, shuffle=False, **loader_kw)
+    return train_loader, val_loader
 
+
+def _diffusion_module(run_cfg: dict, data_info: dict, cache, fold: int) -> DiffusionModule:
+    """The module to train: the fold's z-bin priors set, the network in channels_last and compiled if asked."""
+    tr = run_cfg["training"]
     module = DiffusionModule(run_cfg, data_info)
     if run_cfg["model"]["anatomical_prior"] != "none":
         module.net.set_priors(fold_priors(cache, fold))
@@ -244,8 +283,12 @@ def train_run(
         module.net = use_channels_last(module.net)
     if tr["compile"]:
         module.net = torch.compile(module.net)
-    precision = resolve_precision(tr["precision"], device)
-    best = ModelCheckpoint(
+    return module
+
+
+def _best_checkpoint(out_dir: Path) -> ModelCheckpoint:
+    """best.ckpt (lowest EMA val/loss) and last.ckpt, each written over in place."""
+    return ModelCheckpoint(
         dirpath=out_dir,
         filename="best",
         monitor="val/loss",
@@ -254,8 +297,14 @@ def train_run(
         save_last=True,
         enable_version_counter=False,
     )
+
+
+def _trainer(
+    tr: dict, device: str, precision: str, out_dir: Path, module: DiffusionModule, best: ModelCheckpoint
+) -> pl.Trainer:
+    """One device, EMA, early stopping, log.csv and the checkpoints; a progress bar only outside SLURM."""
     progress = not os.environ.get("SLURM_JOB_ID")
-    trainer = pl.Trainer(
+    return pl.Trainer(
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
         precision=precision,
@@ -279,17 +328,32 @@ def train_run(
         # Under SLURM, Snakemake owns retries: Lightning must not requeue the job on SIGUSR1 behind its back.
         plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
     )
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.exists() else None)
 
+
+def _denoiser_state(module_state: dict) -> dict:
+    """The network's tensors of a module state_dict, named as in an uncompiled network."""
+    net_state = {k[len("net.") :]: v for k, v in module_state.items() if k.startswith("net.")}
+    return {k.replace("_orig_mod.", ""): v for k, v in net_state.items()}
+
+
+def _export_model(
+    out_dir: Path,
+    best: ModelCheckpoint,
+    last: Path,
+    run_cfg: dict,
+    data_info: dict,
+    run_name: str,
+    device: str,
+    precision: str,
+) -> Path:
+    """model.pt from the best checkpoint, or from the last one when no validation ran."""
     ckpt = torch.load(best.best_model_path or last, map_location="cpu", weights_only=False)
     # None when training stopped (max_steps) before the first validation: the last weights are exported.
     best_val_loss = None if best.best_model_score is None else float(best.best_model_score)
-    net_state = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    net_state = {k.replace("_orig_mod.", ""): v for k, v in net_state.items()}
     model_pt = out_dir / "model.pt"
     save_model(
         model_pt,
-        net_state,
+        _denoiser_state(ckpt["state_dict"]),
         run_cfg,
         data_info,
         {
@@ -302,12 +366,17 @@ def train_run(
             "device": device,
             "precision": precision,
         },
+        weights=EXPORTED_WEIGHTS,
     )
-    plot_losses(out_dir / "log.csv", out_dir / "loss.png", f"{run_name} (fold {fold})")
-    write_text(out_dir / "config.yaml", yaml.safe_dump({"run": run_name, "fold": fold, **run_cfg}, sort_keys=False))
-    write_json(out_dir / "versions.json", provenance.versions())
     if best_val_loss is None:
         log.warning("exported %s (epoch %s): no validation ran, so these are the last weights", model_pt, ckpt["epoch"])
     else:
         log.info("exported %s (epoch %s, best val/loss %.5f)", model_pt, ckpt["epoch"], best_val_loss)
     return model_pt
+
+
+def _write_run_records(out_dir: Path, run_cfg: dict, run_name: str, fold: int) -> None:
+    """loss.png, config.yaml (the resolved run config) and versions.json next to model.pt."""
+    plot_losses(out_dir / "log.csv", out_dir / "loss.png", f"{run_name} (fold {fold})")
+    write_text(out_dir / "config.yaml", yaml.safe_dump({"run": run_name, "fold": fold, **run_cfg}, sort_keys=False))
+    write_json(out_dir / "versions.json", provenance.versions())
