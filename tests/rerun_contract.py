@@ -19,7 +19,8 @@ from slimdiff.config import load_schema, validate_config
 from slimdiff.experiments import GRID_KEYS
 from slimdiff.rerun import key_rules
 
-# Keys whose change needs more than a dry run (real raw data, or a run renamed) and are covered elsewhere.
+# Keys that change which jobs exist rather than a rule's params: test_workflow's check_rerun_contract changes
+# each of them on its own (source and raw_dir together) and checks that only the new jobs are scheduled.
 NOT_DRY_RUN = {"data.source", "data.raw_dir", "experiments"}
 # Changed values for keys where the schema alone does not give a valid different one.
 NEW_VALUES = {

@@ -136,6 +136,20 @@ def check_rerun_contract(proj: Path) -> None:
         jobs = rerun_contract.jobs(dry_run())
         assert jobs["train"] and all(w["fold"] == "1" for w in jobs["train"]), "only the new fold trains"
         assert all(w["fold"] == "1" for w in jobs["generate"])
+        cfg["training"]["folds"] = [0]
+        cfg["experiments"]["p"] = [1.5, 2.0]  # a wider grid: only the new runs train
+        config_path.write_text(yaml.safe_dump(cfg))
+        jobs = rerun_contract.jobs(dry_run())
+        assert sorted(w["run"] for w in jobs["train"]) == ["epsilon_lp2.0_sc0.5", "x0_lp2.0_sc0.5"]
+        cfg["experiments"]["p"] = [1.5]
+        cfg["self_conditioning"]["per_sample"] = True  # another coin: other runs (named -sample)
+        config_path.write_text(yaml.safe_dump(cfg))
+        jobs = rerun_contract.jobs(dry_run())
+        assert sorted(w["run"] for w in jobs["train"]) == ["epsilon_lp1.5_sc0.5-sample", "x0_lp1.5_sc0.5-sample"]
+        cfg["self_conditioning"]["per_sample"] = False
+        cfg["data"].update(source="raw", raw_dir="results/raw")  # the same cohort, as the user's own data
+        config_path.write_text(yaml.safe_dump(cfg))
+        assert not rerun_contract.jobs(dry_run()), "the same raw files rebuild nothing"
     finally:
         config_path.write_text(original)
 
