@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Upstream SLIM-Diff (slim-diff 1.0.0) beside this package, for the equality fixtures and benchmarks/vs_upstream.py.
+UPSTREAM_VENV  := .upstream-venv
+UPSTREAM_STAMP := $(UPSTREAM_VENV)/.installed
 CORES  ?= all
 # GPU-tagged jobs that may run at once: the number of GPUs to lease, or the CPU count on a machine without one
 # (slimdiff.gpu_lease.gpu_slots; the DVC stage `compute` asks the same). Expanded when a recipe runs, after .venv.
@@ -13,13 +16,30 @@ export DVC_NO_ANALYTICS := 1
 # Metric network weights (Inception, LPIPS trunks) are cached inside the project, built once by slimdiff-weights.
 export TORCH_HOME ?= $(CURDIR)/.torch_home
 
-.PHONY: run ablation test test-slurm lint dryrun report clean
+.PHONY: run ablation test test-slurm lint dryrun report clean upstream-env upstream-fixtures vs-upstream
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+$(UPSTREAM_STAMP): requirements.lock envs/upstream-requirements.txt pyproject.toml
+	test -x $(UPSTREAM_VENV)/bin/python || $(PYTHON) -m venv $(UPSTREAM_VENV)
+	$(UPSTREAM_VENV)/bin/python -m pip install --disable-pip-version-check -r requirements.lock
+	$(UPSTREAM_VENV)/bin/python -m pip install --disable-pip-version-check -r envs/upstream-requirements.txt
+	$(UPSTREAM_VENV)/bin/python -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(UPSTREAM_STAMP)
+
+upstream-env: $(UPSTREAM_STAMP)
+
+# Rebuild the committed test data of tests/test_upstream_import.py with upstream's own code.
+upstream-fixtures: $(UPSTREAM_STAMP)
+	$(UPSTREAM_VENV)/bin/python tests/upstream/make_fixtures.py tests/data/upstream
+
+# This project against upstream on the same machine: writes results/benchmarks/vs_upstream.json.
+vs-upstream: $(UPSTREAM_STAMP)
+	$(UPSTREAM_VENV)/bin/python benchmarks/vs_upstream.py --out results/benchmarks/vs_upstream.json
 
 run: $(STAMP)
 	@start=$$(date +%s); \
@@ -35,7 +55,24 @@ ablation: $(STAMP)
 	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile config/config.yaml config/ablation-cpu.yaml
 	@cat results/paper/table.md
 
-dryrun: $(STAMP)
+dry$(UPSTREAM_STAMP): requirements.lock envs/upstream-requirements.txt pyproject.toml
+	test -x $(UPSTREAM_VENV)/bin/python || $(PYTHON) -m venv $(UPSTREAM_VENV)
+	$(UPSTREAM_VENV)/bin/python -m pip install --disable-pip-version-check -r requirements.lock
+	$(UPSTREAM_VENV)/bin/python -m pip install --disable-pip-version-check -r envs/upstream-requirements.txt
+	$(UPSTREAM_VENV)/bin/python -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(UPSTREAM_STAMP)
+
+upstream-env: $(UPSTREAM_STAMP)
+
+# Rebuild the committed test data of tests/test_upstream_import.py with upstream's own code.
+upstream-fixtures: $(UPSTREAM_STAMP)
+	$(UPSTREAM_VENV)/bin/python tests/upstream/make_fixtures.py tests/data/upstream
+
+# This project against upstream on the same machine: writes results/benchmarks/vs_upstream.json.
+vs-upstream: $(UPSTREAM_STAMP)
+	$(UPSTREAM_VENV)/bin/python benchmarks/vs_upstream.py --out results/benchmarks/vs_upstream.json
+
+run: $(STAMP)
 	snakemake -n --configfile config/config.yaml
 
 lint: $(STAMP)

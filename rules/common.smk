@@ -3,7 +3,7 @@ import re
 from pathlib import Path
 
 from slimdiff.config import ConfigError, validate_config
-from slimdiff.experiments import expand_runs, run_folds
+from slimdiff.experiments import expand_runs, pretrained_runs, run_folds
 from slimdiff.gpu_lease import export_settings
 from slimdiff.metrics.pairing import has_paired_folds, variant_pairs
 from slimdiff.rerun import rule_settings
@@ -13,6 +13,7 @@ from slimdiff.rerun import rule_settings
 try:
     config.update(validate_config(config, source="the config (config/config.yaml + --configfile/--config)"))
     RUNS = expand_runs(config)  # run name -> full run config (model, diffusion, loss, ...)
+    PRETRAINED = pretrained_runs(config)  # run name -> its grid's `pretrained` block: imported, not trained
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -23,6 +24,7 @@ CACHE_DIR = "results/cache"
 CACHE_FILES = ["images.npy", "masks.npy", "index.csv", "splits.json", "rejected.csv", "cache_meta.json"]
 QC_FILES = ["zbin_montage.png", "cohort_stats.png", "cohort_stats.csv"]
 RUN_FOLDS = run_folds(RUNS)  # (run, fold) pairs: each grid may train its runs on its own folds
+TRAINED_RUN_FOLDS = [(run, fold) for run, fold in RUN_FOLDS if run not in PRETRAINED]  # those with a log.csv
 export_settings(config["gpu"])  # GPU jobs of this machine lease devices from this list (env, inherited)
 TRAIN_DIR = "results/runs/{run}/fold{fold}/train"
 SAMPLES_DIR = "results/runs/{run}/fold{fold}/samples/replica{replica}"
@@ -87,9 +89,27 @@ def run_sampler(wildcards):
     return rule_settings("generate", "sampler", RUNS[wildcards.run]["sampler"])
 
 
-def per_run_files(pattern, **wildcards):
-    """One file per (run, fold) pair, e.g. per_run_files(f"{METRICS_DIR}/per_zbin.csv")."""
-    runs, folds = zip(*RUN_FOLDS)
+def either_of(names):
+    """A wildcard pattern matching exactly these run names (none: a pattern that matches nothing)."""
+    return "|".join(map(re.escape, names)) or "(?!)"
+
+
+def pretrained_file(wildcards):
+    return PRETRAINED[wildcards.run]["file"]
+
+
+def pretrained_claims(wildcards):
+    """What the grid says the imported model is; the import refuses a model that is something else."""
+    run = RUNS[wildcards.run]
+    return {s: rule_settings("train", s, run[s]) for s in ("model", "diffusion", "loss", "self_conditioning")}
+
+
+def per_run_files(pattern, run_folds=None, **wildcards):
+    """One file per (run, fold) pair (default: all of them), e.g. per_run_files(f"{METRICS_DIR}/per_zbin.csv")."""
+    pairs = RUN_FOLDS if run_folds is None else run_folds
+    if not pairs:
+        return []
+    runs, folds = zip(*pairs)
     per_pair = expand(pattern, zip, run=runs, fold=folds, allow_missing=True)
     return [path for pair in per_pair for path in expand(pair, **wildcards)]
 

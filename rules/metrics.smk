@@ -113,7 +113,7 @@ rule aggregate_metrics:
         morphology=per_run_files(f"{METRICS_DIR}/morphology.csv"),
         tau=per_run_files(f"{METRICS_DIR}/tau_sweep.csv"),
         lesions=per_run_files(f"{METRICS_DIR}/lesions.csv"),
-        logs=per_run_files(f"{TRAIN_DIR}/log.csv"),
+        logs=per_run_files(f"{TRAIN_DIR}/log.csv", TRAINED_RUN_FOLDS),
     output:
         summary="results/metrics/summary.json",
         table="results/metrics/summary.csv",
@@ -124,6 +124,7 @@ rule aggregate_metrics:
         curves="results/metrics/training_curves.csv",
     params:
         run_folds=RUN_FOLDS,  # the (run, fold) of each per_run_files() input, in the same order
+        trained_run_folds=TRAINED_RUN_FOLDS,  # the same for the training logs (pretrained runs have none)
     log:
         "results/logs/aggregate_metrics/aggregate_metrics.log",
     benchmark:

@@ -3,6 +3,8 @@
 
 
 rule train:
+    wildcard_constraints:
+        run=either_of([r for r in RUNS if r not in PRETRAINED]),
     input:
         **cache_outputs(),
     output:
@@ -30,3 +32,24 @@ rule train:
         "../envs/slimdiff.yaml"
     script:
         "../workflow/scripts/train.py"
+
+
+# A run whose grid names a `pretrained` model: the model stands in for the training (an upstream checkpoint is
+# converted, a model.pt copied), after checks that it fits the cache and is the model the grid describes.
+rule import_pretrained:
+    wildcard_constraints:
+        run=either_of(PRETRAINED),
+    input:
+        model=pretrained_file,
+        cache_meta=f"{CACHE_DIR}/cache_meta.json",
+    output:
+        model=f"{TRAIN_DIR}/model.pt",
+    params:
+        pretrained=lambda w: PRETRAINED[w.run],
+        claimed=pretrained_claims,
+    log:
+        "results/logs/import_pretrained/{run}_fold{fold}.log",
+    conda:
+        "../envs/slimdiff.yaml"
+    script:
+        "../workflow/scripts/import_pretrained.py"

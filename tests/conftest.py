@@ -214,7 +214,7 @@ def copy_project(proj: Path) -> Path:
     proj.mkdir(parents=True)
     for name in ("Snakefile", "dvc.yaml", ".dvcignore", ".gitignore", "requirements.lock"):
         shutil.copy(REPO / name, proj / name)
-    for name in ("rules", "workflow", "src", "profiles", "report", "envs"):
+    for name in ("rules", "workflow", "src", "profiles", "report", "envs", "pretrained"):
         shutil.copytree(REPO / name, proj / name, ignore=shutil.ignore_patterns("__pycache__"))
     (proj / "slurm").symlink_to("profiles/slurm")
     tiny_config(proj)

@@ -3,15 +3,16 @@
 import pytest
 
 from slimdiff.config import ConfigError, validate_config
-from slimdiff.experiments import comparison_family, expand_runs, parse_run, run_name
+from slimdiff.experiments import comparison_family, expand_runs, parse_run, pretrained_runs, run_name
 
 
 @pytest.mark.parametrize("variant", ["shared", "decoupled", "zero_coupling"])
 @pytest.mark.parametrize("coin", ["batch", "sample"])
+@pytest.mark.parametrize("source", ["trained", "pretrained"])
 @pytest.mark.parametrize("p, sc", [(1.5, 0.5), (2.25, 0.0), (2.0, 1e-05)])
-def test_run_names_round_trip(variant, coin, p, sc):
-    name = run_name("v", p, sc, variant, coin)
-    assert parse_run(name) == {"prediction": "v", "p": p, "sc": sc, "variant": variant, "coin": coin}
+def test_run_names_round_trip(variant, coin, source, p, sc):
+    name = run_name("v", p, sc, variant, coin, source)
+    assert parse_run(name) == {"prediction": "v", "p": p, "sc": sc, "variant": variant, "coin": coin, "source": source}
     assert run_name(**parse_run(name)) == name
 
 
@@ -20,6 +21,7 @@ def test_default_names_do_not_change():
     assert run_name("x0", 1.5, 0.5, "decoupled") == "x0_lp1.5_sc0.5-decoupled"
     assert run_name("x0", 1.5, 0.5, "decoupled", "sample") == "x0_lp1.5_sc0.5-decoupled-sample"
     assert comparison_family("x0_lp1.5_sc0.5", 0) == "fold0/shared/sc0.5"
+    assert comparison_family("x0_lp1.5_sc0.5-pretrained", 0) == "fold0/shared, pretrained/sc0.5"
 
 
 @pytest.mark.parametrize(
@@ -73,3 +75,29 @@ def test_a_bad_override_names_the_run_with_its_coin():
     bad = {"experiments": {"self_conditioning_coin": ["sample"], "overrides": {"self_conditioning": {"per_sample": 1}}}}
     with pytest.raises(ConfigError, match="run x0_lp1.5_sc0.5-sample"):
         expand_runs(validate_config(bad))
+
+
+def pretrained_grid(**grid) -> dict:
+    return validate_config(
+        {
+            "experiments": [
+                {"prediction": ["x0"], "folds": [0]},
+                {"prediction": ["x0"], "pretrained": {"file": "pretrained/m.ckpt"}, "folds": [0, 1], **grid},
+            ]
+        }
+    )
+
+
+def test_a_pretrained_grid_is_one_run_named_pretrained():
+    config = pretrained_grid()
+    runs = expand_runs(config)
+    assert list(runs) == ["x0_lp1.5_sc0.5", "x0_lp1.5_sc0.5-pretrained"]
+    assert runs["x0_lp1.5_sc0.5-pretrained"]["training"]["folds"] == [0, 1]
+    assert pretrained_runs(config) == {
+        "x0_lp1.5_sc0.5-pretrained": {"file": "pretrained/m.ckpt", "config": None, "priors": None, "weights": "auto"}
+    }
+
+
+def test_a_pretrained_grid_describes_one_model():
+    with pytest.raises(ConfigError, match="`p` takes one value"):
+        expand_runs(pretrained_grid(p=[1.5, 2.0]))

@@ -235,6 +235,7 @@ def test_run_names_parse(p):
         "sc": 0.8,
         "variant": "decoupled",
         "coin": "batch",
+        "source": "trained",
     }
 
 

@@ -23,4 +23,4 @@ i, o = snakemake.input, snakemake.output  # noqa: F821
 run_folds = snakemake.params.run_folds  # noqa: F821 - the (run, fold) of each per-run input, in order
 for name in ("per_zbin", "morphology", "tau", "lesions"):
     collect_run_tables(list(i[name]), run_folds, o[name])
-collect_run_tables(list(i.logs), run_folds, o.curves)
+collect_run_tables(list(i.logs), snakemake.params.trained_run_folds, o.curves)  # noqa: F821

@@ -69,6 +69,7 @@ def config_order(runs) -> list[str]:
             parse_run(r)["sc"],
             parse_run(r)["variant"],
             parse_run(r)["coin"],
+            parse_run(r)["source"],
         ),
     )
 
@@ -76,7 +77,8 @@ def config_order(runs) -> list[str]:
 def short(run: str) -> str:
     c = parse_run(run)
     label = f"p{c['p']:g} sc{c['sc']:g}" + ("" if c["variant"] == "shared" else f" {c['variant'][:4]}")
-    return label + (" ps" if c["coin"] == "sample" else "")  # per-sample self-conditioning coin
+    label += " ps" if c["coin"] == "sample" else ""  # per-sample self-conditioning coin
+    return label + (" pre" if c["source"] == "pretrained" else "")  # imported, not trained here
 
 
 def primary_family(table: pd.DataFrame) -> str:

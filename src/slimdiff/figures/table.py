@@ -266,6 +266,8 @@ def _label(row) -> tuple[str, str]:
     settings = [row["variant"]] if row["variant"] != "shared" else []
     if row.get("coin") == "sample":
         settings.append("per-sample coin")
+    if row.get("source") == "pretrained":
+        settings.append("pretrained")
     setting = f" ({', '.join(settings)})" if settings else ""
     md = f"{PRED_LABEL[row['prediction']]}, p={row['p']:g}, sc {row['sc']:g}{setting}"
     tex = f"{PRED_TEX[row['prediction']]} & {row['p']:g} & {row['sc']:g}{setting}"

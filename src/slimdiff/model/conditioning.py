@@ -37,7 +37,7 @@ def null_token_offset(n_bins: int) -> int:
 class ConditionEmbedding(nn.Module):
     def __init__(self, dim: int, n_bins: int, z_range: tuple[int, int], null_token: bool = False):
         super().__init__()
-        self.n_bins = n_bins
+        self.n_bins, self.z_range = n_bins, tuple(z_range)
         self.class_embedding = nn.Embedding(2, dim)
         self.bin_embedding = nn.Embedding(n_bins, dim)
         centres = torch.as_tensor(z_bin_centre(torch.arange(n_bins).numpy(), tuple(z_range), n_bins))
