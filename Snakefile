@@ -16,6 +16,7 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/generate.smk"
 include: "rules/metrics.smk"
+include: "rules/utility.smk"
 include: "rules/figures.smk"
 
 

@@ -32,6 +32,8 @@ GEN = config["generation"]
 ZBINS = [f"{b:02d}" for b in range(DATA["cache"]["z_bins"])]
 REPLICAS = list(range(GEN["replicas"]))
 METRICS_DIR = "results/runs/{run}/fold{fold}/metrics"
+UTILITY_DIR = "results/runs/{run}/fold{fold}/utility"
+UTILITY_REAL_DIR = "results/utility/real/fold{fold}"  # the real-only arm: one per fold, shared by every run
 # Inception features are cached by content: the cache never changes a result, so it is no rule's param.
 FEATURE_CACHE = "results/metrics/features"
 
@@ -152,6 +154,15 @@ def run_metrics():
     return per_run_files(f"{METRICS_DIR}/metrics.json")
 
 
+def utility_files():
+    """The utility stage's results: one per run and fold, and the real-only arm of every fold those use."""
+    folds = sorted({fold for _, fold in RUN_FOLDS})
+    return {
+        "utility": per_run_files(f"{UTILITY_DIR}/utility.json"),
+        "utility_real": expand(f"{UTILITY_REAL_DIR}/utility.json", fold=folds),
+    }
+
+
 # What rule aggregate_metrics writes under results/metrics (the figures and the table read only these).
 AGGREGATED_METRICS = [
     "summary.json",
@@ -169,6 +180,7 @@ FIGURES = [
     "lesion_features",
     "tau_sensitivity",
     "training_curves",
+    "utility",
 ]
 # Regime B's figure exists when a shared run and a twin of another variant share at least two folds: the
 # same condition under which aggregate_metrics writes `regime_b` into summary.json.

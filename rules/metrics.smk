@@ -114,6 +114,7 @@ rule aggregate_metrics:
         tau=per_run_files(f"{METRICS_DIR}/tau_sweep.csv"),
         lesions=per_run_files(f"{METRICS_DIR}/lesions.csv"),
         logs=per_run_files(f"{TRAIN_DIR}/log.csv", TRAINED_RUN_FOLDS),
+        **utility_files(),
     output:
         summary="results/metrics/summary.json",
         table="results/metrics/summary.csv",

@@ -202,6 +202,7 @@ def tiny_config(tmp: Path) -> Path:
             "batch_size": 16,
         },
         "experiments": {"prediction": ["epsilon", "x0"], "p": [1.5], "self_conditioning": [0.5]},
+        "utility": {"seeds": [0, 1], "steps": 5, "batch_size": 4, "channels": [4, 8], "strides": [2]},
     }
     path = tmp / "config" / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -278,3 +278,184 @@ def test_figure_modules_leave_the_matplotlib_backend_alone():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+# Downstream utility: summary.json's `utility` section, as slimdiff.utility.summary writes it (nulls for undefined).
+UTILITY_SEEDS = (0, 1, 2)
+
+
+def utility_arm(dice: list[float | None]) -> dict:
+    """One arm: per-seed Dice, and the summary (mean, sample std) that summarise_seeds writes for it."""
+    defined = np.array([d for d in dice if d is not None], float)
+    per_seed = [{"seed": s, "dice_lesion_slices": d, "lesion_sensitivity": 0.5} for s, d in enumerate(dice)]
+    complete = len(defined) == len(dice)
+    mean = float(defined.mean()) if complete and len(defined) else None
+    std = float(defined.std(ddof=1)) if complete and len(defined) > 1 else None
+    return {"per_seed": per_seed, "summary": {"dice_lesion_slices": {"mean": mean, "std": std}}}
+
+
+def utility_fixture() -> dict:
+    """Fold 0: real-only Dice 0.20/0.24/0.28 (0.2400 ± 0.0400); x0 p1.5 real+syn 0.30/0.32/0.34, syn 0.10/0.11/0.12;
+    x0 p2.0 real+syn 0.26 (one seed); folds 1, 2: x0 p1.5 only, one undefined syn seed on fold 2."""
+    return {
+        "real": {
+            "fold0": utility_arm([0.20, 0.24, 0.28]),
+            "fold1": utility_arm([0.30, 0.30, 0.30]),
+            "fold2": utility_arm([0.40, 0.40, 0.40]),
+        },
+        "runs": {
+            "x0_lp1.5_sc0.5/fold0": {
+                "real+syn": utility_arm([0.30, 0.32, 0.34]),
+                "syn": utility_arm([0.10, 0.11, 0.12]),
+            },
+            "x0_lp2.0_sc0.5/fold0": {"real+syn": utility_arm([0.26]), "syn": utility_arm([None])},
+            "x0_lp1.5_sc0.5/fold1": {"real+syn": utility_arm([0.50, 0.50, 0.50]), "syn": utility_arm([0.2, 0.2, 0.2])},
+            "x0_lp1.5_sc0.5/fold2": {"real+syn": utility_arm([0.40, 0.40, 0.40]), "syn": utility_arm([0.3, None, 0.3])},
+        },
+        "comparison": {},
+        "tau": 0.0,
+        "paired_metric": "dice_lesion_slices",
+    }
+
+
+def markdown_rows(md: str) -> dict[str, list[list[str]]]:
+    """Label -> the cells of every row with that label (a run has one row per fold and one across folds)."""
+    rows: dict[str, list[list[str]]] = {}
+    for line in md.splitlines():
+        if line.startswith("| ") and not line.startswith("| *"):
+            rows.setdefault(line.split("|")[1].strip(), []).append([c.strip() for c in line.split("|")[2:-1]])
+    return rows
+
+
+def test_table_dice_columns_per_fold_and_real_only_row_before_the_baseline():
+    one_fold = utility_fixture()
+    one_fold["real"] = {"fold0": one_fold["real"]["fold0"]}
+    one_fold["runs"] = {k: v for k, v in one_fold["runs"].items() if k.endswith("fold0")}
+    table = config_table(per_replica(), BASELINE, utility=one_fold)
+    assert list(table["kind"])[-2:] == ["real only (segmenter)", "baseline"]
+    md = to_markdown(table)
+    lines = md.splitlines()
+    assert lines[0].endswith("| Lesion area (px) | Dice real+syn | Dice syn only |")
+    rows = markdown_rows(md)
+    assert rows["x0, p=1.5, sc 0.5"][0][-2:] == ["0.3200 ± 0.0200", "0.1100 ± 0.0100"]
+    assert rows["x0, p=2, sc 0.5"][0][-2:] == ["0.2600", "n/a"]  # one seed: no std; an undefined seed: n/a
+    assert rows["ε, p=1.5, sc 0.5"][0][-2:] == ["n/a", "n/a"]  # no utility result for the run
+    assert rows["real only (segmenter; fold 0)"] == [[""] * 6 + ["0.2400 ± 0.0400"] * 2]
+    assert rows["real vs real (baseline)"][0][-2:] == ["", ""]
+    labels = [line.split("|")[1].strip() for line in lines if line.startswith("| ")]
+    assert labels[-2:] == ["real only (segmenter; fold 0)", "real vs real (baseline)"]
+    assert "Lower is better for KID, LPIPS, MMD-MF and FID" in md and "Lower is better for every metric" not in md
+    assert "Higher is better for the Dice columns, which are not ranked." in md
+    assert "segmenter trained on the fold's real training slices plus the run's synthetic" in md
+    assert "for reference (fold 0)" in md
+    # Dice is never ranked: the bold/underlined cells are those of the table without the utility section.
+    assert md.count("**") == to_markdown(config_table(per_replica(), BASELINE)).count("**")
+    assert "<u>0.3200" not in md and "**0.3200" not in md and "sections" not in md
+    tex = to_latex(table)
+    assert r"Dice real+syn $\uparrow$ & Dice syn only $\uparrow$ \\" in tex
+    assert r"& 0.3200 $\pm$ 0.0200 & 0.1100 $\pm$ 0.0100 \\" in tex and r"& 0.2600 & -- \\" in tex
+    real_only = r"\multicolumn{3}{l}{Real only (segmenter; fold 0)} &  &  &  &  &  &  & 0.2400 $\pm$ 0.0400"
+    assert real_only in tex and tex.index(real_only) < tex.index("Real vs real (baseline)")
+    assert tex.count(r"\midrule") == 2 and r"{lllcccccccc}" in tex  # one rule above both reference rows
+    assert tex.count(r"\\") == 7  # header, four configurations, real only, baseline
+
+
+def test_table_dice_across_folds_is_the_mean_and_population_std_of_fold_means():
+    table = config_table(more_folds(per_replica()), BASELINE, utility=utility_fixture())
+    across = table[(table["family"] == "across folds") & (table["run"] == "x0_lp1.5_sc0.5")].iloc[0]
+    assert across["dice_real_syn_mean"] == pytest.approx(np.mean([0.32, 0.50, 0.40]))
+    assert across["dice_real_syn_std"] == pytest.approx(np.std([0.32, 0.50, 0.40]))  # ddof 0 across folds
+    assert across["dice_syn_mean"] == pytest.approx(np.mean([0.11, 0.20]))  # fold 2's syn mean is undefined
+    rows = markdown_rows(to_markdown(table))
+    assert rows["x0, p=1.5, sc 0.5"][-1][-2:] == ["0.4067 ± 0.0736", "0.1550 ± 0.0450"]  # the across-folds row
+    assert rows["x0, p=1.5, sc 0.5 (decoupled)"][-1][-2:] == ["n/a", "n/a"]
+    real = np.mean([0.24, 0.30, 0.40]), np.std([0.24, 0.30, 0.40])
+    assert rows["real only (segmenter; folds 0, 1, 2)"][0][-1] == f"{real[0]:.4f} ± {real[1]:.4f}"
+    assert "for reference (folds 0, 1, 2; mean ± population std of its per-fold means)" in to_markdown(table)
+    assert "real only" not in "".join(line for line in to_markdown(table).splitlines() if line.startswith("| *"))
+
+
+def test_table_without_the_utility_section_is_unchanged(tmp_path):
+    """No utility section (an older summary, a config without the stage): no Dice columns, no real-only row."""
+    from slimdiff.figures.table import write_tables
+
+    table = config_table(more_folds(per_replica()), BASELINE)
+    assert not [c for c in table.columns if c.startswith("dice")] and "real only (segmenter)" not in set(table["kind"])
+    md = to_markdown(table)
+    assert "Dice" not in md and "real only" not in md and "segmenter" not in md
+    assert "Lower is better for every metric" in md and "Higher is better" not in md
+    assert "Dice" not in to_latex(table) and to_latex(table).count(r"\midrule") == 8
+    for name, utility in (("absent", None), ("present", utility_fixture())):
+        write_tables(more_folds(per_replica()), BASELINE, tmp_path / name, utility=utility)
+    absent = pd.read_csv(tmp_path / "absent" / "table.csv")
+    present = pd.read_csv(tmp_path / "present" / "table.csv")
+    assert set(present.columns) - set(absent.columns) == {
+        "dice_real_syn_mean",
+        "dice_real_syn_std",
+        "dice_syn_mean",
+        "dice_syn_std",
+    }
+    assert len(present) == len(absent) + 1 and present["kind"].iloc[-2] == "real only (segmenter)"
+    assert (tmp_path / "absent" / "table.md").read_text() == md
+
+
+def test_utility_figure_draws_every_seed_of_every_arm(tmp_path, monkeypatch):
+    from matplotlib.collections import PathCollection
+
+    from slimdiff.figures import plots
+
+    figures, save = {}, plots.save
+
+    def spy(fig, out_dir, stem, dpi):
+        figures[stem] = fig
+        return save(fig, out_dir, stem, dpi)
+
+    monkeypatch.setattr(plots, "save", spy)
+    utility = utility_fixture()
+    utility["runs"] = {k: v for k, v in utility["runs"].items() if k != "x0_lp2.0_sc0.5/fold0"}  # 3 seeds each
+    utility["runs"]["x0_lp1.5_sc0.5/fold2"]["syn"] = utility_arm([0.3, 0.31, 0.32])
+    utility["runs"]["v_lp1.5_sc0.5/fold0"] = {"real+syn": utility_arm([0.1] * 3), "syn": utility_arm([0.05] * 3)}
+    paths = plots.utility_figure(utility, tmp_path, dpi=60)
+    assert [p.name for p in paths] == ["utility.png", "utility.pdf"]
+    fig = figures["utility"]
+    assert fig._suptitle.get_text() == "Segmenter Dice on real test lesion slices (higher is better)"
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["fold 0", "fold 1", "fold 2"]  # one panel per fold
+    runs_per_fold = [2, 1, 1]
+    for ax, runs in zip(axes, runs_per_fold, strict=True):
+        points = [c for c in ax.collections if isinstance(c, PathCollection)]
+        assert sum(len(c.get_offsets()) for c in points) == len(UTILITY_SEEDS) * 3 * runs  # seeds x arms x runs
+        assert len(ax.get_lines()) == 3 * runs  # one mean bar per arm and run
+        assert len(ax.get_xticklabels()) == runs
+    fold0 = axes[0]
+    assert [t.get_text() for t in fold0.get_xticklabels()] == [r"$\mathbf{v}$ p1.5 sc0.5", r"$\mathbf{x}_0$ p1.5 sc0.5"]
+    colours = {tuple(np.round(c.get_facecolor()[0][:3], 3)) for c in fold0.collections}
+    assert len(colours) == 3  # one colour per arm
+    x0 = [c for c in fold0.collections if 0.7 < c.get_offsets()[:, 0].mean() < 1.3]  # the second group: x0 p1.5
+    dice = sorted(float(v) for c in x0 for v in c.get_offsets()[:, 1])
+    assert dice == pytest.approx(sorted([0.20, 0.24, 0.28, 0.30, 0.32, 0.34, 0.10, 0.11, 0.12]))
+    bars = {round(float(line.get_ydata()[0]), 4) for line in fold0.get_lines()}
+    assert {0.24, 0.32, 0.11} <= bars  # the means over seeds
+
+
+def test_utility_figure_says_when_the_stage_did_not_run(tmp_path, monkeypatch):
+    from slimdiff.figures import plots
+
+    texts, save = {}, plots.save
+
+    def spy(fig, out_dir, stem, dpi):
+        if stem == "utility":
+            texts[stem] = [t.get_text() for ax in fig.axes for t in ax.texts] + [fig._suptitle.get_text()]
+        return save(fig, out_dir, stem, dpi)
+
+    monkeypatch.setattr(plots, "save", spy)
+    write_fixture(tmp_path)  # a summary.json without the utility section
+    assert figures_cli.main(["--results", str(tmp_path), "--dpi", "60"]) == 0
+    assert (tmp_path / "figures" / "utility.pdf").read_bytes()[:4] == b"%PDF"
+    assert texts["utility"][0] == "The downstream utility stage did not run:\nsummary.json has no utility section."
+    assert texts["utility"][-1].startswith("Segmenter Dice")
+    # with the section, drawn from summary.json by the same command
+    summary = json.loads((tmp_path / "metrics" / "summary.json").read_text())
+    (tmp_path / "metrics" / "summary.json").write_text(json.dumps({**summary, "utility": utility_fixture()}))
+    assert figures_cli.main(["--results", str(tmp_path), "--dpi", "60"]) == 0
+    assert not any("did not run" in t for t in texts["utility"])

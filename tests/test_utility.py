@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from slimdiff.cli import utility as utility_cli
 from slimdiff.config import ConfigError
@@ -234,18 +235,19 @@ def write_run_samples(folder, images, masks) -> None:
 
 
 @pytest.fixture
-def quick_settings(monkeypatch):
-    """The CLI reads the defaults (the schema has no utility section to override them in a test config)."""
-    for key, value in dict(TINY, steps=3, seeds=[0]).items():
-        monkeypatch.setitem(segmenter.UTILITY_DEFAULTS, key, value)
+def quick_config(tmp_path) -> list[str]:
+    """--config with a utility section small enough for a test (the command reads it like a rule does)."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"utility": dict(TINY, steps=3, seeds=[0])}))
+    return ["--config", str(path)]
 
 
-def test_cli_end_to_end_on_the_tiny_cache(tiny_cache, tmp_path, quick_settings):
+def test_cli_end_to_end_on_the_tiny_cache(tiny_cache, tmp_path, quick_config):
     from slimdiff.metrics.evaluate import real_split
 
     train = real_split(tiny_cache, 0, "train")
     write_run_samples(tmp_path / "samples", train["images"][:10], train["masks"][:10])
-    cache = ["--cache", str(tiny_cache), "--fold", "0", "--device", "cpu"]
+    cache = ["--cache", str(tiny_cache), "--fold", "0", "--device", "cpu", *quick_config]
     assert utility_cli.main(["real", *cache, "--out", str(tmp_path / "real.json")]) == 0
     real = read_json(tmp_path / "real.json")
     assert real["arms"] == ["real"] and real["seeds"] == [0] and real["settings"]["steps"] == 3
@@ -270,9 +272,9 @@ def test_cli_end_to_end_on_the_tiny_cache(tiny_cache, tmp_path, quick_settings):
     assert summary["std"] is None and summary["null_reasons"]["std"] == "fewer than 2 seeds"
 
 
-def test_cli_input_errors_name_the_problem(tiny_cache, tmp_path, capsys, quick_settings):
+def test_cli_input_errors_name_the_problem(tiny_cache, tmp_path, capsys, quick_config):
     missing = tmp_path / "no_samples"
-    base = ["--cache", str(tiny_cache), "--device", "cpu", "--out", str(tmp_path / "out.json")]
+    base = ["--cache", str(tiny_cache), "--device", "cpu", "--out", str(tmp_path / "out.json"), *quick_config]
     assert utility_cli.main(["run", *base, "--samples", str(missing), "--run", "x"]) == 2
     assert f"slimdiff-utility: error: {missing}: no such file or directory" in capsys.readouterr().err
     assert utility_cli.main(["real", *base, "--fold", "7"]) == 2
@@ -285,3 +287,33 @@ def test_cli_input_errors_name_the_problem(tiny_cache, tmp_path, capsys, quick_s
     assert utility_cli.main(["run", *base, "--samples", str(tmp_path / "wrong"), "--run", "x"]) == 2
     assert "synthetic slices are (16, 16)" in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()
+
+
+def _report(tmp_path, name: str, run: str, fold: int, arms: dict[str, list[float]]) -> str:
+    """A utility.json as the stage writes it, with the given Dice per seed for each arm."""
+    from slimdiff.io import write_json
+
+    results = {
+        arm: {"per_seed": [{"seed": s, "dice_lesion_slices": d} for s, d in enumerate(dice)], "summary": {}}
+        for arm, dice in arms.items()
+    }
+    path = tmp_path / f"{name}.json"
+    write_json(path, {"run": run, "fold": fold, "results": results, "settings": {"steps": 3}, "tau": 0.0})
+    return str(path)
+
+
+def test_summary_pairs_each_run_with_the_real_arm_of_the_same_fold_and_seed(tmp_path):
+    from slimdiff.utility.summary import utility_section
+
+    real = [_report(tmp_path, f"real{f}", "real", f, {"real": [0.2, 0.3]}) for f in (0, 1)]
+    runs = [
+        _report(tmp_path, "a0", "x0", 0, {"real+syn": [0.3, 0.4], "syn": [0.1, float("nan")]}),
+        _report(tmp_path, "a1", "x0", 1, {"real+syn": [0.25, 0.3], "syn": [0.0, 0.1]}),
+    ]
+    section = utility_section(runs, real)
+    assert set(section["real"]) == {"fold0", "fold1"} and set(section["runs"]) == {"x0/fold0", "x0/fold1"}
+    both = section["comparison"]["x0"]["real+syn"]
+    assert both["n_pairs"] == 4 and both["mean_difference"] == pytest.approx((0.1 + 0.1 + 0.05 + 0.0) / 4)
+    syn = section["comparison"]["x0"]["syn"]  # the undefined seed (NaN, written as null) drops its pair
+    assert syn["n_pairs"] == 3 and syn["mean_difference"] == pytest.approx((-0.1 - 0.2 - 0.2) / 3)
+    assert section["settings"] == {"steps": 3} and section["paired_metric"] == "dice_lesion_slices"

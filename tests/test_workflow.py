@@ -188,6 +188,10 @@ def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
     summary = json.loads((proj / "results" / "metrics" / "summary.json").read_text())
     assert set(summary["runs"]) == {"epsilon_lp1.5_sc0.5/fold0", "x0_lp1.5_sc0.5/fold0"}
     assert "kid" in summary["baseline"] and len(summary["weights_sha256"]) == 2
+    utility = summary["utility"]  # the downstream segmenter: real-only once per fold, two arms per run
+    assert set(utility["real"]) == {"fold0"} and set(utility["runs"]) == set(summary["runs"])
+    assert len(utility["real"]["fold0"]["per_seed"]) == 2
+    assert set(utility["comparison"]["x0_lp1.5_sc0.5"]) == {"real+syn", "syn"}
     for rule in (
         "synth_cohort",
         "build_cache",
@@ -198,6 +202,8 @@ def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
         "metrics_image",
         "metrics_mask",
         "baseline",
+        "utility",
+        "utility_real",
         "aggregate_metrics",
     ):
         logs = list((proj / "results" / "logs" / rule).glob("*.log"))

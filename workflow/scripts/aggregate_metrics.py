@@ -11,6 +11,7 @@ to_rule_log(snakemake)  # noqa: F821 - first, so every library logger writes to 
 import json  # noqa: E402
 
 from slimdiff.metrics.evaluate import aggregate, collect_run_tables  # noqa: E402
+from slimdiff.utility.summary import utility_section  # noqa: E402
 
 aggregate(
     list(snakemake.input.runs),  # noqa: F821
@@ -18,6 +19,7 @@ aggregate(
     snakemake.output.summary,  # noqa: F821
     snakemake.output.table,  # noqa: F821
     weights=json.loads(Path(snakemake.input.weights).read_text()),  # noqa: F821
+    utility=utility_section(snakemake.input.utility, snakemake.input.utility_real),  # noqa: F821
 )
 i, o = snakemake.input, snakemake.output  # noqa: F821
 run_folds = snakemake.params.run_folds  # noqa: F821 - the (run, fold) of each per-run input, in order

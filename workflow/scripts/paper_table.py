@@ -19,4 +19,5 @@ write_tables(
     summary["baseline"],
     Path(snakemake.output.md).parent,  # noqa: F821
     regime_b=summary.get("regime_b"),
+    utility=summary.get("utility"),  # absent without the utility stage: no Dice columns, no real-only row
 )

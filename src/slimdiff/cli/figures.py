@@ -41,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise MissingInputError(f"{f}: missing; run the metrics stage first")
         summary = read_json(summary_json)
         table = write_tables(
-            pd.read_csv(summary_csv), summary["baseline"], args.paper or res / "paper", summary.get("regime_b")
+            pd.read_csv(summary_csv),
+            summary["baseline"],
+            args.paper or res / "paper",
+            summary.get("regime_b"),
+            utility=summary.get("utility"),
         )
         print((Path(args.paper or res / "paper") / "table.md").read_text())
         if args.table_only:

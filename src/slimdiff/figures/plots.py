@@ -11,6 +11,9 @@ tau_sensitivity      MMD-MF as the generated-mask threshold moves (lowest fold)
 training_curves      validation loss and mask-channel lesion Dice per epoch of every run
 coupling_by_fold     Regime B, only when summary.json has it: per metric, each fold's shared and other-variant
                      values joined by a line (one line per fold), with the paired difference's statistics
+utility              downstream utility: segmenter Dice on the real test lesion slices per run and arm (real
+                     only, real + synthetic, synthetic only), one point per seed, one panel per fold; always
+                     drawn, as a figure that says so when summary.json has no utility section
 
 Figures are matplotlib Figure objects saved directly, without pyplot: no global backend is selected.
 """
@@ -28,7 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from slimdiff.experiments import comparison_family, parse_run
-from slimdiff.figures.table import PRED_ORDER, PRED_TEX, family_title
+from slimdiff.figures.table import DICE_METRIC, PRED_ORDER, PRED_TEX, family_title
 from slimdiff.io import as_float, atomic_path, read_json
 from slimdiff.metrics.morphology import FEATURES
 
@@ -376,6 +379,91 @@ def _difference_label(result: dict) -> str:
     return text + (", Wilcoxon p n/a" if not np.isfinite(p) else f", Wilcoxon p {p:.2f}")
 
 
+# Utility arms (summary.json `utility`): the real-only reference in grey, then Paul Tol's vibrant blue and magenta,
+# apart from the prediction-type colours.
+UTILITY_ARMS = [
+    ("real", "real only", "#777777"),
+    ("real+syn", "real + synthetic", "#0077BB"),
+    ("syn", "synthetic only", "#EE3377"),
+]
+UTILITY_TITLE = "Segmenter Dice on real test lesion slices (higher is better)"
+
+
+def utility_seeds(utility: dict | None) -> dict[int, dict[str, dict[str, list[float]]]]:
+    """{fold: {run: {arm: Dice per seed}}}; a run's `real` arm is its fold's real-only arm, repeated per run so
+    each group shows its own reference. A null (undefined) Dice has no point: only defined values are drawn."""
+    utility = utility or {}
+    real = {int(f.removeprefix("fold")): arm for f, arm in (utility.get("real") or {}).items()}
+    out: dict[int, dict[str, dict[str, list[float]]]] = {}
+    for key, arms in (utility.get("runs") or {}).items():
+        run, fold = key.rsplit("/fold", 1)
+        by_arm = {"real": real.get(int(fold)), **arms}
+        out.setdefault(int(fold), {})[run] = {arm: _seed_dice(by_arm.get(arm)) for arm, _, _ in UTILITY_ARMS}
+    return out
+
+
+def _seed_dice(arm: dict | None) -> list[float]:
+    values = [as_float(s.get(DICE_METRIC)) for s in (arm or {}).get("per_seed") or []]
+    return [v for v in values if np.isfinite(v)]
+
+
+def utility_figure(utility: dict | None, out_dir, dpi: int = DEFAULT_DPI) -> list[Path]:
+    """Per fold, one group per run (config order), within it the real-only, real + synthetic and synthetic-only
+    arms: each seed a point (jittered sideways, by a fixed seed), the mean over seeds a bar.
+
+    Without a utility section (the stage did not run, or an older summary) the figure says so, so the figure
+    set and the report are the same with or without the stage.
+    """
+    seeds = utility_seeds(utility)
+    if not seeds:
+        why = "has no utility section" if not utility else "has no run in its utility section"
+        return message_figure(
+            f"The downstream utility stage did not run:\nsummary.json {why}.", "utility", UTILITY_TITLE, out_dir, dpi
+        )
+    folds = sorted(seeds)
+    most = max(len(runs) for runs in seeds.values())
+    jitter = np.random.default_rng(0)  # where the points sit sideways only; the same picture every time
+    with rc_context(STYLE):
+        fig = Figure(figsize=(max(3.6, 0.8 * most + 2.2), 2.3 * len(folds) + 0.3))
+        axes = fig.subplots(len(folds), 1, squeeze=False, sharey=True)[:, 0]
+        for ax, fold in zip(axes, folds, strict=True):
+            runs = config_order(seeds[fold])
+            for x, run in enumerate(runs):
+                for offset, (arm, _, colour) in zip((-0.27, 0.0, 0.27), UTILITY_ARMS, strict=True):
+                    _seed_points(ax, x + offset, seeds[fold][run][arm], colour, jitter)
+            labels = [f"{PRED_TEX.get(parse_run(r)['prediction'], '')} {short(r)}" for r in runs]
+            ax.set_xticks(range(len(runs)), labels, rotation=30, ha="right")
+            ax.set_xlim(-0.6, most - 0.4)  # the same group width in every panel
+            ax.set(ylabel="Dice (lesion slices)", title=f"fold {fold}")
+        axes[0].set_ylim(bottom=0)
+        handles = [Line2D([], [], color=c, marker="o", ms=4, ls="", label=label) for _, label, c in UTILITY_ARMS]
+        handles.append(Line2D([], [], color="black", lw=1.6, label="mean over seeds"))
+        axes[0].legend(handles=handles, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        fig.suptitle(UTILITY_TITLE, fontsize=9)
+        fig.tight_layout()
+        return save(fig, Path(out_dir), "utility", dpi)
+
+
+def _seed_points(ax, centre: float, values: list[float], colour: str, jitter: np.random.Generator) -> None:
+    """One point per seed around `centre` and a bar at their mean; n/a where no seed has a defined Dice."""
+    if not values:
+        ax.text(centre, 0.02, "n/a", transform=ax.get_xaxis_transform(), ha="center", fontsize=6, color="grey")
+        return
+    ax.scatter(centre + jitter.uniform(-0.06, 0.06, len(values)), values, s=10, color=colour, lw=0, zorder=3)
+    ax.plot([centre - 0.11, centre + 0.11], [np.mean(values)] * 2, color=colour, lw=1.6, zorder=4)
+
+
+def message_figure(message: str, stem: str, title: str, out_dir, dpi: int = DEFAULT_DPI) -> list[Path]:
+    """A figure that cannot be drawn from the metrics still exists (the workflow declares it): it says why."""
+    with rc_context(STYLE):
+        fig = Figure(figsize=(4.5, 1.4))
+        ax = fig.subplots()
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color="grey")
+        fig.suptitle(title, fontsize=9)
+        return save(fig, Path(out_dir), stem, dpi)
+
+
 def draw_all(
     summary_json,
     summary_csv,
@@ -387,9 +475,11 @@ def draw_all(
     out_dir,
     dpi: int = DEFAULT_DPI,
 ) -> list[Path]:
-    """Every figure, from the metrics files alone; coupling_by_fold only when summary.json has Regime B."""
+    """Every figure, from the metrics files alone; coupling_by_fold only when summary.json has Regime B; utility
+    always (a message figure when summary.json has no utility section)."""
     out_dir = Path(out_dir)
-    regime_b = read_json(summary_json).get("regime_b")
+    summary = read_json(summary_json)
+    regime_b = summary.get("regime_b")
     return (
         similarity_figure(summary_csv, summary_json, out_dir, dpi)
         + per_zbin_figure(pd.read_csv(per_zbin_csv), out_dir, dpi)
@@ -398,4 +488,5 @@ def draw_all(
         + lesion_feature_figure(pd.read_csv(lesions_csv), out_dir, dpi)
         + training_figure(pd.read_csv(curves_csv), out_dir, dpi)
         + (coupling_figure(regime_b, out_dir, dpi) if paired_comparisons(regime_b) else [])
+        + utility_figure(summary.get("utility"), out_dir, dpi)
     )

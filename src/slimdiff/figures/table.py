@@ -8,6 +8,11 @@ Regime B comparison (a shared run and a twin of another variant, paired by fold)
 one row per comparison: the paired difference, Cohen's d_z, sign consistency and the Wilcoxon p. The
 real-vs-real baseline is the last row and is not ranked. Written as CSV (plain numbers), Markdown and LaTeX
 (results/paper/table.{csv,md,tex}); with a single section the layout is exactly the paper's Table 1.
+
+When summary.json has the downstream-utility section, two more columns give the Dice of a segmenter trained on
+real + synthetic and on synthetic slices only (higher is better, so never ranked), and a "real only (segmenter)"
+row just before the baseline gives the real-only arm for reference. Without that section the table is exactly
+as it was before the stage existed: no Dice columns, no extra row.
 """
 
 from __future__ import annotations
@@ -31,18 +36,28 @@ PRED_TEX = {"epsilon": r"$\epsilon$", "v": r"$\mathbf{v}$", "x0": r"$\mathbf{x}_
 
 
 ACROSS_FOLDS = "across folds"
-# Row kinds (column `kind`): a configuration on a fold or across folds, a Regime B paired difference, the baseline.
+# Row kinds (column `kind`): a configuration on a fold or across folds, a Regime B paired difference, the
+# segmenter trained on real slices only (utility reference), the real-vs-real baseline.
 CONFIGURATION, DIFFERENCE, BASELINE = "configuration", "paired difference", "baseline"
+REAL_ONLY = "real only (segmenter)"
+# Downstream utility (summary.json `utility`): (arm, column stem, header). Dice of a segmenter on the fold's real
+# test lesion slices; higher is better, unlike the metrics above, so these columns are never ranked.
+DICE_COLUMNS = [("real+syn", "dice_real_syn", "Dice real+syn"), ("syn", "dice_syn", "Dice syn only")]
+DICE_METRIC = "dice_lesion_slices"
 
 
-def config_table(per_replica: pd.DataFrame, baseline: dict, regime_b: dict | None = None) -> pd.DataFrame:
+def config_table(
+    per_replica: pd.DataFrame, baseline: dict, regime_b: dict | None = None, utility: dict | None = None
+) -> pd.DataFrame:
     """per_replica: columns run, fold, replica, kid, lpips, mmd_mf, fid -> one row per (run, fold).
 
     Rows are grouped by comparison family (same fold, variant, self-conditioning; the largest first, which is
     Table 1 in the paper's config). A run trained on several folds also gets an "across folds" row: the mean
     and population std (ddof 0, as the camera-ready tables) of its per-fold means. `regime_b` (summary.json's
     section of that name) adds a paired-difference row per comparison at the end of the across-folds rows
-    (difference_rows). The real-vs-real baseline is the last row.
+    (difference_rows). `utility` (summary.json's section of that name) adds the Dice columns (dice_*_mean,
+    dice_*_std) and the real-only row (real_only_row) just before the baseline; without it neither exists.
+    The real-vs-real baseline is the last row.
     """
     rows = []
     for (run, fold), g in per_replica.groupby(["run", "fold"]):
@@ -55,6 +70,8 @@ def config_table(per_replica: pd.DataFrame, baseline: dict, regime_b: dict | Non
             row[f"{m}_std"] = float(v.std(ddof=1)) if len(v) > 1 else (0.0 if len(v) else math.nan)
         for m in LESION_COLUMNS:
             row[m] = float(g[m].mean()) if m in g and g[m].notna().any() else math.nan
+        if utility:
+            row.update(run_dice(utility, run, str(fold)))
         rows.append(row)
     per_fold = pd.DataFrame(rows)
     for run, g in per_fold.groupby("run"):
@@ -63,10 +80,9 @@ def config_table(per_replica: pd.DataFrame, baseline: dict, regime_b: dict | Non
         row = {"run": run, **parse_run(run), "fold": ",".join(g["fold"]), "family": ACROSS_FOLDS}
         row["kind"] = CONFIGURATION
         row["replicas"] = int(g["replicas"].sum())
-        for m, _ in METRIC_COLUMNS:
-            v = g[f"{m}_mean"].dropna()
-            row[f"{m}_mean"] = float(v.mean()) if len(v) else math.nan
-            row[f"{m}_std"] = float(v.std(ddof=0)) if len(v) else math.nan
+        stems = [m for m, _ in METRIC_COLUMNS] + ([c for _, c, _ in DICE_COLUMNS] if utility else [])
+        for m in stems:
+            row[f"{m}_mean"], row[f"{m}_std"] = across_folds(g[f"{m}_mean"])
         for m in LESION_COLUMNS:
             row[m] = float(g[m].mean()) if g[m].notna().any() else math.nan
         rows.append(row)
@@ -85,6 +101,8 @@ def config_table(per_replica: pd.DataFrame, baseline: dict, regime_b: dict | Non
     differences = difference_rows(regime_b)
     if differences:
         table = pd.concat([table, pd.DataFrame(differences)], ignore_index=True)
+    if utility:
+        table = pd.concat([table, pd.DataFrame([real_only_row(utility)])], ignore_index=True)
     base = {
         "run": "real vs real (baseline)",
         "prediction": "",
@@ -102,6 +120,61 @@ def config_table(per_replica: pd.DataFrame, baseline: dict, regime_b: dict | Non
         value = baseline.get(m)
         base[m] = math.nan if value is None else float(value)
     return pd.concat([table, pd.DataFrame([base])], ignore_index=True)
+
+
+def across_folds(fold_means: pd.Series) -> tuple[float, float]:
+    """Mean and population std (ddof 0, as the camera-ready tables) of per-fold means; undefined folds left out."""
+    v = fold_means.dropna()
+    return (float(v.mean()), float(v.std(ddof=0))) if len(v) else (math.nan, math.nan)
+
+
+def arm_dice(arm: dict | None) -> tuple[float, float]:
+    """An arm's Dice on the real test lesion slices, mean and sample std over seeds as summary.json gives them.
+
+    null (undefined: fewer than 2 seeds for the std, a seed without a test lesion pixel for both) and a
+    missing arm read as NaN, which the cells show as a bare mean or n/a.
+    """
+    entry = ((arm or {}).get("summary") or {}).get(DICE_METRIC) or {}
+    return as_float(entry.get("mean")), as_float(entry.get("std"))
+
+
+def run_dice(utility: dict, run: str, fold: str) -> dict:
+    """The Dice columns of one run on one fold: NaN where the utility stage has no result for them."""
+    arms = (utility.get("runs") or {}).get(f"{run}/fold{fold}") or {}
+    out = {}
+    for arm, column, _ in DICE_COLUMNS:
+        out[f"{column}_mean"], out[f"{column}_std"] = arm_dice(arms.get(arm))
+    return out
+
+
+def real_only_row(utility: dict) -> dict:
+    """The segmenter trained on real slices only: the reference for both Dice columns, so it fills both.
+
+    One fold: that fold's mean ± std over seeds. Several folds: the mean ± population std of the per-fold
+    means, as the across-folds rows; `fold` lists the folds either way, and the label says them.
+    """
+    real = utility.get("real") or {}
+    folds = sorted(int(f.removeprefix("fold")) for f in real)
+    dice = [arm_dice(real[f"fold{f}"]) for f in folds]
+    mean, std = dice[0] if len(dice) == 1 else across_folds(pd.Series([m for m, _ in dice], dtype=float))
+    row = {
+        "run": REAL_ONLY,
+        "prediction": "",
+        "p": math.nan,
+        "sc": math.nan,
+        "variant": "",
+        "fold": ",".join(map(str, folds)),
+        "family": "",
+        "kind": REAL_ONLY,
+        "replicas": 0,
+    }
+    for m, _ in METRIC_COLUMNS:
+        row[f"{m}_mean"], row[f"{m}_std"] = math.nan, math.nan
+    for m in LESION_COLUMNS:
+        row[m] = math.nan
+    for _, column, _ in DICE_COLUMNS:
+        row[f"{column}_mean"], row[f"{column}_std"] = mean, std
+    return row
 
 
 def difference_rows(regime_b: dict | None) -> list[dict]:
@@ -152,17 +225,28 @@ def _family_order(family: str, size: int) -> tuple:
 
 
 def best_worst(table: pd.DataFrame, metric: str) -> tuple[set[int], set[int]]:
-    """Row positions of the lowest and highest mean within each family of two or more configurations."""
+    """Row positions of the lowest and highest mean within each family of two or more configurations.
+
+    Only configuration rows are ranked: differences, the real-only segmenter and the baseline are references.
+    """
     best, worst = set(), set()
-    ranked_rows = table.iloc[:-1]
-    if "kind" in ranked_rows:
-        ranked_rows = ranked_rows[ranked_rows["kind"] != DIFFERENCE]
+    ranked_rows = table[table["kind"] == CONFIGURATION] if "kind" in table else table.iloc[:-1]
     for _, g in ranked_rows.groupby("family"):
         ranked = g[f"{metric}_mean"].dropna()
         if len(ranked) >= 2 and ranked.min() < ranked.max():  # a tie marks nothing
             best.add(int(ranked.idxmin()))
             worst.add(int(ranked.idxmax()))
     return best, worst
+
+
+def has_sections(table: pd.DataFrame) -> bool:
+    """More than one family: the rows get section titles. The reference rows (family "") are not a family."""
+    return table.loc[table["family"] != "", "family"].nunique() > 1
+
+
+def has_dice(table: pd.DataFrame) -> bool:
+    """Whether the table has the utility columns: only when summary.json had the utility section."""
+    return f"{DICE_COLUMNS[0][1]}_mean" in table
 
 
 def family_title(family: str) -> str:
@@ -211,6 +295,21 @@ def _difference_cell(row, metric: str) -> str:
     return text + ("; p n/a" if math.isnan(p) else f"; p {p:.2f}" if p >= 0.01 else f"; p {p:.1e}")
 
 
+def _cell(row, metric: str) -> str:
+    """A similarity metric's cell in any row; blank in the real-only row, which has no generated images."""
+    if row.get("kind") == REAL_ONLY:
+        return ""
+    return _difference_cell(row, metric) if _is_difference(row) else _metric_cell(row, metric)
+
+
+def _dice_cells(row) -> list[str]:
+    """The Dice columns: n/a for a configuration without a (defined) utility result, blank where Dice does not
+    apply (a Regime B difference, the real-vs-real baseline)."""
+    if _is_difference(row) or row.get("kind") == BASELINE:
+        return ["" for _ in DICE_COLUMNS]
+    return [_fmt(row[f"{c}_mean"], row[f"{c}_std"], DICE_DIGITS) for _, c, _ in DICE_COLUMNS]
+
+
 def _lesion_cells(row) -> tuple[str, str]:
     """Share of lesion-token / lesion-free-token samples with a lesion, and the median lesion area."""
     c1, c0, area = (
@@ -218,13 +317,14 @@ def _lesion_cells(row) -> tuple[str, str]:
         row.get("lesion_rate_cls0", math.nan),
         row.get("area_median", math.nan),
     )
-    if _is_difference(row):
+    if _is_difference(row) or row.get("kind") == REAL_ONLY:
         return "", ""
     rate = "n/a" if math.isnan(c1) else f"{100 * c1:.0f} %" + ("" if math.isnan(c0) else f" / {100 * c0:.0f} %")
     return rate, "n/a" if math.isnan(area) else f"{area:.0f}"
 
 
 DIGITS = {"kid": 4, "lpips": 4, "mmd_mf": 3, "fid": 1}
+DICE_DIGITS = 4
 LESION_HEADERS = ["Lesion rate c1 / c0", "Lesion area (px)"]
 LESION_NOTE = (
     "Lesion rate: share of lesion-token (class 1) / lesion-free-token (class 0) samples whose mask holds a lesion"
@@ -236,6 +336,17 @@ NOT_AVAILABLE = (
     f"n/a: not computable for any replica. MMD-MF needs at least {MIN_LESIONS} lesions (connected components"
     f" of at least {MIN_LESION_PX} px in the masks thresholded at tau) among the real test masks and among the"
     " generated masks; each run's metrics/mask.json has the counts."
+)
+
+
+DICE_NOTE = (
+    "Dice real+syn / Dice syn only (downstream utility): Dice on the fold's real test lesion slices of a"
+    " segmenter trained on the fold's real training slices plus the run's synthetic image-mask pairs / on the"
+    " synthetic pairs only; mean ± sample std over segmenter seeds (across folds: mean ± population std of the"
+    " per-fold means, over the folds with a result). The real only (segmenter) row is the same segmenter"
+    " trained on the real training slices alone, for reference ({folds}). Higher is better; these columns are"
+    " not ranked. n/a: no defined result for that run and fold. Per-seed values, lesion-wise sensitivity, false"
+    " positives per control slice and the paired Wilcoxon tests against real only are in summary.json (utility)."
 )
 
 
@@ -251,9 +362,20 @@ REGIME_B_NOTE = (
 )
 
 
+def _folds_text(folds: str) -> str:
+    """'0' -> 'fold 0'; '0,1,2' -> 'folds 0, 1, 2'; '' -> 'no fold'."""
+    if not folds:
+        return "no fold"
+    return ("folds " if "," in folds else "fold ") + folds.replace(",", ", ")
+
+
 def _label(row) -> tuple[str, str]:
+    """(Markdown, LaTeX) row label; the LaTeX one fills the three configuration columns (Pred., p, sc)."""
+    if row.get("kind") == REAL_ONLY:
+        text = f"{REAL_ONLY.removesuffix(')')}; {_folds_text(row['fold'])})"
+        return text, rf"\multicolumn{{3}}{{l}}{{{text[0].upper() + text[1:]}}}"
     if not row["prediction"]:
-        return row["run"], r"Real vs real (baseline)"
+        return row["run"], r"\multicolumn{3}{l}{Real vs real (baseline)}"
     if _is_difference(row):
         other, folds = row["variant"], row["fold"].replace(",", ", ") or "none"
         md = f"Δ {other} − shared: {PRED_LABEL[row['prediction']]}, p={row['p']:g}, sc {row['sc']:g} (folds {folds})"
@@ -274,20 +396,45 @@ def _label(row) -> tuple[str, str]:
     return md, tex
 
 
+def _notes(table: pd.DataFrame, sections: bool) -> str:
+    """The lines under the Markdown table; without the utility columns, exactly as before they existed."""
+    dice = has_dice(table)
+    lower = "Lower is better for " + ("KID, LPIPS, MMD-MF and FID" if dice else "every metric")
+    notes = f"{lower}; best in bold, worst underlined; mean ± std over replicas."
+    if sections:
+        notes = (
+            f"{lower}; mean ± std over replicas (across folds: over the fold means);"
+            " best in bold and worst underlined within each section."
+        )
+    if dice:
+        notes += " Higher is better for the Dice columns, which are not ranked."
+    notes += "\n\n" + LESION_NOTE
+    if dice:
+        folds = table.loc[table["kind"] == REAL_ONLY, "fold"].iloc[0]
+        several = "," in folds
+        reference = _folds_text(folds) + ("; mean ± population std of its per-fold means" if several else "")
+        notes += "\n\n" + DICE_NOTE.format(folds=reference)
+    kind = table["kind"] if "kind" in table else pd.Series(CONFIGURATION, index=table.index)
+    differences = kind == DIFFERENCE
+    if table.loc[~kind.isin([DIFFERENCE, REAL_ONLY]), [f"{m}_mean" for m, _ in METRIC_COLUMNS]].isna().any(axis=None):
+        notes += "\n\n" + NOT_AVAILABLE
+    if differences.any():
+        notes += "\n\n" + REGIME_B_NOTE
+    return notes
+
+
 def to_markdown(table: pd.DataFrame) -> str:
-    header = (
-        "| configuration | " + " | ".join(label for _, label in METRIC_COLUMNS) + " | " + " | ".join(LESION_HEADERS)
-    )
-    lines = [header + " |", "|" + "---|" * (len(METRIC_COLUMNS) + len(LESION_HEADERS) + 1)]
-    width = len(METRIC_COLUMNS) + len(LESION_HEADERS)
+    dice = [header for _, _, header in DICE_COLUMNS] if has_dice(table) else []
+    headers = [label for _, label in METRIC_COLUMNS] + LESION_HEADERS + dice
+    lines = ["| configuration | " + " | ".join(headers) + " |", "|" + "---|" * (len(headers) + 1)]
     marks = {m: best_worst(table, m) for m, _ in METRIC_COLUMNS}
-    sections = table["family"].iloc[:-1].nunique() > 1
+    sections = has_sections(table)
     for i, row in table.iterrows():
         if sections and row["family"] and (i == 0 or row["family"] != table["family"].iloc[i - 1]):
-            lines.append(f"| *{family_title(row['family'])}* |" + " |" * width)
+            lines.append(f"| *{family_title(row['family'])}* |" + " |" * len(headers))
         cells = []
         for m, _ in METRIC_COLUMNS:
-            text = _difference_cell(row, m) if _is_difference(row) else _metric_cell(row, m)
+            text = _cell(row, m)
             best, worst = marks[m]
             if i in best:
                 text = f"**{text}**"
@@ -295,47 +442,36 @@ def to_markdown(table: pd.DataFrame) -> str:
                 text = f"<u>{text}</u>"
             cells.append(text)
         cells += _lesion_cells(row)
+        cells += _dice_cells(row) if dice else []
         lines.append(f"| {_label(row)[0]} | " + " | ".join(cells) + " |")
-    notes = "Lower is better for every metric; best in bold, worst underlined; mean ± std over replicas."
-    if sections:
-        notes = (
-            "Lower is better for every metric; mean ± std over replicas (across folds: over the fold means);"
-            " best in bold and worst underlined within each section."
-        )
-    notes += "\n\n" + LESION_NOTE
-    differences = table["kind"] == DIFFERENCE if "kind" in table else pd.Series(False, index=table.index)
-    if table.loc[~differences, [f"{m}_mean" for m, _ in METRIC_COLUMNS]].isna().any(axis=None):
-        notes += "\n\n" + NOT_AVAILABLE
-    if differences.any():
-        notes += "\n\n" + REGIME_B_NOTE
-    return "\n".join(lines) + "\n\n" + notes + "\n"
+    return "\n".join(lines) + "\n\n" + _notes(table, sections) + "\n"
 
 
 def to_latex(table: pd.DataFrame) -> str:
     marks = {m: best_worst(table, m) for m, _ in METRIC_COLUMNS}
+    dice = [f"{header} $\\uparrow$" for _, _, header in DICE_COLUMNS] if has_dice(table) else []
+    columns = 3 + len(METRIC_COLUMNS) + len(LESION_HEADERS) + len(dice)
     lines = [
-        r"\begin{tabular}{lll" + "c" * (len(METRIC_COLUMNS) + len(LESION_HEADERS)) + "}",
+        r"\begin{tabular}{lll" + "c" * (columns - 3) + "}",
         r"\toprule",
         "Pred. & $p$ & sc & "
-        + " & ".join(f"{label} $\\downarrow$" for _, label in METRIC_COLUMNS)
-        + " & "
-        + " & ".join(LESION_HEADERS)
+        + " & ".join([f"{label} $\\downarrow$" for _, label in METRIC_COLUMNS] + LESION_HEADERS + dice)
         + r" \\",
         r"\midrule",
     ]
-    sections = table["family"].iloc[:-1].nunique() > 1
+    sections = has_sections(table)
     for i, row in table.iterrows():
-        if not row["prediction"]:
-            lines.append(r"\midrule")
+        if not row["prediction"]:  # the reference rows (real-only segmenter, baseline): one rule above them
+            if i == 0 or table["prediction"].iloc[i - 1]:
+                lines.append(r"\midrule")
         elif sections and (i == 0 or row["family"] != table["family"].iloc[i - 1]):
             if i > 0:
                 lines.append(r"\midrule")
             title = family_title(row["family"]).replace("±", r"$\pm$")
-            columns = 3 + len(METRIC_COLUMNS) + len(LESION_HEADERS)
             lines.append(rf"\multicolumn{{{columns}}}{{l}}{{\textit{{{title}}}}} \\")
         cells = []
         for m, _ in METRIC_COLUMNS:
-            text = _difference_cell(row, m) if _is_difference(row) else _metric_cell(row, m)
+            text = _cell(row, m)
             text = text.replace("±", r"$\pm$").replace("d_z", "$d_z$").replace("; p ", "; $p$ ").replace("n/a", "--")
             best, worst = marks[m]
             if i in best:
@@ -344,18 +480,23 @@ def to_latex(table: pd.DataFrame) -> str:
                 text = rf"\underline{{{text}}}"
             cells.append(text)
         cells += [c.replace("%", r"\%").replace("n/a", "--") for c in _lesion_cells(row)]
-        label = _label(row)[1] if row["prediction"] else r"\multicolumn{3}{l}{Real vs real (baseline)}"
-        lines.append(f"{label} & " + " & ".join(cells) + r" \\")
+        cells += [c.replace("±", r"$\pm$").replace("n/a", "--") for c in _dice_cells(row)] if dice else []
+        lines.append(f"{_label(row)[1]} & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
 
 def write_tables(
-    per_replica: pd.DataFrame, baseline: dict, out_dir: str | Path, regime_b: dict | None = None
+    per_replica: pd.DataFrame,
+    baseline: dict,
+    out_dir: str | Path,
+    regime_b: dict | None = None,
+    utility: dict | None = None,
 ) -> pd.DataFrame:
-    """table.csv (plain numbers, a `kind` column), table.md and table.tex; `regime_b` from summary.json."""
+    """table.csv (plain numbers, a `kind` column), table.md and table.tex; `regime_b` and `utility` from
+    summary.json (either may be absent: no rows, no columns for it)."""
     out_dir = Path(out_dir)
-    table = config_table(per_replica, baseline, regime_b)
+    table = config_table(per_replica, baseline, regime_b, utility)
     write_text(out_dir / "table.csv", table.to_csv(index=False))
     write_text(out_dir / "table.md", to_markdown(table))
     write_text(out_dir / "table.tex", to_latex(table))

@@ -346,11 +346,13 @@ def aggregate(
     out_json: str | Path,
     out_csv: str | Path,
     weights: dict | None = None,
+    utility: dict | None = None,
 ) -> dict:
     """Every run's metrics, the baseline, and the statistics across configurations -> summary.json + CSV.
 
     `statistics` holds Regime A (within each comparison family); `regime_b`, present only when a shared run
-    and a twin of another variant share at least two folds, the fold-paired comparison (see regime_b).
+    and a twin of another variant share at least two folds, the fold-paired comparison (see regime_b);
+    `utility`, the downstream segmenter results (slimdiff.utility.summary), when that stage ran.
     """
     runs = [read_json(p) for p in metric_files]
     baseline = read_json(baseline_file)
@@ -366,6 +368,8 @@ def aggregate(
     paired = regime_b(runs, table)
     if paired:
         summary["regime_b"] = paired
+    if utility is not None:
+        summary["utility"] = utility
     summary.update(
         weights_sha256={k: v["sha256"] for k, v in (weights or {}).items()},
         versions=provenance.versions(),

@@ -16,27 +16,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from slimdiff.config import ConfigError
+from slimdiff.config import ConfigError, validate_config
 from slimdiff.errors import SlimdiffInputError
 from slimdiff.utility.lesionwise import false_positive_components, lesion_sensitivity
 
 log = logging.getLogger(__name__)
 
-# Defaults of the config's `utility` section: about 8 s per arm and seed at 64x64 on one CPU thread. With
-# lesion_fraction 0.5 or lr 3e-3 the default cache's segmenters were still predicting no lesion at all after
-# 200 steps; with 0.8 and 1e-2 they start finding lesions after about 150, so 300 leaves a margin.
-UTILITY_DEFAULTS: dict = {
-    "seeds": [0, 1, 2],
-    "steps": 300,
-    "batch_size": 16,
-    "lr": 1e-2,
-    "channels": [8, 16, 32],
-    "strides": [2, 2],
-    "num_res_units": 1,
-    "lesion_fraction": 0.8,
-    "syn_ratio": 1.0,
-    "threads": 1,
-}
+# Defaults of the config's `utility` section, from config/schema.yaml: about 8 s per arm and seed at 64x64 on one
+# CPU thread. With lesion_fraction 0.5 or lr 3e-3 the default cache's segmenters were still predicting no lesion
+# at all after 200 steps; with 0.8 and 1e-2 they start finding lesions after about 150, so 300 leaves a margin.
+UTILITY_DEFAULTS: dict = validate_config({})["utility"]
 
 # Summarised over seeds; the counts beside them are the same for every seed.
 SEED_METRICS = ("dice_lesion_slices", "lesion_sensitivity", "lesions_found", "fp_components_per_control_slice")
