@@ -55,24 +55,7 @@ ablation: $(STAMP)
 	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile config/config.yaml config/ablation-cpu.yaml
 	@cat results/paper/table.md
 
-dry$(UPSTREAM_STAMP): requirements.lock envs/upstream-requirements.txt pyproject.toml
-	test -x $(UPSTREAM_VENV)/bin/python || $(PYTHON) -m venv $(UPSTREAM_VENV)
-	$(UPSTREAM_VENV)/bin/python -m pip install --disable-pip-version-check -r requirements.lock
-	$(UPSTREAM_VENV)/bin/python -m pip install --disable-pip-version-check -r envs/upstream-requirements.txt
-	$(UPSTREAM_VENV)/bin/python -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
-	touch $(UPSTREAM_STAMP)
-
-upstream-env: $(UPSTREAM_STAMP)
-
-# Rebuild the committed test data of tests/test_upstream_import.py with upstream's own code.
-upstream-fixtures: $(UPSTREAM_STAMP)
-	$(UPSTREAM_VENV)/bin/python tests/upstream/make_fixtures.py tests/data/upstream
-
-# This project against upstream on the same machine: writes results/benchmarks/vs_upstream.json.
-vs-upstream: $(UPSTREAM_STAMP)
-	$(UPSTREAM_VENV)/bin/python benchmarks/vs_upstream.py --out results/benchmarks/vs_upstream.json
-
-run: $(STAMP)
+dryrun: $(STAMP)
 	snakemake -n --configfile config/config.yaml
 
 lint: $(STAMP)
