@@ -401,3 +401,22 @@ def test_sampling_feeds_a_channels_last_network_channels_last_input(tiny_model):
     seen.clear()
     generate_samples(use_channels_last(net), diffusion, payload, [Condition(0, 1, 2)], **kw)
     assert seen and all(seen)
+
+
+def test_sampling_keeps_freed_memory_in_the_process():
+    """glibc's thresholds are raised once (the DDIM loop reuses the same buffers at every step)."""
+    import ctypes
+    import sys
+
+    from slimdiff import allocator
+
+    if not sys.platform.startswith("linux"):
+        assert allocator.keep_freed_memory() is False
+        return
+    try:
+        has_mallopt = hasattr(ctypes.CDLL("libc.so.6"), "mallopt")
+    except OSError:
+        has_mallopt = False
+    if not has_mallopt:
+        return  # not glibc: nothing to tune
+    assert allocator.keep_freed_memory() is True and allocator.keep_freed_memory() is True

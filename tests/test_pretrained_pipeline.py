@@ -5,7 +5,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 from conftest import REPO, copy_project
 from test_workflow import BIN, ENV, snakemake
@@ -29,7 +28,6 @@ def pretrained_project(tmp_path: Path) -> tuple[Path, dict]:
     return proj, cfg
 
 
-@pytest.mark.xdist_group("pipeline")
 def test_pretrained_checkpoint_is_scored_like_a_trained_run(tmp_path, metric_weights):
     proj, cfg = pretrained_project(tmp_path)
 

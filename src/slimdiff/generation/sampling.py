@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from slimdiff.allocator import keep_freed_memory
 from slimdiff.config import ConfigError
 from slimdiff.data.slices import token
 from slimdiff.diffusion.sampler import classifier_free_guidance, ddim_sample
@@ -86,6 +87,7 @@ def generate_samples(
 
     `compute_dtype` is the autocast precision on CUDA (see compute_dtype_for); the CPU always computes in float32.
     """
+    keep_freed_memory()  # the DDIM loop frees and reallocates the same activations at every step
     device = torch.device(device)
     run, info = payload["run_cfg"], payload["data_info"]
     overrides = {"steps": steps, "eta": eta, "spacing": spacing, "guidance_scale": guidance_scale}
