@@ -38,8 +38,9 @@ upstream-fixtures: $(UPSTREAM_STAMP)
 	$(UPSTREAM_VENV)/bin/python tests/upstream/make_fixtures.py tests/data/upstream
 
 # This project against upstream on the same machine: writes results/benchmarks/vs_upstream.json.
+# VS_UPSTREAM_ARGS passes options, e.g. "--threads 1,2" or "--models small --quick".
 vs-upstream: $(UPSTREAM_STAMP)
-	$(UPSTREAM_VENV)/bin/python benchmarks/vs_upstream.py --out results/benchmarks/vs_upstream.json
+	$(UPSTREAM_VENV)/bin/python benchmarks/vs_upstream.py --out results/benchmarks/vs_upstream.json $(VS_UPSTREAM_ARGS)
 
 run: $(STAMP)
 	@start=$$(date +%s); \

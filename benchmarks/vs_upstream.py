@@ -6,12 +6,12 @@
         [--models small,paper] [--repeats N] [--batch B] [--ours-channels-last config|on|off] [--out FILE.json]
 
 Default: CPU (all cores) plus CUDA when present, both models, results/benchmarks/vs_upstream.json. On a 2-core
-CPU `--threads 1,2` takes about 12 minutes, one thread count about 6; --quick (a smoke run) about 4.
+CPU `--threads 1,2` takes about 15 minutes, one thread count about 8; --quick (a smoke run) about 4.
 
 Measures, per model, device and thread count, each side on the same config, batch and step counts:
 * training samples/s: upstream's JSDDPMLightningModule.training_step (self-conditioning, Lp loss) with its
   EMACallback (EMA stored on the CPU, upstream's default) in a pytorch_lightning Trainer, against our
-  DiffusionModule.training_step with EMAWeightAveraging exactly as benchmarks/train_throughput.py runs it
+  DiffusionModule.training_step with EMAWeightAveraging and fused AdamW as benchmarks/train_throughput.py runs it
   (channels_last as the run config sets it). Same precision (CPU: 32-true both; CUDA: upstream 16-mixed, ours
   bf16-mixed), gradient clipping 1.0, AdamW. The first steps are warm-up and not timed. The self-conditioning
   coin (p = 0.5 on both sides) is replaced by alternation, on on even batches and off on odd ones (the coin
@@ -27,9 +27,9 @@ Measures, per model, device and thread count, each side on the same config, batc
 Each measurement is repeated (STEPS, --repeats; the sides interleaved) and the median run is reported, with every
 run's samples/s and the 1-minute load average around it: on a shared CPU other jobs skew single runs.
 
-Models: the embedded default's small model (config/config.yaml) at 64x64 and the paper model (channels
-64-128-256-256, attention at the two deepest levels, 2 res blocks, 30 z-bins) at 160x160; batch 16, except the
-paper model on the CPU (batch 4: see STEPS).
+Models: the embedded default's small model (config/config.yaml) at 64x64 and the paper model (config/paper.yaml:
+channels 64-128-256-256, attention at the two deepest levels, 2 res blocks, 30 z-bins) at 160x160, each the x0 /
+Lp 1.5 / self-conditioning 0.5 run; batch 16, except the paper model on the CPU (batch 4: see STEPS).
 
 Targets: CPU >= 1.1x upstream's training samples/s and >= 1.5x its sampling samples/s; GPU 2x and 3x.
 
@@ -71,9 +71,10 @@ MAX_Z = 127
 # einsum attention keeps the 1600x1600 attention matrices of the 40x40 level for the backward pass; ours 3.6 GB),
 # so batch 16 would need over 20 GB.
 # Repeats: each measurement runs that many times (fresh processes, the sides interleaved) and the median counts; one
-# 25-step sampling run of the small model on a 2-core machine varies by 10-15 % from run to run.
+# run of the small model on a shared 2-core machine varies by 10-20 % from process to process (in one process,
+# repeated sampling runs agree within 1 %).
 STEPS = {
-    ("small", "cpu"): {"batch": 16, "warmup": 2, "train": 12, "ddim": 25, "repeats": 3},
+    ("small", "cpu"): {"batch": 16, "warmup": 2, "train": 12, "ddim": 25, "repeats": 5},
     ("paper", "cpu"): {"batch": 4, "warmup": 1, "train": 2, "ddim": 4, "repeats": 1},
     ("small", "cuda"): {"batch": 16, "warmup": 4, "train": 40, "ddim": 100, "repeats": 3},
     ("paper", "cuda"): {"batch": 16, "warmup": 4, "train": 20, "ddim": 50, "repeats": 3},
@@ -99,10 +100,10 @@ def _throughput():
 
 def our_configs(which: str) -> tuple[dict, int, int, bool]:
     """(run config, image size, z-bins, generation.channels_last) as train_throughput's run_config builds it."""
-    from slimdiff.config import load_config, validate_config
+    from slimdiff.config import load_config
 
     run, size = _throughput().run_config(which)
-    full = validate_config({}) if which == "paper" else load_config(REPO / "config" / "config.yaml")
+    full = load_config(REPO / "config" / ("paper.yaml" if which == "paper" else "config.yaml"))
     return run, size, full["data"]["cache"]["z_bins"], bool(full["generation"]["channels_last"])
 
 
@@ -451,6 +452,9 @@ def setting(model: str, device: str, threads: int, steps: dict, channels_last: b
             }
         ratio = out[f"{kind}_ours"]["samples_per_second"] / out[f"{kind}_upstream"]["samples_per_second"]
         out[f"{kind}_ratio_ours_over_upstream"] = round(ratio, 3)
+        # Each pair ran back to back: their ratio is less exposed to the machine's slower and faster minutes.
+        pairs = [o["samples_per_second"] / u["samples_per_second"] for u, o in zip(*runs.values(), strict=True)]
+        out[f"{kind}_ratio_of_each_pair"] = [round(r, 3) for r in pairs]
     return out
 
 

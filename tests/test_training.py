@@ -1,5 +1,6 @@
 """Training end to end on a tiny cache: outputs, model.pt, determinism, resume after a kill, bad checkpoints."""
 
+import copy
 import os
 import shutil
 import signal
@@ -342,6 +343,44 @@ def test_channels_last_converts_the_input_too(variant):
         seen.clear()
         use_channels_last(net)(x, t, tok, torch.zeros_like(x))
     assert seen == [True] * len(first)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"variant": "decoupled"}, {"anatomical_prior": "cross_attention", "prior_context_dim": 8}],
+    ids=["shared", "decoupled", "cross_attention"],
+)
+def test_channels_last_stays_channels_last_through_the_attention_blocks(extra):
+    """MONAI's attention blocks copy back to NCHW; after use_channels_last every convolution (attention
+    levels included) sees NHWC input, and the output, gradients and state-dict keys match the plain network."""
+    from slimdiff.model.factory import build_denoiser, use_channels_last
+
+    model = {**tiny_run_config()["model"], "channels": [8, 16, 16], "attention_levels": [False, True, True], **extra}
+    torch.manual_seed(0)
+    plain = build_denoiser(model, True, 4, [0, 3], [32, 32])
+    if model["anatomical_prior"] != "none":
+        plain.set_priors(torch.rand(4, 32, 32) > 0.5)
+    fast = copy.deepcopy(plain)
+    keys = list(plain.state_dict())
+    use_channels_last(fast)
+    assert list(fast.state_dict()) == keys
+    formats = []
+    for conv in (m for m in fast.modules() if isinstance(m, torch.nn.Conv2d)):
+        conv.register_forward_pre_hook(
+            lambda m, args: formats.append(
+                args[0].shape[-1] == 1 or args[0].is_contiguous(memory_format=torch.channels_last)
+            )
+        )
+    x, t, tok = torch.randn(2, 2, 32, 32), torch.tensor([3, 700]), torch.tensor([1, 6])
+    outs, grads = [], []
+    for net in (plain, fast):
+        out = net(x, t, tok, torch.zeros_like(x))
+        out.square().mean().backward()
+        outs.append(out.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None]))
+    assert formats and all(formats)
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
 
 
 def test_dropped_tokens_become_the_embedding_null_token():

@@ -21,6 +21,7 @@ from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock
 from torch import nn
 
 from slimdiff.config import ConfigError
+from slimdiff.model.channels_last import keep_channels_last
 from slimdiff.model.conditioning import ConditionEmbedding
 from slimdiff.model.priors import PriorEncoder
 
@@ -171,10 +172,10 @@ class TwinDenoiser(nn.Module):
 
 
 def use_channels_last(net: nn.Module) -> nn.Module:
-    """Channels-last weights and inputs: faster convolutions (about 20 % per training step on a CPU with
-    oneDNN; on CUDA with bf16). The weights' values, and so model.pt, do not change."""
+    """Channels-last weights, inputs and activations: faster convolutions (about 20 % per training step on a
+    CPU with oneDNN; on CUDA with bf16). The weights' values, and so model.pt, do not change."""
     net.channels_last = True
-    return net.to(memory_format=torch.channels_last)
+    return keep_channels_last(net).to(memory_format=torch.channels_last)
 
 
 def _like_weights(x: torch.Tensor, net: nn.Module) -> torch.Tensor:

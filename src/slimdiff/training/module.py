@@ -143,7 +143,9 @@ class DiffusionModule(pl.LightningModule):
 
     def configure_optimizers(self):
         tr = self.run_cfg["training"]
-        fused = self.device.type == "cuda"
+        # The fused kernel (CPU and CUDA): one pass over each tensor, not a dozen ops per tensor (CPU, small model:
+        # 1.3 instead of 6-7 ms per step).
+        fused = self.device.type in ("cpu", "cuda")
         opt = torch.optim.AdamW(self.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"], fused=fused)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lr_factor(tr["max_epochs"], tr["lr"], tr["lr_min"]))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
