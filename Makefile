@@ -51,7 +51,7 @@ run: $(STAMP)
 	@python benchmarks/stage_times.py
 	@echo "Report: $(CURDIR)/results/report.html"
 
-# Table 1's prediction-type x Lp grid at the default's scale on the CPU (about 41 minutes on 2 cores from scratch).
+# Table 1's prediction-type x Lp grid at the default's scale on the CPU (under an hour on 2 cores from scratch).
 ablation: $(STAMP)
 	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile config/config.yaml config/ablation-cpu.yaml
 	@cat results/paper/table.md
