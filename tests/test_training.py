@@ -432,6 +432,30 @@ def test_train_throughput_benchmark_times_the_real_training_step(monkeypatch):
     assert result["seconds_per_step"] > 0 and result["precision"] == "32-true" and result["batch"] == 2
 
 
+def test_realism_levers_benchmark_applies_its_overrides_to_a_valid_config():
+    """A variant is dotted.key=value pairs on the default config; 2e-3 is a number, an unknown section an error."""
+    import importlib.util
+
+    from conftest import REPO
+
+    from slimdiff.config import validate_config
+
+    spec = importlib.util.spec_from_file_location("realism_levers", REPO / "benchmarks" / "realism_levers.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    overrides = bench.parse_variant("training.lr=2e-3; model.channels=[16, 32, 64, 64]; training.seed=34")
+    assert overrides == {"training.lr": 0.002, "model.channels": [16, 32, 64, 64], "training.seed": 34}
+    cfg = validate_config(bench.apply_overrides(base, overrides))
+    assert cfg["training"]["lr"] == 0.002 and cfg["model"]["channels"] == [16, 32, 64, 64]
+    assert base["model"]["channels"] == [16, 32, 64]  # the base config is left alone
+    assert bench.variant_name(overrides) == "lr0.002_channels16326464_seed34"
+    with pytest.raises(SystemExit, match="'nosuch' is not a section"):
+        bench.apply_overrides(base, {"nosuch.key": 1})
+    with pytest.raises(SystemExit, match="not dotted.key=value"):
+        bench.parse_variant("training.lr")
+
+
 def test_a_run_stopped_before_its_first_validation_exports_its_last_weights(tiny_cache, tmp_path):
     """max_steps within the first epoch: no validation ran, so no best score; model.pt still holds the weights."""
     model = train_run(tiny_cache, tmp_path, tiny_run_config(max_steps=1), fold=0, device="cpu")
