@@ -9,7 +9,8 @@ A variant is `;`-separated `dotted.key=value` pairs (values read as YAML) applie
 slice cache of a `make run` (results/cache) and the metric weights (TORCH_HOME, as the Makefile sets it). Each
 training takes one core for about 4 minutes at the default's 8 epochs; `--jobs` trainings run side by side.
 Trainings of the same variant differ by the training seed about as much as most levers move KID (0.124 and
-0.154 at lr 2e-3, seeds 33 and 34), so compare levers over a few seeds.
+0.154 at lr 2e-3, seeds 33 and 34), so compare levers over a few seeds. Each variant trains in its own
+directory under --work, which a rerun reuses: delete it after changing the base config.
 """
 
 from __future__ import annotations
