@@ -434,15 +434,11 @@ def test_train_throughput_benchmark_times_the_real_training_step(monkeypatch):
 
 def test_realism_levers_benchmark_applies_its_overrides_to_a_valid_config():
     """A variant is dotted.key=value pairs on the default config; 2e-3 is a number, an unknown section an error."""
-    import importlib.util
-
     from conftest import REPO
 
     from slimdiff.config import validate_config
 
-    spec = importlib.util.spec_from_file_location("realism_levers", REPO / "benchmarks" / "realism_levers.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load_benchmark("realism_levers")
     base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     overrides = bench.parse_variant("training.lr=2e-3; model.channels=[16, 32, 64, 64]; training.seed=34")
     assert overrides == {"training.lr": 0.002, "model.channels": [16, 32, 64, 64], "training.seed": 34}
@@ -462,3 +458,54 @@ def test_a_run_stopped_before_its_first_validation_exports_its_last_weights(tiny
     provenance = read_model_file(model)["provenance"]
     assert provenance["best_val_loss"] is None and provenance["global_step"] == 1
     assert load_denoiser(model)[0] is not None
+
+
+def _load_benchmark(name: str):
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_denoising_error_benchmark_scores_known_networks_and_a_trained_one(tiny_model, tiny_cache):
+    """An oracle (returns the clean slice) scores 0; a network that hands back its rescaled input scores the
+    input's own error; a trained model gets one row per timestep, its input error growing with t."""
+    from slimdiff.diffusion.schedule import Diffusion
+
+    bench = _load_benchmark("denoising_error")
+    gen = torch.Generator().manual_seed(1)
+    x0 = torch.rand(6, 2, 16, 16, generator=gen) * 1.6 - 0.8
+    tokens = torch.zeros(6, dtype=torch.long)
+    diffusion = Diffusion(1000, "x0")
+
+    def oracle(x_t, t, tok, sc=None):
+        return x0
+
+    def rescaled_input(x_t, t, tok, sc=None):
+        return x_t / diffusion.alphas_cumprod[t].sqrt().view(-1, 1, 1, 1)
+
+    steps = [0, 100, 500]
+    perfect = bench.denoising_error(oracle, diffusion, x0, tokens, steps)
+    assert [r["estimate_mae"] for r in perfect] == [0.0, 0.0, 0.0]
+    inputs = [r["input_mae"] for r in perfect]
+    assert inputs[0] < 0.01 < inputs[1] < inputs[2]
+    copied = bench.denoising_error(rescaled_input, diffusion, x0, tokens, steps)
+    assert [r["input_mae"] for r in copied] == inputs  # the same seeded noise for every network
+    for row in copied:  # clamping to [-1, 1] can only bring a copy of the input closer to a slice inside it
+        assert 0 < row["estimate_mae"] <= row["input_mae"] + 1e-6
+
+    from slimdiff.data.slices import token
+    from slimdiff.metrics.evaluate import real_split
+
+    net, trained_diffusion, payload = load_denoiser(tiny_model)
+    real = real_split(tiny_cache, 0, "test")
+    x0 = torch.from_numpy(np.stack([real["images"], real["masks"]], axis=1)).float()
+    tokens = torch.as_tensor(token(real["z_bin"], real["class"], payload["data_info"]["z_bins"])).long()
+    rows = bench.denoising_error(net, trained_diffusion, x0, tokens, steps)
+    assert [r["t"] for r in rows] == steps
+    assert rows[0]["input_mae"] < rows[1]["input_mae"] < rows[2]["input_mae"]
+    assert all(0 < r["estimate_mae"] < 2 for r in rows)
