@@ -401,18 +401,24 @@ def test_dropped_tokens_become_the_embedding_null_token():
     assert embedding.null_token == 8
 
 
-def test_train_throughput_benchmark_times_the_real_training_step(monkeypatch):
-    """benchmarks/train_throughput.py runs DiffusionModule's step, optimiser and the EMA callback in a Trainer."""
+def _load_benchmark(name: str):
     import importlib.util
 
     from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_throughput_benchmark_times_the_real_training_step(monkeypatch):
+    """benchmarks/train_throughput.py runs DiffusionModule's step, optimiser and the EMA callback in a Trainer."""
     from lightning.pytorch.callbacks import EMAWeightAveraging
 
     from slimdiff.training.module import DiffusionModule
 
-    spec = importlib.util.spec_from_file_location("train_throughput", REPO / "benchmarks" / "train_throughput.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load_benchmark("train_throughput")
     calls = {"training_step": 0, "configure_optimizers": 0, "ema_update": 0}
 
     def counting(cls, name, key):
@@ -458,17 +464,6 @@ def test_a_run_stopped_before_its_first_validation_exports_its_last_weights(tiny
     provenance = read_model_file(model)["provenance"]
     assert provenance["best_val_loss"] is None and provenance["global_step"] == 1
     assert load_denoiser(model)[0] is not None
-
-
-def _load_benchmark(name: str):
-    import importlib.util
-
-    from conftest import REPO
-
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_denoising_error_benchmark_scores_known_networks_and_a_trained_one(tiny_model, tiny_cache):
