@@ -23,6 +23,12 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TORCH_HOME", str(REPO / ".torch_home"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Whole-pipeline tests first. They take minutes each; started last, they would run side by side at the
+    end with nothing left to fill the other core, started first the short tests fill it around them."""
+    items.sort(key=lambda item: item.get_closest_marker("pipeline") is None)
+
+
 def tiny_data_config(**overrides) -> dict:
     """The `data` section for 32x32 slices at 6 mm: a whole cache in a few seconds."""
     cfg = {

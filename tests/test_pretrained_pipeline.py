@@ -5,6 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import REPO, copy_project
 from test_workflow import BIN, ENV, snakemake
@@ -18,6 +19,7 @@ def pretrained_project(tmp_path: Path) -> tuple[Path, dict]:
     config_path = proj / "config" / "config.yaml"
     cfg = yaml.safe_load(config_path.read_text())
     cfg["data"]["cache"].update(z_bins=4, z_range=[3, 26])  # the checkpoint's geometry
+    cfg["generation"]["job_unit"] = "replica"  # one sampling process for the four z-bins
     cfg["experiments"] = {
         "prediction": ["x0"],
         "p": [1.5],
@@ -28,6 +30,7 @@ def pretrained_project(tmp_path: Path) -> tuple[Path, dict]:
     return proj, cfg
 
 
+@pytest.mark.pipeline
 def test_pretrained_checkpoint_is_scored_like_a_trained_run(tmp_path, metric_weights):
     proj, cfg = pretrained_project(tmp_path)
 

@@ -197,6 +197,7 @@ def test_paired_figure_only_with_regime_b(tmp_path, regime_b):
     assert "Δ decoupled − shared" in (tmp_path / "paper" / "table.md").read_text()
 
 
+@pytest.mark.pipeline
 def test_pipeline_with_two_folds_and_two_variants(tmp_path, metric_weights):
     """Two folds x {shared, decoupled} through Snakemake: regime_b, the table's difference row, the figure."""
     proj = copy_project(tmp_path / "proj")

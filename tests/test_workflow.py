@@ -108,7 +108,6 @@ def test_raw_source_needs_an_existing_directory(tmp_path):
     assert proc.returncode != 0 and "data/ds004199" in proc.stdout + proc.stderr
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="dvc repro needs git")
 def check_rerun_contract(proj: Path) -> None:
     """On a finished pipeline: every config key reruns exactly its rules; a new replica or fold only adds jobs."""
     config_path = proj / "config" / "config.yaml"
@@ -154,6 +153,8 @@ def check_rerun_contract(proj: Path) -> None:
         config_path.write_text(original)
 
 
+@pytest.mark.pipeline
+@pytest.mark.skipif(shutil.which("git") is None, reason="dvc repro needs git")
 def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
     """The whole tiny pipeline; reruns driven by params; DVC stages that wrap Snakemake targets."""
     proj = copy_project(tmp_path / "proj")
