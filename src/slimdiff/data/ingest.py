@@ -2,9 +2,15 @@
 
 Two layouts are understood:
 
-* ``bids``: OpenNeuro ds004199 (FCD type II). ``participants.tsv`` with ``participant_id`` and ``group``
-  (``fcd`` | ``hc``), ``sub-X/anat/sub-X[_acq-Y]_FLAIR.nii.gz`` and, for patients, the same name with
-  ``_roi`` before the extension. Sessions (``sub-X/ses-Y/anat``) are searched too.
+* ``bids``: OpenNeuro ds004199 (FCD type II). ``participants.tsv`` (read with or without a UTF-8
+  byte-order mark; the published one has it) with ``participant_id`` and ``group`` (``fcd`` | ``hc``);
+  one ``sub-X/anat/sub-X[_acq-Y]_FLAIR.nii[.gz]`` per subject and, for patients, its lesion ROI
+  ``*_FLAIR_roi.nii[.gz]`` in the same folder. Sessions (``sub-X/ses-Y/anat``) are searched too. The ROI
+  is paired by the entities that matter, subject and session (its folder): the FLAIR's own name with
+  ``_roi`` wins; otherwise the folder's only ROI is taken even if its ``acq-`` differs (ds004199's
+  sub-00048 has an ``acq-T2sel`` FLAIR and an ``acq-32ch10`` ROI), with a warning, and the grid checks
+  of :func:`load_volume` decide whether it really belongs to the FLAIR. Several candidate ROIs are an
+  error. T1w volumes and JSON sidecars are not read.
 * ``nnunet``: the upstream layout. ``imagesTr/<id>_<modality:04d>.nii.gz`` with ``labelsTr/<id>.nii.gz``;
   images without a label are controls; ``imagesTs``/``labelsTs`` are the predefined test set. The root may
   be one dataset folder or hold several ``Dataset*`` folders (e.g. patients and controls).
@@ -84,7 +90,7 @@ def _discover_bids(root: Path, ingest: dict) -> list[Subject]:
     tsv = root / "participants.tsv"
     on_disk = sorted(p.name for p in root.glob("sub-*") if p.is_dir())
     if tsv.exists():
-        table = pd.read_csv(tsv, sep="\t", dtype=str, keep_default_na=False)
+        table = read_participants(tsv)
         if "participant_id" not in table.columns:
             raise DataError(tsv, "has no participant_id column")
         ids = table["participant_id"].str.strip()
@@ -102,26 +108,99 @@ def _discover_bids(root: Path, ingest: dict) -> list[Subject]:
 
     subjects = []
     for sid in listed:
-        flairs = sorted(
-            p
-            for p in (root / sid).glob("**/anat/*_FLAIR.nii*")
-            if p.name.startswith(f"{sid}_") and not p.name.endswith(("_roi.nii.gz", "_roi.nii"))
-        )
+        flairs = _bids_files(root / sid, sid, "_FLAIR")
         if len(flairs) > 1:
             raise DataError(root / sid, f"several FLAIR volumes, cannot choose: {', '.join(p.name for p in flairs)}")
         image = flairs[0] if flairs else None
         mask = brain = None
         if image is not None:
-            stem = image.name.split(".nii")[0]
-            ext = image.name[len(stem) :]
-            roi = image.with_name(f"{stem}_roi{ext}")
-            mask = roi if roi.exists() else None
+            stem, ext = _split_nifti(image.name)
+            mask = _pair_roi(image, _bids_files(root / sid, sid, "_FLAIR_roi"))
             if ingest.get("brain_mask_suffix"):
                 candidate = image.with_name(stem.replace("_FLAIR", ingest["brain_mask_suffix"]) + ext)
                 brain = candidate if candidate.exists() else None
         group = _group(groups.get(sid), mask is not None, tsv)
         subjects.append(Subject(sid, group, image, mask, brain, source=tsv if tsv.exists() else root / sid))
     return subjects
+
+
+def read_participants(tsv: Path) -> pd.DataFrame:
+    """participants.tsv as strings. The published ds004199 file starts with a UTF-8 byte-order mark; pandas'
+    parsers drop it on their own today, ``utf-8-sig`` says so explicitly (a reader that keeps it would name
+    the first column "\\ufeffparticipant_id" and lose every subject)."""
+    try:
+        table = pd.read_csv(tsv, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(tsv, f"cannot read as a UTF-8 tab-separated table ({type(exc).__name__}: {exc})") from None
+    table.columns = table.columns.str.strip()
+    return table
+
+
+_NIFTI_EXTENSIONS = (".nii.gz", ".nii")
+
+
+def _split_nifti(name: str) -> tuple[str, str]:
+    """("sub-X_acq-Y_FLAIR", ".nii.gz") from a NIfTI file name; the extension is "" for anything else."""
+    for ext in _NIFTI_EXTENSIONS:
+        if name.endswith(ext):
+            return name[: -len(ext)], ext
+    return name, ""
+
+
+def _bids_files(subject_dir: Path, sid: str, suffix: str) -> list[Path]:
+    """The subject's NIfTI files under ``anat`` (any session) whose name ends in `suffix` (``_FLAIR`` or
+    ``_FLAIR_roi``). Matching the whole suffix keeps T1w volumes, JSON sidecars and ROIs of other
+    modalities out, and ``_FLAIR`` alone never matches ``_FLAIR_roi``."""
+    found = []
+    for path in subject_dir.glob(f"**/anat/{sid}_*"):
+        stem, ext = _split_nifti(path.name)
+        if ext and stem.endswith(suffix) and path.is_file():
+            found.append(path)
+    return sorted(found)
+
+
+def _pair_roi(image: Path, rois: list[Path]) -> Path | None:
+    """The lesion ROI that belongs to FLAIR `image`, among the subject's `rois`, or None.
+
+    Subject and session are what tie an ROI to its FLAIR, so only ROIs in the FLAIR's own folder are
+    candidates (the subject has one FLAIR, see the caller). The FLAIR's own name with ``_roi`` wins. Other
+    entities, ``acq-`` above all, are labels the curators did not always keep in step (ds004199's sub-00048:
+    ``acq-T2sel`` FLAIR, ``acq-32ch10`` ROI), so a single candidate with another name is accepted with a
+    warning; whether it really lies on the FLAIR's grid is checked when the volumes are read. Two or more
+    candidates cannot be told apart by name and are an error.
+    """
+    stem, _ = _split_nifti(image.name)
+    here = [p for p in rois if p.parent == image.parent]
+    elsewhere = [p for p in rois if p.parent != image.parent]
+    if elsewhere:
+        log.warning(
+            "%s: ROI files outside the FLAIR's folder (another session?) are not paired with it: %s",
+            image,
+            ", ".join(str(p) for p in elsewhere),
+        )
+    exact = [p for p in here if _split_nifti(p.name)[0] == f"{stem}_roi"]
+    if len(exact) == 1:
+        others = [p.name for p in here if p != exact[0]]
+        if others:
+            log.warning(
+                "%s: other ROI files beside its own %s are ignored: %s", image, exact[0].name, ", ".join(others)
+            )
+        return exact[0]
+    candidates = exact or here
+    if len(candidates) > 1:
+        raise DataError(
+            image, f"several lesion ROI files for this FLAIR, cannot choose: {', '.join(p.name for p in candidates)}"
+        )
+    if candidates:
+        log.warning(
+            "%s: no ROI named %s_roi; pairing the subject's only FLAIR ROI %s (the names differ in an entity "
+            "such as acq-; its shape and affine are checked against the FLAIR when read)",
+            image,
+            stem,
+            candidates[0].name,
+        )
+        return candidates[0]
+    return None
 
 
 def _group(declared: str | None, has_roi: bool, tsv: Path) -> str:
