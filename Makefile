@@ -16,7 +16,7 @@ export DVC_NO_ANALYTICS := 1
 # Metric network weights (Inception, LPIPS trunks) are cached inside the project, built once by slimdiff-weights.
 export TORCH_HOME ?= $(CURDIR)/.torch_home
 
-.PHONY: run ablation test test-slurm lint dryrun report clean upstream-env upstream-fixtures vs-upstream
+.PHONY: run ablation test test-slurm lint dryrun config report clean upstream-env upstream-fixtures vs-upstream
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,11 +53,16 @@ run: $(STAMP)
 
 # Table 1's prediction-type x Lp grid at the default's scale on the CPU (under an hour on 2 cores from scratch).
 ablation: $(STAMP)
-	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile config/config.yaml config/ablation-cpu.yaml
+	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile config/ablation-cpu.yaml
 	@cat results/paper/table.md
 
 dryrun: $(STAMP)
 	snakemake -n --configfile config/config.yaml
+
+# The config a run would use, resolved as Snakemake resolves it: `make config CONFIG=config/paper.yaml`.
+CONFIG ?= config/config.yaml
+config: $(STAMP)
+	slimdiff-config $(CONFIG)
 
 lint: $(STAMP)
 	ruff check .

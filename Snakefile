@@ -5,7 +5,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The config that runs is the one the command names: `--configfile config/paper.yaml` replaces the default
+# instead of merging over it; an overlay says what it builds on with `extends:` (rules/common.smk resolves it).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "report/workflow.rst"

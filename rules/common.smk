@@ -1,21 +1,30 @@
 # Config loading and validation, and the input/target functions every rule module uses.
+import os
 import re
 from pathlib import Path
 
-from slimdiff.config import ConfigError, validate_config
+from slimdiff.config import ConfigError, resolve_config, show_config_if_asked, validate_config
 from slimdiff.experiments import expand_runs, pretrained_runs, run_folds
 from slimdiff.gpu_lease import export_settings
 from slimdiff.metrics.pairing import has_paired_folds, variant_pairs
 from slimdiff.rerun import rule_settings
 
-# The same validator as the slimdiff-* commands (config/schema.yaml, defaults filled in, every problem listed
-# with its key path); snakemake.utils.validate cannot fill defaults inside a list of experiment grids.
+# The config that runs: the files named by --configfile (else config/config.yaml), each with the chain it
+# `extends`, then --config KEY=VALUE (slimdiff.config says how they combine). Validated by the same code as the
+# slimdiff-* commands (config/schema.yaml, defaults filled in, every problem listed with its key path);
+# snakemake.utils.validate cannot fill defaults inside a list of experiment grids.
+CONFIG_FILES = [os.path.relpath(f) for f in workflow.overwrite_configfiles] or ["config/config.yaml"]
 try:
-    config.update(validate_config(config, source="the config (config/config.yaml + --configfile/--config)"))
+    _resolved = resolve_config(CONFIG_FILES, overrides=workflow.config_settings.config)
+    _source = " + ".join(CONFIG_FILES) + (" + --config" if workflow.config_settings.config else "")
+    _resolved = validate_config(_resolved, source=f"the config ({_source})")
+    config.clear()
+    config.update(_resolved)
     RUNS = expand_runs(config)  # run name -> full run config (model, diffusion, loss, ...)
     PRETRAINED = pretrained_runs(config)  # run name -> its grid's `pretrained` block: imported, not trained
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+show_config_if_asked(config, source=_source)  # SLIMDIFF_SHOW_CONFIG=- snakemake -n ...: what will run
 
 DATA = config["data"]
 SYNTHETIC = DATA["source"] == "synthetic"

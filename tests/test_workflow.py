@@ -14,6 +14,7 @@ import rerun_contract
 import yaml
 from conftest import REPO, copy_project, tiny_config
 
+from slimdiff.config import validate_config
 from slimdiff.data.cache import load_cache
 from slimdiff.io import read_json
 
@@ -159,8 +160,11 @@ def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
     """The whole tiny pipeline; reruns driven by params; DVC stages that wrap Snakemake targets."""
     proj = copy_project(tmp_path / "proj")
 
+    resolved = proj / "resolved-config.yaml"  # what every Snakemake call under `dvc repro` resolves
+
     def run(*cmd):
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=proj)
+        env = {**ENV, "SLIMDIFF_SHOW_CONFIG": str(resolved)}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=proj)
         assert proc.returncode == 0, " ".join(cmd) + "\n" + proc.stdout[-3000:] + proc.stderr[-3000:]
         return proc.stdout + proc.stderr
 
@@ -175,6 +179,8 @@ def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
     first = run(dvc, "repro")
     for stage in ("cohort", "cache", "compute", "figures"):
         assert f"Running stage '{stage}'" in first
+    tiny = validate_config(yaml.safe_load((proj / "config" / "config.yaml").read_text()))
+    assert yaml.safe_load(resolved.read_text()) == tiny, "dvc repro runs config/config.yaml as Snakemake resolves it"
     cache = load_cache(proj / "results" / "cache")
     assert cache.meta["counts"]["patients"] == 3 and cache.meta["z_bins"] == 3
     for name in ("zbin_montage.png", "cohort_stats.png", "cohort_stats.csv"):
