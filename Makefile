@@ -42,7 +42,10 @@ upstream-fixtures: $(UPSTREAM_STAMP)
 vs-upstream: $(UPSTREAM_STAMP)
 	$(UPSTREAM_VENV)/bin/python benchmarks/vs_upstream.py --out results/benchmarks/vs_upstream.json $(VS_UPSTREAM_ARGS)
 
+# After a kill: a lock left by the dead Snakemake is removed (only when nothing of this directory still runs),
+# incomplete outputs rerun (profiles/default: rerun-incomplete) and trainings resume from last.ckpt.
 run: $(STAMP)
+	@python -m slimdiff.workflow_lock
 	@start=$$(date +%s); \
 	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile config/config.yaml && \
 	snakemake --cores 1 --configfile config/config.yaml --report results/report.html && \
@@ -53,6 +56,7 @@ run: $(STAMP)
 
 # Table 1's prediction-type x Lp grid at the default's scale on the CPU (under an hour on 2 cores from scratch).
 ablation: $(STAMP)
+	@python -m slimdiff.workflow_lock
 	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile config/ablation-cpu.yaml
 	@cat results/paper/table.md
 
