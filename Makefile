@@ -33,9 +33,11 @@ $(UPSTREAM_STAMP): requirements.lock envs/upstream-requirements.txt pyproject.to
 
 upstream-env: $(UPSTREAM_STAMP)
 
-# Rebuild the committed test data of tests/test_upstream_import.py with upstream's own code.
+# Rebuild the committed test data of tests/test_upstream_import.py and tests/test_metric_parity.py with upstream's
+# own code.
 upstream-fixtures: $(UPSTREAM_STAMP)
 	$(UPSTREAM_VENV)/bin/python tests/upstream/make_fixtures.py tests/data/upstream
+	$(UPSTREAM_VENV)/bin/python tests/upstream/make_metric_fixtures.py tests/data/upstream/metrics
 
 # This project against upstream on the same machine: writes results/benchmarks/vs_upstream.json.
 # VS_UPSTREAM_ARGS passes options, e.g. "--threads 1,2" or "--models small --quick".

@@ -8,7 +8,7 @@ import torch
 from slimdiff.metrics import stats
 from slimdiff.metrics.features import InceptionFeatures, to_inception_uint8
 from slimdiff.metrics.kid_fid import fid, kid
-from slimdiff.metrics.morphology import lesion_features, mmd_mf, wasserstein_per_feature
+from slimdiff.metrics.morphology import lesion_features, mmd_mf, wasserstein_per_feature, zscore_with_real
 
 
 def test_inception_input_is_scaled_to_uint8_exactly_once():
@@ -264,6 +264,19 @@ def test_mmd_mf_separates_shapes():
     few = mmd_mf(real, lesion_features(blobs(3, 3)))
     assert np.isnan(few["mmd_mf_mean"])
     assert few["null_reasons"]["mmd_mf_mean"] == "fewer than 10 lesions on a side (60 real, 3 synthetic)"
+
+
+def test_mmd_mf_subsets_follow_upstreams_rule():
+    """min(subset_size, n_real, n_synthetic), not image KID's half-the-smaller-set guard: with fewer lesions
+    than subset_size every subset is the whole smaller set, so a side that small is never resampled."""
+    real, fake = lesion_features(blobs(40, 0)), lesion_features(blobs(25, 2, elongation=2.0))
+    out = mmd_mf(real, fake, subsets=5, subset_size=500, seed=1)
+    assert out["mmd_mf_subset_size"] == 25
+    assert mmd_mf(real, fake, subsets=5, subset_size=12, seed=1)["mmd_mf_subset_size"] == 12
+    whole = mmd_mf(real.iloc[:25], fake, subsets=3, subset_size=500, seed=1)  # both sides whole: no resampling
+    assert whole["mmd_mf_std"] == pytest.approx(0.0, abs=1e-9)
+    assert whole["mmd_mf_mean"] == pytest.approx(hand_mmd(*zscore_with_real(real.iloc[:25], fake)), rel=1e-6)
+    assert out["mmd_mf_std"] > 0  # subsets of 25 of the 40 real lesions
 
 
 def test_statistics():

@@ -3,8 +3,9 @@
 Masks are binarised at tau (mask > tau); each 4-connected component of at least 5 px is one lesion, described
 by 9 regionprops features (area, perimeter, circularity, solidity, extent, eccentricity, major and minor axis
 length, equivalent diameter). Both sets are z-scored with the REAL set's mean and std, then compared with the
-unbiased MMD^2 under the cubic polynomial kernel (x.y/9 + 1)^3, averaged over subsets of at most 500 lesions
-(the KID estimator on morphology instead of Inception features). Per-feature Wasserstein-1 distances say
+unbiased MMD^2 under the cubic polynomial kernel (x.y/9 + 1)^3, averaged over subsets of
+min(500, n_real, n_synthetic) lesions, upstream's rule (the KID estimator on morphology instead of Inception
+features; image KID's half-the-smaller-set guard does not apply here). Per-feature Wasserstein-1 distances say
 which shape property differs.
 """
 
@@ -71,17 +72,21 @@ def mmd_mf(real: pd.DataFrame, fake: pd.DataFrame, subsets: int = 100, subset_si
         return {
             "mmd_mf_mean": float("nan"),
             "mmd_mf_std": float("nan"),
+            "mmd_mf_subset_size": 0,
             "n_real_lesions": len(real),
             "n_fake_lesions": len(fake),
             "null_reasons": {"mmd_mf_mean": why, "mmd_mf_std": why},
         }
-    from slimdiff.metrics.kid_fid import kid  # torch-fidelity: imported only when there is something to score
+    from slimdiff.metrics.kid_fid import poly_mmd  # torch-fidelity: imported only when there is something to score
 
     r, f = zscore_with_real(real, fake)
-    out = kid(r, f, subsets=subsets, subset_size=subset_size, seed=seed)
+    # Upstream's subset rule: every subset is the whole smaller set when it has fewer than subset_size lesions.
+    size = min(subset_size, len(real), len(fake))
+    mean, std = poly_mmd(r, f, subsets, size, seed)
     return {
-        "mmd_mf_mean": out["kid_mean"],
-        "mmd_mf_std": out["kid_std"],
+        "mmd_mf_mean": mean,
+        "mmd_mf_std": std,
+        "mmd_mf_subset_size": size,
         "n_real_lesions": len(real),
         "n_fake_lesions": len(fake),
     }

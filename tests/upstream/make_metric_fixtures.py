@@ -1,0 +1,86 @@
+"""Build the metric parity fixtures with upstream's own metric code (run in `make upstream-env`'s environment).
+
+    .upstream-venv/bin/python tests/upstream/make_metric_fixtures.py tests/data/upstream/metrics
+
+Mask morphology (MMD-MF): seeded masks in upstream's format ({-1, +1} real masks; continuous synthetic masks,
+binarised by upstream at > 0) go through upstream's MaskMorphologyDistanceComputer with its defaults (min lesion
+5 px, subset 500, 100 subsets, degree 3, z-scored with the real statistics), seeded as upstream's
+run_mask_metrics seeds it (np.random.seed(42) right before the computation). Written: the masks, upstream's
+per-lesion feature matrices, MMD-MF mean / std / subset size and the per-feature Wasserstein distances.
+tests/test_metric_parity.py computes the same with this project's functions and must match. Nothing here is
+imported by the pipeline; the outputs are committed as test data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from src.diffusion.scripts.similarity_metrics.metrics.mask_morphology import MaskMorphologyDistanceComputer
+
+SIZE = 40
+SEED = 42  # upstream's run_mask_metrics: np.random.seed(42) before each MMD computation
+
+
+def blob_masks(n: int, rng: np.random.Generator, elongation: float, continuous: bool) -> np.ndarray:
+    """n masks with one to three elliptic lesions each (some masks empty), {-1, +1} or continuous in [-1, 1]."""
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    masks = np.full((n, SIZE, SIZE), -1.0, np.float32)
+    for i in range(n):
+        for _ in range(rng.integers(0, 4)):
+            cy, cx = rng.uniform(8, SIZE - 8, 2)
+            a, b = rng.uniform(2.0, 5.0), rng.uniform(2.0, 5.0) * elongation
+            theta = rng.uniform(0, np.pi)
+            u = (yy - cy) * np.cos(theta) + (xx - cx) * np.sin(theta)
+            v = -(yy - cy) * np.sin(theta) + (xx - cx) * np.cos(theta)
+            inside = (u / a) ** 2 + (v / b) ** 2
+            masks[i] = np.maximum(masks[i], np.clip(1.5 - inside, -1, 1) if continuous else np.where(inside < 1, 1, -1))
+    return masks
+
+
+def mask_morphology(out_dir: Path) -> None:
+    rng = np.random.default_rng(7)
+    real = blob_masks(60, rng, elongation=1.0, continuous=False)
+    synth = blob_masks(90, rng, elongation=1.6, continuous=True)
+    computer = MaskMorphologyDistanceComputer()
+    real_f = computer.extract_features(real, show_progress=False)
+    synth_f = computer.extract_features(synth, show_progress=False)
+    np.random.seed(SEED)
+    result, _, _ = computer.compute(real, synth, show_progress=False, real_features=real_f, synth_features=synth_f)
+    wasserstein = computer.compute_per_feature_wasserstein(real_features=real_f, synth_features=synth_f)
+    np.savez_compressed(
+        out_dir / "mask_morphology.npz",
+        real_masks=real,
+        synth_masks=synth,
+        real_features=real_f,
+        synth_features=synth_f,
+    )
+    record = {
+        "seed": SEED,
+        "feature_names": computer.feature_extractor.feature_names,
+        "mmd_mf_mean": result.value,
+        "mmd_mf_std": result.std,
+        "subset_size": result.metadata["subset_size"],
+        "num_subsets": result.metadata["num_subsets"],
+        "n_real_lesions": result.metadata["n_real_lesions"],
+        "n_synth_lesions": result.metadata["n_synth_lesions"],
+        "wasserstein": wasserstein,
+        "made_with": {name: metadata.version(name) for name in ("slim-diff", "numpy", "scipy", "scikit-image")},
+    }
+    (out_dir / "mask_morphology.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"MMD-MF {result.value:.6f} +- {result.std:.6f} (subset {record['subset_size']})")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("out_dir", type=Path)
+    out_dir = p.parse_args().out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mask_morphology(out_dir)
+
+
+if __name__ == "__main__":
+    main()
