@@ -48,3 +48,50 @@ def test_per_feature_wasserstein_equals_upstreams(morphology):
     ours = wasserstein_per_feature(lesion_features(arrays["real_masks"]), lesion_features(arrays["synth_masks"]))
     for name, value in record["wasserstein"].items():
         assert ours[name] == pytest.approx(value, rel=1e-9), name
+
+
+# ---- Regime A statistics (Table 1): Friedman + Nemenyi, Kruskal-Wallis + Dunn (BH), Cliff's delta ----
+
+UPSTREAM_PREDICTION = {"epsilon": "epsilon", "velocity": "v", "x0": "x0"}
+
+
+@pytest.fixture(scope="module")
+def regime_a():
+    return json.loads((FIXTURES / "regime_a.json").read_text())
+
+
+@pytest.mark.parametrize("case", ["separated", "tied"])
+def test_regime_a_statistics_equal_upstreams(regime_a, case):
+    import pandas as pd
+
+    from slimdiff.metrics.stats import compare_configurations
+
+    up = regime_a[case]
+    rows = pd.DataFrame(up["rows"])
+    family = pd.DataFrame(
+        {
+            "prediction": rows["prediction_type"].map(UPSTREAM_PREDICTION),
+            "p": rows["lp_norm"],
+            "replica": rows["replica_id"],
+            "kid": rows["kid_global"],
+        }
+    )
+    ours = compare_configurations(family, "kid")
+    between = ours["between_predictions"]
+    assert between["kruskal_stat"] == pytest.approx(up["between"]["kruskal_stat"], rel=1e-12)
+    assert between["kruskal_p"] == pytest.approx(up["between"]["p_value"], rel=1e-9)
+    dunn = {f"{d['a']}_vs_{d['b']}": d["p_bh"] for d in between["dunn"]}
+    deltas = {f"{d['a']}_vs_{d['b']}": d["delta"] for d in ours["cliffs_delta"]}
+    for pair, p_bh in up["between"]["posthoc"].items():  # upstream runs Dunn only when Kruskal-Wallis p < 0.05
+        a, b = pair.split("_vs_")
+        ours_pair = f"{UPSTREAM_PREDICTION[a]}_vs_{UPSTREAM_PREDICTION[b]}"
+        assert dunn[ours_pair] == pytest.approx(p_bh, rel=1e-9), pair
+        assert deltas[ours_pair] == pytest.approx(up["between"]["cliffs_delta"][pair], abs=1e-12), pair
+    for group, result in up["within"].items():
+        mine = ours["within_prediction"][UPSTREAM_PREDICTION[group]]
+        assert mine["friedman_stat"] == pytest.approx(result["friedman_stat"], rel=1e-12)
+        assert mine["friedman_p"] == pytest.approx(result["p_value"], rel=1e-9)
+        nemenyi = {f"{n['a']}_vs_{n['b']}": n["p"] for n in mine["nemenyi"]}
+        for pair, p in result["posthoc"].items():  # upstream runs Nemenyi only when Friedman p < 0.05
+            a, b = (float(x) for x in pair.split("_vs_"))
+            assert nemenyi[f"{a}_vs_{b}"] == pytest.approx(p, rel=1e-6, abs=1e-9), (group, pair)

@@ -287,6 +287,7 @@ def test_statistics():
     table = pd.DataFrame({"a": g.normal(0, 0.1, 8), "b": g.normal(1, 0.1, 8), "c": g.normal(2, 0.1, 8)})
     fr = stats.friedman_nemenyi(table)
     assert fr["friedman_p"] < 0.001
+    assert np.isnan(stats.friedman_nemenyi(table.iloc[:2])["friedman_p"])  # upstream: at least 3 blocks
     p = {(x["a"], x["b"]): x["p"] for x in fr["nemenyi"]}
     assert p[("a", "c")] < 0.01 and p[("a", "b")] > p[("a", "c")]
     kd = stats.kruskal_dunn(

@@ -7,6 +7,9 @@ binarised by upstream at > 0) go through upstream's MaskMorphologyDistanceComput
 5 px, subset 500, 100 subsets, degree 3, z-scored with the real statistics), seeded as upstream's
 run_mask_metrics seeds it (np.random.seed(42) right before the computation). Written: the masks, upstream's
 per-lesion feature matrices, MMD-MF mean / std / subset size and the per-feature Wasserstein distances.
+
+Regime A statistics (Table 1): seeded per-replica metric tables through upstream's within_group_comparison and
+between_group_comparison (scikit-posthocs installed, as the paper's runs had it).
 tests/test_metric_parity.py computes the same with this project's functions and must match. Nothing here is
 imported by the pipeline; the outputs are committed as test data.
 """
@@ -19,7 +22,9 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from src.diffusion.scripts.similarity_metrics.metrics.mask_morphology import MaskMorphologyDistanceComputer
+from src.diffusion.scripts.similarity_metrics.statistics import comparison
 
 SIZE = 40
 SEED = 42  # upstream's run_mask_metrics: np.random.seed(42) before each MMD computation
@@ -74,12 +79,55 @@ def mask_morphology(out_dir: Path) -> None:
     print(f"MMD-MF {result.value:.6f} +- {result.std:.6f} (subset {record['subset_size']})")
 
 
+def regime_a(out_dir: Path) -> None:
+    """Table 1's statistics: 3 prediction types x 3 Lp x 5 replicas of a global metric, upstream's
+    within_group_comparison (Friedman + Nemenyi) and between_group_comparison (Kruskal-Wallis + Dunn BH, Cliff's
+    delta). Two frames: one whose tests are significant (so upstream runs its post-hoc tests), one with ties."""
+    assert comparison.HAS_POSTHOCS, "scikit-posthocs is needed for upstream's Nemenyi and Dunn tests"
+    rng = np.random.default_rng(11)
+    frames = {}
+    rows = []
+    for pred, centre in (("epsilon", 0.12), ("velocity", 0.07), ("x0", 0.04)):
+        for lp, shift in ((1.5, 0.0), (2.0, 0.004), (2.5, 0.012)):
+            for rep in range(5):
+                rows.append((pred, lp, rep, centre + shift + rng.normal(0, 0.002)))
+    frames["separated"] = pd.DataFrame(rows, columns=["prediction_type", "lp_norm", "replica_id", "kid_global"])
+    tied = frames["separated"].copy()
+    tied["kid_global"] = np.round(tied["kid_global"] + rng.normal(0, 0.03, len(tied)), 2)  # overlapping, with ties
+    frames["tied"] = tied
+    record = {}
+    for name, frame in frames.items():
+        within = comparison.within_group_comparison(frame)
+        between = comparison.between_group_comparison(frame)
+        record[name] = {
+            "rows": frame.to_dict(orient="list"),
+            "within": {
+                r["group"]: {
+                    "friedman_stat": r["friedman_stat"],
+                    "p_value": r["p_value"],
+                    "posthoc": r["posthoc_comparisons"],
+                }
+                for r in within.to_dict(orient="records")
+            },
+            "between": {
+                "kruskal_stat": between["kruskal_stat"],
+                "p_value": between["p_value"],
+                "posthoc": between["posthoc_pvalues"],
+                "cliffs_delta": {k: v["cliffs_delta"] for k, v in between["effect_sizes"].items()},
+            },
+        }
+    record["made_with"] = {name: metadata.version(name) for name in ("slim-diff", "scipy", "scikit-posthocs")}
+    (out_dir / "regime_a.json").write_text(json.dumps(record, indent=2) + "\n")
+    print("regime A:", {n: record[n]["between"]["p_value"] for n in frames})
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out_dir", type=Path)
     out_dir = p.parse_args().out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     mask_morphology(out_dir)
+    regime_a(out_dir)
 
 
 if __name__ == "__main__":

@@ -36,10 +36,11 @@ def cliffs_delta(a, b) -> float:
 
 
 def friedman_nemenyi(table: pd.DataFrame) -> dict:
-    """`table`: rows = blocks (replicas), columns = configurations. Needs >= 3 columns and >= 2 rows."""
+    """`table`: rows = blocks (replicas), columns = configurations. Needs >= 3 columns (scipy's Friedman test)
+    and >= 3 rows, upstream's rule (within_group_comparison): fewer blocks give no statistic."""
     table = table.dropna()
     k, n = table.shape[1], table.shape[0]
-    if k < 3 or n < 2:
+    if k < 3 or n < 3:
         return {"friedman_stat": float("nan"), "friedman_p": float("nan"), "nemenyi": []}
     stat, p = stats.friedmanchisquare(*[table[c].to_numpy() for c in table.columns])
     ranks = table.rank(axis=1).mean()
