@@ -35,8 +35,9 @@ upstream-env: $(UPSTREAM_STAMP)
 
 # Rebuild the committed test data of tests/test_upstream_import.py and tests/test_metric_parity.py with upstream's
 # own code.
-upstream-fixtures: $(UPSTREAM_STAMP)
+upstream-fixtures: $(UPSTREAM_STAMP) $(STAMP)
 	$(UPSTREAM_VENV)/bin/python tests/upstream/make_fixtures.py tests/data/upstream
+	$(BIN)/slimdiff-weights >/dev/null  # the LPIPS trunk in $(TORCH_HOME), for upstream's LPIPS too
 	$(UPSTREAM_VENV)/bin/python tests/upstream/make_metric_fixtures.py tests/data/upstream/metrics
 
 # This project against upstream on the same machine: writes results/benchmarks/vs_upstream.json.

@@ -95,3 +95,44 @@ def test_regime_a_statistics_equal_upstreams(regime_a, case):
         for pair, p in result["posthoc"].items():  # upstream runs Nemenyi only when Friedman p < 0.05
             a, b = (float(x) for x in pair.split("_vs_"))
             assert nemenyi[f"{a}_vs_{b}"] == pytest.approx(p, rel=1e-6, abs=1e-9), (group, pair)
+
+
+# ---- LPIPS: upstream's pairing protocol (draws, cap, clamp, per-z-bin seeds) ----
+
+
+@pytest.fixture(scope="module")
+def lpips_case(metric_weights):
+    from slimdiff.metrics.lpips_metric import LPIPSMetric
+
+    arrays = np.load(FIXTURES / "lpips.npz")
+    return (
+        LPIPSMetric("vgg", batch_size=8),
+        {k: arrays[k] for k in arrays.files},
+        json.loads((FIXTURES / "lpips.json").read_text()),
+    )
+
+
+def test_lpips_equals_upstreams_pairs_and_values(lpips_case):
+    metric, arrays, record = lpips_case
+    real, synth = arrays["real"], arrays["synth"]
+    whole = metric.unpaired(real, synth, record["whole"]["n_pairs"], record["whole"]["seed"])
+    assert whole["lpips_mean"] == pytest.approx(record["whole"]["mean"], rel=1e-5)
+    assert whole["lpips_std"] == pytest.approx(record["whole"]["std"], rel=1e-4)
+    small = metric.unpaired(real[:3], synth[:4], record["small"]["n_pairs"], record["small"]["seed"])
+    assert small["lpips_pairs"] == 12  # capped at n_real x n_synthetic, as upstream
+    assert small["lpips_mean"] == pytest.approx(record["small"]["mean"], rel=1e-5)
+
+
+def test_per_zbin_lpips_uses_upstreams_seeds_and_minimum(lpips_case):
+    metric, arrays, record = lpips_case
+    for row in record["per_zbin"]["rows"]:
+        b = int(row["zbin"])
+        ri, fi = arrays["real_z"] == b, arrays["synth_z"] == b
+        out = metric.unpaired(
+            arrays["real"][ri], arrays["synth"][fi], record["per_zbin"]["n_pairs"], record["per_zbin"]["seed"] + b, 5
+        )
+        if np.isnan(row["lpips"]):
+            assert np.isnan(out["lpips_mean"]) and "fewer than 5 images" in out["null_reasons"]["lpips_mean"]
+        else:
+            assert out["lpips_mean"] == pytest.approx(row["lpips"], rel=1e-5), b
+            assert out["lpips_std"] == pytest.approx(row["lpips_std"], rel=1e-4), b

@@ -203,7 +203,7 @@ def test_lpips_known_answers(metric_weights):
     assert np.allclose(lp.distances(a, a), 0, atol=1e-6)
     assert (lp.distances(a, b) > 0.01).all()
     r1, r2 = lp.unpaired(a, b, 20, seed=3), lp.unpaired(a, b, 20, seed=3)
-    assert r1 == r2 and r1["lpips_pairs"] == 20
+    assert r1 == r2 and r1["lpips_pairs"] == 16  # capped at 4 x 4 distinct pairs, as upstream
 
 
 def test_lpips_equals_the_lpips_package_called_directly(metric_weights):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from src.diffusion.scripts.similarity_metrics.metrics.lpips import LPIPSComputer, compute_per_zbin_lpips
 from src.diffusion.scripts.similarity_metrics.metrics.mask_morphology import MaskMorphologyDistanceComputer
 from src.diffusion.scripts.similarity_metrics.statistics import comparison
 
@@ -121,6 +122,29 @@ def regime_a(out_dir: Path) -> None:
     print("regime A:", {n: record[n]["between"]["p_value"] for n in frames})
 
 
+def lpips_protocol(out_dir: Path) -> None:
+    """Upstream's LPIPS protocol (lpips package, VGG): random unpaired pairs drawn with replacement after
+    np.random.seed(seed), population std; per z-bin with seed + z-bin and NaN below 5 images on a side. The
+    VGG trunk comes from $TORCH_HOME (point it at this project's .torch_home, filled by slimdiff-weights)."""
+    rng = np.random.default_rng(5)
+    real = np.clip(rng.normal(0, 0.5, (14, 32, 32)), -1.2, 1.2).astype(np.float32)  # some values outside [-1, 1]
+    synth = np.clip(rng.normal(0.1, 0.6, (17, 32, 32)), -1.2, 1.2).astype(np.float32)
+    real_z, synth_z = np.arange(14) % 3, np.r_[np.zeros(8), np.ones(6), np.full(3, 2)].astype(int)  # bin 2: 3 synth
+    computer = LPIPSComputer(net="vgg", device="cpu", batch_size=8)
+    whole = computer.compute_pairwise(real, synth, n_pairs=40, seed=SEED, show_progress=False)
+    small = computer.compute_pairwise(real[:3], synth[:4], n_pairs=40, seed=7, show_progress=False)  # 12 pairs at most
+    per_zbin = compute_per_zbin_lpips(real, real_z, synth, synth_z, n_pairs_per_zbin=20, device="cpu", seed=SEED)
+    np.savez_compressed(out_dir / "lpips.npz", real=real, synth=synth, real_z=real_z, synth_z=synth_z)
+    record = {
+        "whole": {"seed": SEED, "n_pairs": 40, "mean": whole.value, "std": whole.std},
+        "small": {"seed": 7, "n_pairs": 40, "mean": small.value, "std": small.std},
+        "per_zbin": {"seed": SEED, "n_pairs": 20, "rows": per_zbin},
+        "made_with": {name: metadata.version(name) for name in ("slim-diff", "lpips", "torch")},
+    }
+    (out_dir / "lpips.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
+    print(f"LPIPS {whole.value:.6f} +- {whole.std:.6f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out_dir", type=Path)
@@ -128,6 +152,7 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     mask_morphology(out_dir)
     regime_a(out_dir)
+    lpips_protocol(out_dir)
 
 
 if __name__ == "__main__":

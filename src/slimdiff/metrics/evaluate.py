@@ -134,8 +134,15 @@ def evaluate_images(
     for b in sorted(set(real["z_bin"].tolist()) | set(pooled["z_bin"].tolist())):
         ri, fi = real["z_bin"] == b, pooled["z_bin"] == b
         k = kid(real_feats[ri], pooled_feats[fi], cfg["zbin_kid_subsets"], cfg["zbin_kid_subset_size"], cfg["seed"])
-        lpz = lpips_metric.unpaired(real["images"][ri], pooled["images"][fi], cfg["zbin_lpips_pairs"], cfg["seed"])
-        zrows.append({"z_bin": b, "n_real": int(ri.sum()), "n_synthetic": int(fi.sum()), **k, **lpz})
+        # upstream's compute_per_zbin_lpips: seed + z-bin, undefined below 5 images on a side
+        lpz = lpips_metric.unpaired(
+            real["images"][ri], pooled["images"][fi], cfg["zbin_lpips_pairs"], cfg["seed"] + int(b), min_images=5
+        )
+        reasons = {**k.pop("null_reasons", {}), **lpz.pop("null_reasons", {})}
+        why = "; ".join(f"{key}: {text}" for key, text in reasons.items())  # one CSV cell: which value, and why
+        zrows.append(
+            {"z_bin": b, "n_real": int(ri.sum()), "n_synthetic": int(fi.sum()), **k, **lpz, "null_reasons": why}
+        )
     train = real_split(cache_dir, fold, "train")
     memo = memorization(inception.cached(train["images"], feature_cache), real_feats, pooled_feats)
     result = {
