@@ -1,18 +1,18 @@
-"""Training end to end on a tiny cache: outputs, model.pt, determinism, resume after a kill, bad checkpoints."""
+"""Training end to end on a tiny cache: outputs, model.pt, determinism, exact resume after a kill, bad checkpoints."""
 
 import copy
-import os
 import shutil
 import signal
 import subprocess
 import sys
 
+import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import TINY_MODEL, tiny_run_config
+from conftest import tiny_run_config
 
 from slimdiff.experiments import expand_runs, run_name
 from slimdiff.model.file import ModelFileError, load_denoiser, read_model_file, save_model, weight_kind
@@ -34,7 +34,7 @@ def test_outputs_of_a_run(trained):
     assert log["epoch"].tolist() == [0, 1]
     assert (log["step"].diff().dropna() > 0).all()
     assert log[["train_loss", "val_loss"]].notna().all().all()
-    dice = log[["mask_dice_t100", "mask_dice_t500"]]  # the schema's default timesteps
+    dice = log[["mask_dice_t100", "mask_dice_t500", "input_dice_t100", "input_dice_t500"]]  # the schema's default t
     assert ((dice >= 0) & (dice <= 1)).all().all()
     cfg = yaml.safe_load((trained / "config.yaml").read_text())
     assert cfg["run"] == "x0_lp1.5_sc0.5" and cfg["diffusion"]["prediction"] == "x0"
@@ -84,49 +84,184 @@ def test_same_seed_same_model(tiny_cache, tmp_path, trained):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-# Runs slimdiff-train with a callback that SIGKILLs the process as epoch KILL_AT starts: after epoch
-# KILL_AT - 1 has written log.csv and last.ckpt, so the kill lands at a known point on any hardware.
-KILL_AT_EPOCH = """
+# Resume after a kill. The reference: 3 epochs of a tiny run without interruption. A run killed anywhere and run
+# again ends with the same model.pt (torch.equal on every tensor) and the same log.csv (but its wall times).
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill(*args):
+    raise _Killed
+
+
+class _KillAt(pl.Callback):
+    """Raises as epoch `epoch` starts: last.ckpt then holds the end of epoch `epoch` - 1."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise _Killed
+
+
+def _with_callback(monkeypatch, callback: pl.Callback) -> None:
+    """train_run's trainer with one more callback (without state: the checkpoints hold what they would)."""
+    from slimdiff.training import runner
+
+    make = runner._trainer
+    monkeypatch.setattr(runner, "_trainer", lambda *args: make(*args[:-1], [*args[-1], callback]))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    train_run(tiny_cache, out, tiny_run_config(max_epochs=3), fold=0, device="cpu")
+    return out
+
+
+def _assert_same_run(out, reference, epochs: int = 3) -> None:
+    """model.pt's tensors equal, its epoch, step and score too; log.csv equal except for the wall times."""
+    ours, theirs = read_model_file(out / "model.pt"), read_model_file(reference / "model.pt")
+    assert ours["state_dict"].keys() == theirs["state_dict"].keys()
+    differ = [k for k in ours["state_dict"] if not torch.equal(ours["state_dict"][k], theirs["state_dict"][k])]
+    assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:3]}"
+    keys = ("epoch", "global_step", "best_val_loss")
+    assert {k: ours["provenance"][k] for k in keys} == {k: theirs["provenance"][k] for k in keys}
+    log, ref_log = pd.read_csv(out / "log.csv"), pd.read_csv(reference / "log.csv")
+    assert log["epoch"].tolist() == list(range(epochs))
+    pd.testing.assert_frame_equal(log.drop(columns="seconds"), ref_log.drop(columns="seconds"), check_exact=True)
+    assert (out / "loss.png").stat().st_size > 0
+
+
+def _remove_outputs(out) -> None:
+    """What Snakemake does with the outputs of a failed job."""
+    for name in ("model.pt", "log.csv", "loss.png"):
+        (out / name).unlink(missing_ok=True)
+
+
+@pytest.mark.xdist_group("uninterrupted_run")
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_kill_at_an_epoch_boundary_resumes_exactly(uninterrupted, tiny_cache, tmp_path, monkeypatch, num_workers):
+    """Killed as epoch 1 starts, resumed for epochs 1-2. With a worker process too (the reference has none: workers
+    change nothing that is learned): a loader with workers draws an epoch's first indices when Lightning makes
+    the iterator, before it calls the sampler's set_epoch."""
+    cfg = tiny_run_config(max_epochs=3, num_workers=num_workers)
+    with monkeypatch.context() as patch:
+        _with_callback(patch, _KillAt(1))
+        with pytest.raises(_Killed):
+            train_run(tiny_cache, tmp_path, cfg, fold=0, device="cpu")
+    assert len(pd.read_csv(tmp_path / "log.csv")) == 1
+    _remove_outputs(tmp_path)
+    torch.rand(7)  # the global RNG wherever: the resumed epochs do not draw from it as it stands
+    train_run(tiny_cache, tmp_path, cfg, fold=0, device="cpu")
+    _assert_same_run(tmp_path, uninterrupted)
+
+
+# A real kill: the process SIGKILLs itself after batch 1 of epoch 2 (of 3), so last.ckpt holds the end of epoch 1.
+SIGKILL_MID_EPOCH = """
 import os, signal, sys
+sys.path.insert(0, sys.argv[3])
+from conftest import tiny_run_config
 from slimdiff.training import runner
 
-class KillAtEpoch(runner.EarlyStopping):
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == int(os.environ["KILL_AT"]):
+class SigkillMidEpoch(runner.pl.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.current_epoch == 2 and batch_idx == 1:
             os.kill(os.getpid(), signal.SIGKILL)
 
-runner.EarlyStopping = KillAtEpoch
-from slimdiff.cli.train import main
-sys.exit(main(sys.argv[1:]))
+make = runner._trainer
+runner._trainer = lambda *args: make(*args[:-1], [*args[-1], SigkillMidEpoch()])
+runner.train_run(sys.argv[1], sys.argv[2], tiny_run_config(max_epochs=3), fold=0, device="cpu")
 """
 
 
-def test_resume_after_kill_continues_without_gap(tiny_cache, tmp_path):
-    cfg_path = tmp_path / "cfg.yaml"
-    cfg_path.write_text(
-        yaml.safe_dump(
-            {
-                "model": TINY_MODEL,
-                "training": {"batch_size": 8, "max_epochs": 6, "threads": 1, "early_stopping_patience": 100},
-                "experiments": {"prediction": ["x0"], "p": [1.5], "self_conditioning": [0.5]},
-            }
-        )
-    )
-    out = tmp_path / "train"
-    args = ["--cache", str(tiny_cache), "--out", str(out), "--config", str(cfg_path), "--device", "cpu"]
-    env = {**os.environ, "KILL_AT": "3"}
-    killed = subprocess.run([sys.executable, "-c", KILL_AT_EPOCH, *args], capture_output=True, text=True, env=env)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert len(pd.read_csv(out / "log.csv")) == 3 and (out / "last.ckpt").exists()
-    (out / "log.csv").unlink()  # as Snakemake removes the outputs of a failed job
+@pytest.mark.xdist_group("uninterrupted_run")
+def test_a_sigkill_mid_epoch_resumes_exactly(uninterrupted, tiny_cache, tmp_path, caplog):
+    from conftest import REPO
 
-    done = subprocess.run([sys.executable, "-m", "slimdiff.cli.train", *args], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "resuming from" in done.stderr
-    log = pd.read_csv(out / "log.csv")
-    assert log["epoch"].tolist() == list(range(6))
-    steps = log["step"].diff().dropna()
-    assert (steps == steps.iloc[0]).all(), "the step count must continue across the resume"
+    out = tmp_path / "train"
+    args = [str(tiny_cache), str(out), str(REPO / "tests")]
+    killed = subprocess.run([sys.executable, "-c", SIGKILL_MID_EPOCH, *args], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert len(pd.read_csv(out / "log.csv")) == 2 and not (out / "model.pt").exists()
+    _remove_outputs(out)
+    caplog.set_level("INFO", logger="slimdiff.training.runner")
+    train_run(tiny_cache, out, tiny_run_config(max_epochs=3), fold=0, device="cpu")
+    assert "resuming from" in caplog.text
+    _assert_same_run(out, uninterrupted)
+
+
+@pytest.mark.xdist_group("uninterrupted_run")
+def test_a_kill_after_the_last_epoch_before_the_export(uninterrupted, tiny_cache, tmp_path, monkeypatch):
+    """Nothing is left to train: log.csv, loss.png and model.pt come back from the checkpoints."""
+    from slimdiff.training import runner
+
+    cfg = tiny_run_config(max_epochs=3)
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "_export_model", _kill)
+        with pytest.raises(_Killed):
+            train_run(tiny_cache, tmp_path, cfg, fold=0, device="cpu")
+    last = tmp_path / "last.ckpt"
+    assert torch.load(last, weights_only=False)["epoch"] == 2
+    _remove_outputs(tmp_path)
+    before = last.stat().st_mtime_ns
+    train_run(tiny_cache, tmp_path, cfg, fold=0, device="cpu")
+    assert last.stat().st_mtime_ns == before  # no epoch ran
+    _assert_same_run(tmp_path, uninterrupted)
+
+
+def test_a_run_stopped_early_stays_stopped(tiny_cache, tmp_path):
+    """With EMA decay 1 the validated (EMA) weights never move after the first step: no improvement after
+    epoch 0, a stop after epoch 1 (patience 1). Run again, it trains nothing and exports the same model."""
+    cfg = tiny_run_config(max_epochs=4, ema_decay=1.0, early_stopping_patience=1)
+    train_run(tiny_cache, tmp_path / "a", cfg, fold=0, device="cpu")
+    assert pd.read_csv(tmp_path / "a" / "log.csv")["epoch"].tolist() == [0, 1]
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # a reference for the model.pt; Lightning keys paths by dir
+    last = tmp_path / "a" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["epoch"] == 1  # the stop is in last.ckpt
+    assert read_model_file(tmp_path / "a" / "model.pt")["provenance"]["epoch"] == 0  # the best
+    before = last.stat().st_mtime_ns
+    _remove_outputs(tmp_path / "a")
+    train_run(tiny_cache, tmp_path / "a", cfg, fold=0, device="cpu")
+    assert last.stat().st_mtime_ns == before
+    _assert_same_run(tmp_path / "a", tmp_path / "b", epochs=2)
+
+
+def test_epoch_sampler_order_is_a_function_of_seed_and_epoch():
+    from slimdiff.training.data import EpochSampler
+
+    def order(seed, epoch, weights=None):
+        sampler = EpochSampler(20, seed, weights)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert order(3, 2) == order(3, 2) and sorted(order(3, 2)) == list(range(20))
+    assert order(3, 2) != order(3, 1) and order(3, 2) != order(4, 2)
+    assert order(33, 1) != order(34, 0)  # not seed + epoch
+    weights = np.where(np.arange(20) < 2, 9.0, 1.0)  # 2 lesion slices weighted 18 / 2
+    draws = np.array(order(3, 0, weights) + order(3, 1, weights) + order(3, 2, weights))
+    assert 0.3 < (draws < 2).mean() < 0.7
+
+
+def test_a_checkpoint_write_cut_short_leaves_the_old_one(tmp_path, monkeypatch):
+    from slimdiff.training.runner import AtomicCheckpointIO
+
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"epoch": 1}, path)
+
+    def cut_short(obj, f):
+        open(f, "wb").write(b"PK\x03\x04")
+        raise OSError("killed")
+
+    monkeypatch.setattr(torch, "save", cut_short)
+    with pytest.raises(OSError, match="killed"):
+        AtomicCheckpointIO().save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=False) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
 def test_cosine_schedule_matches_torch_for_a_fixed_length():

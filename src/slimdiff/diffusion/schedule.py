@@ -53,6 +53,11 @@ class Diffusion(nn.Module):
             return (x_t - s * out) / a
         return a * x_t - s * out
 
+    def rescaled_input(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x_t / sqrt(alpha_bar_t): the x0 estimate of a network that answers eps = 0, i.e. copies its input."""
+        a, _ = self._coef(t, x_t)
+        return x_t / a
+
     def eps_from_x0(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         a, s = self._coef(t, x_t)
         return (x_t - a * x0) / s

@@ -38,6 +38,7 @@ from slimdiff.metrics.morphology import FEATURES
 # Paul Tol colours used by the paper: epsilon orange, v teal, x0 wine.
 COLOURS = {"epsilon": "#EE7733", "v": "#009988", "x0": "#882255"}
 LINESTYLES = ["-", "--", ":", "-."]
+INPUT_LINESTYLE = (0, (2, 1))  # thin short dashes: the noisy input's Dice in the training figure (not a fold)
 STYLE = {
     "font.size": 8,
     "axes.titlesize": 9,
@@ -242,7 +243,12 @@ def tau_sensitivity_figure(tau: pd.DataFrame, out_dir, dpi: int = DEFAULT_DPI) -
 
 
 def training_figure(curves: pd.DataFrame, out_dir, dpi: int = DEFAULT_DPI) -> list[Path]:
-    """Validation loss, then one panel per mask-Dice timestep: when the mask channel starts to draw lesions."""
+    """Validation loss, then one panel per mask-Dice timestep: when the mask channel starts to draw lesions.
+
+    Dashed, per run: what the rescaled noisy input alone scores at that t (log.csv input_dice_t<t>, when the
+    run logged it). At small t the input still holds the true mask, so only the gap above the dashed line is
+    the network's own.
+    """
     dice = sorted((c for c in curves.columns if c.startswith("mask_dice_t")), key=lambda c: int(c[11:]))
     panels = [("val_loss", "validation loss (EMA)")] + [(c, f"lesion Dice at t = {c[11:]}") for c in dice]
     with rc_context(STYLE):
@@ -250,20 +256,27 @@ def training_figure(curves: pd.DataFrame, out_dir, dpi: int = DEFAULT_DPI) -> li
         axes = fig.subplots(1, len(panels), squeeze=False)
         for ax, (column, ylabel) in zip(axes[0], panels, strict=True):
             groups = sorted(curves.groupby(["run", "fold"]), key=lambda kv: (config_order([kv[0][0]]), kv[0]))
+            reference = f"input_dice_t{column[11:]}"  # the copy-the-input score beside a mask_dice_t<t> column
             for (r, fold), f in groups:
+                colour = COLOURS.get(parse_run(r)["prediction"], "grey")
                 ax.plot(
                     f["epoch"],
                     f[column],
-                    color=COLOURS.get(parse_run(r)["prediction"], "grey"),
+                    color=colour,
                     ls=LINESTYLES[fold % 4],
                     label=f"{PRED_TEX[parse_run(r)['prediction']]} {short(r)} f{fold}",
                 )
+                if column != "val_loss" and reference in f and f[reference].notna().any():
+                    ax.plot(f["epoch"], f[reference], color=colour, ls=INPUT_LINESTYLE, lw=0.7, alpha=0.6)
             ax.set(xlabel="epoch", ylabel=ylabel)
             if column == "val_loss":
                 ax.set(title="Training curves", yscale="log")
                 ax.legend(frameon=False, fontsize=6)
             else:
                 ax.set(title="Mask channel (validation lesion slices)", ylim=(0, 1))
+                if reference in curves and curves[reference].notna().any():
+                    ax.plot([], [], color="grey", ls=INPUT_LINESTYLE, lw=0.7, label="noisy input alone (thin)")
+                    ax.legend(frameon=False, fontsize=6, loc="lower right")
         fig.tight_layout()
         return save(fig, Path(out_dir), "training_curves", dpi)
 

@@ -10,6 +10,11 @@ So validation also scores the mask channel alone: on the validation lesion slice
 timesteps (training.mask_dice_timesteps), the lesion Dice of the x0 estimate's mask (> 0) against the true
 lesion, pooled over the epoch. It stays 0 while the network answers "no lesion anywhere", and rises once
 the mask channel starts to work.
+
+At small t the noisy input itself still holds the true mask, so a network that copies its input scores well
+without having learnt anything: beside each mask_dice_t<t>, input_dice_t<t> is what the rescaled input alone
+scores (the mask channel of x_t / sqrt(alpha_bar_t), thresholded the same way, on the same slices and noise).
+Only the estimate's score above the input's is the network's own.
 """
 
 from __future__ import annotations
@@ -89,8 +94,10 @@ class DiffusionModule(pl.LightningModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        # Per timestep: [lesion pixels predicted and true, predicted, true], summed over the epoch.
+        # Per timestep: [lesion pixels predicted and true, predicted, true], summed over the epoch; for the x0
+        # estimate and for the rescaled noisy input alone (the copy-the-input reference).
         self._dice_counts = {t: torch.zeros(3, dtype=torch.float64) for t in self.mask_dice_timesteps}
+        self._input_dice_counts = {t: torch.zeros(3, dtype=torch.float64) for t in self.mask_dice_timesteps}
 
     def validation_step(self, batch, batch_idx):
         x0, tokens = batch
@@ -117,12 +124,13 @@ class DiffusionModule(pl.LightningModule):
             x_t = self.diffusion.q_sample(x0, t, eps)
             sc = torch.zeros_like(x0) if self.self_cond else None
             pred = self.diffusion.x0_from_output(self.net(x_t, t, tokens, sc), x_t, t)[:, 1] > 0
-            counts = torch.stack([(pred & true).sum(), pred.sum(), true.sum()]).double().cpu()
-            self._dice_counts[step] += counts
+            self._dice_counts[step] += overlap_counts(pred, true)
+            self._input_dice_counts[step] += overlap_counts(self.diffusion.rescaled_input(x_t, t)[:, 1] > 0, true)
 
     def on_validation_epoch_end(self) -> None:
         for step, counts in self._dice_counts.items():
             self.log(f"val/mask_dice_t{step}", pooled_dice(counts))
+            self.log(f"val/input_dice_t{step}", pooled_dice(self._input_dice_counts[step]))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Checkpoints written before the closed-form schedule hold a CosineAnnealingLR state: keep its epoch
@@ -149,6 +157,11 @@ class DiffusionModule(pl.LightningModule):
         opt = torch.optim.AdamW(self.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"], fused=fused)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lr_factor(tr["max_epochs"], tr["lr"], tr["lr_min"]))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def overlap_counts(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """[pixels predicted and true, predicted, true] of boolean masks, as float64 on the CPU (for pooled_dice)."""
+    return torch.stack([(pred & true).sum(), pred.sum(), true.sum()]).double().cpu()
 
 
 def pooled_dice(counts: torch.Tensor) -> float:

@@ -4,14 +4,16 @@ Outputs in OUT_DIR: last.ckpt (full state, for resume), best.ckpt (best EMA val/
 the best epoch + config, weights_only-loadable), log.csv (one row per epoch), loss.png, config.yaml (the
 resolved run config), versions.json.
 
-Running the same command again after a kill resumes from last.ckpt; a last.ckpt written by another config is
-refused with the keys that differ.
+Running the same command again after a kill resumes from last.ckpt and ends with the same model.pt and log.csv
+as an uninterrupted run (see EpochSeeds); a last.ckpt written by another config is refused with the keys that
+differ. Every file is written to a temporary sibling and renamed into place, checkpoints included.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 from pathlib import Path
 
@@ -20,7 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader
@@ -36,7 +40,7 @@ from slimdiff.model.factory import use_channels_last
 from slimdiff.model.file import ModelFileError, save_model
 from slimdiff.model.priors import compute_zbin_priors
 from slimdiff.rerun import rule_settings
-from slimdiff.training.data import SliceDataset, lesion_balanced_sampler
+from slimdiff.training.data import TRAINING_STREAM, EpochSampler, SliceDataset, epoch_seed, training_sampler
 from slimdiff.training.module import DiffusionModule
 
 log = logging.getLogger(__name__)
@@ -87,7 +91,9 @@ class EpochLog(pl.Callback):
 
     The rows also live in the callback state, so they travel inside every checkpoint: a resumed run rewrites
     log.csv from last.ckpt (even if the file was deleted, as Snakemake does with a failed job's outputs) and
-    never shows a gap or an epoch that the checkpoint did not see.
+    never shows a gap or an epoch that the checkpoint did not see. Lightning restores the state before it
+    decides whether any epoch is left to run, so train_run's `write()` after fit also rewrites log.csv when none
+    was (a kill after the last epoch, before the export).
     """
 
     def __init__(self, path: Path, mask_dice_timesteps: list[int], log_var_names: tuple[str, ...] = ()):
@@ -95,7 +101,12 @@ class EpochLog(pl.Callback):
         self.dice_keys = [f"mask_dice_t{t}" for t in mask_dice_timesteps]
         # With Kendall weighting, the learned log-variances at the end of each epoch (log_var_image, ...).
         self.log_var_names = tuple(log_var_names)
-        self.columns = LOG_COLUMNS + self.dice_keys + [f"log_var_{n}" for n in self.log_var_names]
+        # What the rescaled noisy input alone scores at each t (module.py): last, so a checkpoint's rows from
+        # before these columns existed are padded at the end like any other.
+        self.input_dice_keys = [f"input_dice_t{t}" for t in mask_dice_timesteps]
+        self.columns = (
+            LOG_COLUMNS + self.dice_keys + [f"log_var_{n}" for n in self.log_var_names] + self.input_dice_keys
+        )
         self._sum, self._n, self._t0, self._lr = 0.0, 0, time.time(), float("nan")
 
     def state_dict(self) -> dict:
@@ -106,11 +117,11 @@ class EpochLog(pl.Callback):
         pad = len(self.columns)
         self.rows = [list(r) + [float("nan")] * (pad - len(r)) for r in state_dict["rows"]]
 
-    def _write(self) -> None:
+    def write(self) -> None:
         write_text(self.path, pd.DataFrame(self.rows, columns=self.columns).to_csv(index=False))
 
     def on_train_start(self, trainer, pl_module):
-        self._write()
+        self.write()
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._sum, self._n, self._t0 = 0.0, 0, time.time()
@@ -138,9 +149,71 @@ class EpochLog(pl.Callback):
                 round(time.time() - self._t0, 2),
                 *(metric(f"val/{key}") for key in self.dice_keys),
                 *(float(s) for s in pl_module.criterion.log_vars().values()),
+                *(metric(f"val/{key}") for key in self.input_dice_keys),
             ]
         )
-        self._write()
+        self.write()
+
+
+class EpochSeeds(pl.Callback):
+    """Each training epoch draws its random numbers from seeds of (training seed, epoch), so a run killed and
+    resumed from last.ckpt ends bit for bit where an uninterrupted run ends (on a GPU, up to the nondeterminism
+    that its kernels already allow).
+
+    An epoch consumes the global torch RNG (noise, timesteps, the self-conditioning coin, the CFG token dropout;
+    torch.manual_seed covers the CUDA generators too), numpy's and python's (seeded as well, though nothing draws
+    from them now), and a sample order. A checkpoint holds the weights, the optimizer, the EMA and the loops, not
+    the RNGs, so a resumed epoch used to draw from wherever the fresh process's seeding and model init left
+    them. Here each epoch starts from seeds of its own: on_train_epoch_start (after Lightning's
+    sampler.set_epoch, before the epoch's first batch) seeds the global RNGs, and the EpochSampler draws its
+    order from (seed, epoch). Epoch k is thus a function of (state at its start, seed, k) in a resumed run and
+    an uninterrupted one alike: what a distributed sampler needs too. Checkpointing the RNG states instead
+    would work only if nothing drew between the save and the next epoch in either run; reseeding does not care.
+
+    Lightning's hook order (2.6) that matters: a fit's first epoch gets its training iterator in setup_data,
+    before on_train_start and set_epoch; every later epoch after set_epoch and on_train_epoch_start. So
+    (1) the training loader has a generator of its own for its workers' base seed (a draw from the global RNG
+    there would shift the epoch's draws by one depending on whether the epoch was the fit's first), and
+    (2) on resume the sampler learns the epoch from the checkpoint, as it is loaded: a loader with workers
+    draws its first indices when the iterator is made. Validation draws only from generators seeded per batch
+    (DiffusionModule.validation_step), and SliceDataset draws nothing, so the workers' seeds do not matter.
+    """
+
+    def __init__(self, seed: int, sampler: EpochSampler):
+        self.seed, self.sampler = seed, sampler
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        # last.ckpt is written at the end of epoch checkpoint["epoch"]; the fit resumes with the next one.
+        self.sampler.set_epoch(checkpoint["epoch"] + 1)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        seed = epoch_seed(self.seed, trainer.current_epoch, TRAINING_STREAM)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+
+class StayStopped(pl.Callback):
+    """A run that stopped early stays stopped when it is run again. Lightning restores EarlyStopping's state from
+    last.ckpt but not trainer.should_stop, so the rerun would train one more epoch before EarlyStopping, seeing
+    no improvement again, stopped it."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        early = trainer.early_stopping_callback
+        if early is not None and early.stopping_reason is not EarlyStoppingReason.NOT_STOPPED:
+            log.info("the run stopped early at epoch %d: nothing to train", early.stopped_epoch)
+            trainer.should_stop = True
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary sibling and renamed into place. Lightning's own save moves a file from
+    $TMPDIR, a copy that a kill can cut short when $TMPDIR is another file system (a node's local disk)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        with atomic_path(path, suffix=".ckpt") as tmp:
+            torch.save(checkpoint, tmp)
 
 
 def fold_priors(cache, fold: int) -> np.ndarray:
@@ -164,7 +237,11 @@ def plot_losses(log_csv: Path, out_png: Path, title: str) -> None:
     ax.legend()
     ax = axes[1]
     for column in dice:
-        ax.plot(rows["epoch"], rows[column], marker="o", ms=3, label=f"t = {column.removeprefix('mask_dice_t')}")
+        step = column.removeprefix("mask_dice_t")
+        (line,) = ax.plot(rows["epoch"], rows[column], marker="o", ms=3, label=f"t = {step}")
+        reference = f"input_dice_t{step}"  # the noisy input alone: the network's own work is the gap above it
+        if reference in rows:
+            ax.plot(rows["epoch"], rows[reference], ls="--", color=line.get_color(), label=f"t = {step}, input")
     ax.set(xlabel="epoch", ylabel="lesion Dice of the x0 estimate", ylim=(0, 1), title="mask channel (validation)")
     if dice:
         ax.legend()
@@ -208,14 +285,19 @@ def train_run(
     last = out_dir / "last.ckpt"
     _keep_or_discard_last_checkpoint(out_dir, last, run_cfg, data_info, restart_on_config_change)
 
-    pl.seed_everything(tr["seed"], workers=True, verbose=False)  # before the sampler and the weights are drawn
+    pl.seed_everything(tr["seed"], workers=True, verbose=False)  # before the weights are drawn
     train_loader, val_loader = _data_loaders(cache, fold, tr, device)
     module = _diffusion_module(run_cfg, data_info, cache, fold)
     precision = resolve_precision(tr["precision"], device)
-    best = _best_checkpoint(out_dir)
-    trainer = _trainer(tr, device, precision, out_dir, module, best)
+    best, every_epoch = _checkpoints(out_dir)
+    epoch_log = EpochLog(out_dir / "log.csv", module.mask_dice_timesteps, module.criterion.log_var_names)
+    ours = [EpochSeeds(tr["seed"], train_loader.sampler), StayStopped(), epoch_log, best, every_epoch]
+    trainer = _trainer(tr, device, precision, out_dir, ours)
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.exists() else None)
 
+    # Also when fit had no epoch left to run (killed after the last one, before the export; Snakemake then
+    # deletes log.csv, loss.png and model.pt): the callbacks' states came back from last.ckpt all the same.
+    epoch_log.write()
     model_pt = _export_model(out_dir, best, last, run_cfg, data_info, run_name, device, precision)
     _write_run_records(out_dir, run_cfg, run_name, fold)
     return model_pt
@@ -264,10 +346,14 @@ def _data_loaders(cache, fold: int, tr: dict, device: str) -> tuple[DataLoader, 
     """The fold's training loader (lesion-balanced when asked) and its validation loader."""
     train_set = SliceDataset(cache, fold, "train")
     val_set = SliceDataset(cache, fold, "val", tr["val_max_slices"], tr["seed"])
-    sampler = lesion_balanced_sampler(train_set, tr["seed"]) if tr["lesion_oversampling"] else None
+    sampler = training_sampler(train_set, tr["seed"], tr["lesion_oversampling"])
     loader_kw = {"batch_size": tr["batch_size"], "num_workers": tr["num_workers"], "pin_memory": device == "cuda"}
     train_loader = DataLoader(
-        train_set, sampler=sampler, shuffle=sampler is None, drop_last=len(train_set) >= tr["batch_size"], **loader_kw
+        train_set,
+        sampler=sampler,
+        drop_last=len(train_set) >= tr["batch_size"],
+        generator=torch.Generator().manual_seed(tr["seed"]),  # the workers' base seed: not from the global RNG
+        **loader_kw,
     )
     val_loader = DataLoader(val_set, shuffle=False, **loader_kw)
     return train_loader, val_loader
@@ -286,23 +372,22 @@ def _diffusion_module(run_cfg: dict, data_info: dict, cache, fold: int) -> Diffu
     return module
 
 
-def _best_checkpoint(out_dir: Path) -> ModelCheckpoint:
-    """best.ckpt (lowest EMA val/loss) and last.ckpt, each written over in place."""
-    return ModelCheckpoint(
-        dirpath=out_dir,
-        filename="best",
-        monitor="val/loss",
-        mode="min",
-        save_top_k=1,
-        save_last=True,
-        enable_version_counter=False,
+def _checkpoints(out_dir: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """best.ckpt (lowest EMA val/loss) and last.ckpt (every epoch), each written over in place, best first.
+
+    last.ckpt has a writer of its own: ModelCheckpoint(save_last=True) writes it only at an epoch where it
+    writes a best one, so a run killed after epochs without improvement, or stopped early (after `patience` of
+    them), would resume from its last improvement and train those epochs again.
+    """
+    best = ModelCheckpoint(
+        dirpath=out_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1, enable_version_counter=False
     )
+    return best, ModelCheckpoint(dirpath=out_dir, filename="last", enable_version_counter=False)  # no monitor
 
 
-def _trainer(
-    tr: dict, device: str, precision: str, out_dir: Path, module: DiffusionModule, best: ModelCheckpoint
-) -> pl.Trainer:
-    """One device, EMA, early stopping, log.csv and the checkpoints; a progress bar only outside SLURM."""
+def _trainer(tr: dict, device: str, precision: str, out_dir: Path, ours: list[pl.Callback]) -> pl.Trainer:
+    """One device, EMA, early stopping, `ours` (seeds, log.csv, the checkpoints); a progress bar only outside
+    SLURM."""
     progress = not os.environ.get("SLURM_JOB_ID")
     return pl.Trainer(
         accelerator="gpu" if device == "cuda" else "cpu",
@@ -316,8 +401,7 @@ def _trainer(
             EMAWeightAveraging(decay=tr["ema_decay"]),
             # not strict: a max_steps stop before the first validation has no val/loss to check yet
             EarlyStopping(monitor="val/loss", mode="min", patience=tr["early_stopping_patience"], strict=False),
-            EpochLog(out_dir / "log.csv", module.mask_dice_timesteps, module.criterion.log_var_names),
-            best,
+            *ours,
         ],
         logger=False,
         default_root_dir=out_dir,
@@ -326,7 +410,7 @@ def _trainer(
         enable_progress_bar=progress,
         enable_model_summary=False,
         # Under SLURM, Snakemake owns retries: Lightning must not requeue the job on SIGUSR1 behind its back.
-        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
+        plugins=[AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else [])],
     )
 
 
