@@ -47,7 +47,7 @@ def run_name(
 # The numbers may hold a "-" (1e-05), so the suffixes are matched by name rather than split off.
 _RUN_NAME = re.compile(
     r"(?P<prediction>[a-z0-9]+)_lp(?P<p>[^_]+)_sc(?P<sc>\d+(?:\.\d*)?(?:e[+-]\d+)?)"
-    r"(?:-(?P<variant>decoupled|zero_coupling))?(?:-(?P<coin>sample))?(?:-(?P<source>pretrained))?"
+    r"(?:-(?P<variant>decoupled|zero_coupling|bottleneck_only))?(?:-(?P<coin>sample))?(?:-(?P<source>pretrained))?"
 )
 
 
