@@ -123,6 +123,7 @@ rule aggregate_metrics:
         tau="results/metrics/tau_sweep.csv",
         lesions="results/metrics/lesions.csv",
         curves="results/metrics/training_curves.csv",
+        headline=directory("results/metrics/headline"),  # DVC's metrics: one flat JSON per run and fold
     params:
         run_folds=RUN_FOLDS,  # the (run, fold) of each per_run_files() input, in the same order
         trained_run_folds=TRAINED_RUN_FOLDS,  # the same for the training logs (pretrained runs have none)

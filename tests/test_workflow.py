@@ -228,10 +228,13 @@ def test_pipeline_for_real_with_snakemake_and_dvc(tmp_path, metric_weights):
     html = (proj / "results" / "report.html").read_text()
     for item in ("Per z-bin, all runs", "zbin02.png", "similarity_metrics.png", "table.csv", "grid.png"):
         assert item in html, f"report lacks {item}"
-    metrics_show = run(dvc, "metrics", "show")
-    assert "baseline.kid" in metrics_show
+    metrics_show = run(dvc, "metrics", "show")  # results/metrics/headline: a narrow row per run and fold
+    shown = metrics_show.splitlines()
+    assert {"kid", "lpips", "fid", "lesion_rate_cls0"} <= set(shown[0].split()) and len(shown[0].split()) <= 13
+    assert any("headline/x0_lp1.5_sc0.5/fold0.json" in line for line in shown), metrics_show
+    assert any("headline/baseline.json" in line for line in shown) and max(map(len, shown)) < 250, metrics_show
     metrics_diff = run(dvc, "metrics", "diff", "--all")  # the workspace against HEAD, where none are yet
-    assert "runs.x0_lp1.5_sc0.5/fold0.kid.mean" in metrics_diff
+    assert re.search(r"headline/x0_lp1\.5_sc0\.5/fold0\.json\s+kid\s", metrics_diff), metrics_diff
     json_files = list((proj / "results").rglob("*.json"))
     assert {"image.json", "mask.json", "metrics.json", "summary.json", "baseline.json"} <= {p.name for p in json_files}
     for path in json_files:  # standard JSON everywhere: no NaN or Infinity tokens

@@ -1,4 +1,5 @@
-"""Rule aggregate_metrics: every run, the baseline and the statistics in results/metrics/summary.json."""
+"""Rule aggregate_metrics: every run, the baseline and the statistics in results/metrics/summary.json; the
+headline numbers of each run and fold for DVC in results/metrics/headline/."""
 
 import sys
 from pathlib import Path
@@ -11,9 +12,10 @@ to_rule_log(snakemake)  # noqa: F821 - first, so every library logger writes to 
 import json  # noqa: E402
 
 from slimdiff.metrics.evaluate import aggregate, collect_run_tables  # noqa: E402
+from slimdiff.metrics.headline import write_headline  # noqa: E402
 from slimdiff.utility.summary import utility_section  # noqa: E402
 
-aggregate(
+summary = aggregate(
     list(snakemake.input.runs),  # noqa: F821
     snakemake.input.baseline,  # noqa: F821
     snakemake.output.summary,  # noqa: F821
@@ -26,3 +28,4 @@ run_folds = snakemake.params.run_folds  # noqa: F821 - the (run, fold) of each p
 for name in ("per_zbin", "morphology", "tau", "lesions"):
     collect_run_tables(list(i[name]), run_folds, o[name])
 collect_run_tables(list(i.logs), snakemake.params.trained_run_folds, o.curves)  # noqa: F821
+write_headline(summary, snakemake.output.headline)  # noqa: F821
