@@ -30,8 +30,8 @@ DATA = config["data"]
 SYNTHETIC = DATA["source"] == "synthetic"
 RAW_DIR = DATA["raw_dir"]
 CACHE_DIR = "results/cache"
-CACHE_FILES = ["images.npy", "masks.npy", "index.csv", "splits.json", "rejected.csv", "cache_meta.json"]
-QC_FILES = ["zbin_montage.png", "cohort_stats.png", "cohort_stats.csv"]
+CACHE_FILES = ["images.npy", "masks.npy", "index.csv", "splits.json", "rejected.csv", "cohort.csv", "cache_meta.json"]
+QC_FILES = ["zbin_montage.png", "cohort_stats.png", "cohort_stats.csv", "cohort.png", "cohort.csv", "cohort_counts.csv"]
 RUN_FOLDS = run_folds(RUNS)  # (run, fold) pairs: each grid may train its runs on its own folds
 TRAINED_RUN_FOLDS = [(run, fold) for run, fold in RUN_FOLDS if run not in PRETRAINED]  # those with a log.csv
 export_settings(config["gpu"])  # GPU jobs of this machine lease devices from this list (env, inherited)

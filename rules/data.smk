@@ -46,6 +46,9 @@ rule cache_qc:
         ),
         stats=report(f"{CACHE_DIR}/qc/cohort_stats.png", caption="../report/cohort_stats.rst", category="Data"),
         table=f"{CACHE_DIR}/qc/cohort_stats.csv",
+        cohort=report(f"{CACHE_DIR}/qc/cohort.png", caption="../report/cohort.rst", category="Data"),
+        cohort_table=report(f"{CACHE_DIR}/qc/cohort.csv", caption="../report/cohort_table.rst", category="Data"),
+        cohort_counts=f"{CACHE_DIR}/qc/cohort_counts.csv",
     params:
         qc=settings("cache_qc", "data")["qc"],
     log:

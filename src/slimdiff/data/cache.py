@@ -8,6 +8,8 @@ Layout of CACHE_DIR::
                  brain_fraction, split (test | trainval), val_fold
     splits.json  test subjects and k folds (see splits.py)
     rejected.csv subjects skipped with on_bad_subject: skip (header only when none)
+    cohort.csv   every subject discovered: included / excluded (data.cohort, include_controls) / rejected, why,
+                 its split and acquisition geometry (see cohort.py)
     cache_meta.json  config, versions, z-range, counts, array shapes; written LAST
 
 A cache is complete only when cache_meta.json exists and agrees with the arrays; the builder deletes an
@@ -32,6 +34,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from slimdiff import provenance
+from slimdiff.data.cohort import finish_table, select_cohort
 from slimdiff.data.ingest import DataError, Subject, discover, load_volume
 from slimdiff.data.slices import SliceStats, resolve_z_range, select_slices, token, z_bin, z_bin_centre
 from slimdiff.data.splits import make_splits, subject_split_columns
@@ -97,18 +100,19 @@ def build_cache(raw_dir: str | Path, out_dir: str | Path, data_cfg: dict, thread
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cache_meta.json").unlink(missing_ok=True)
 
-    subjects = discover(raw_dir, data_cfg["layout"], ingest)
-    if not ingest["include_controls"]:
-        subjects = [s for s in subjects if s.is_patient]
-        if not subjects:
-            raise DataError(raw_dir, "no patients found, and controls are excluded (data.ingest.include_controls)")
+    discovered = discover(raw_dir, data_cfg["layout"], ingest)
+    if not ingest["include_controls"] and not any(s.is_patient for s in discovered):
+        raise DataError(raw_dir, "no patients found, and controls are excluded (data.ingest.include_controls)")
+    subjects, cohort = select_cohort(discovered, Path(raw_dir), data_cfg)
+    if not subjects:
+        raise DataError(raw_dir, "the cohort selection (data.cohort) excludes every subject; see the warnings above")
 
     staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=out_dir))
     try:
         staged, rejected = _stage_all(subjects, ingest, cache_cfg, staging, threads)
         if not staged:
             raise DataError(raw_dir, "every subject was rejected; see the warnings above")
-        meta = _write_cache(staged, rejected, out_dir, data_cfg, raw_dir)
+        meta = _write_cache(staged, rejected, out_dir, data_cfg, raw_dir, cohort)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return meta
@@ -135,7 +139,9 @@ def _stage_all(subjects, ingest, cache_cfg, staging, threads):
     return staged, rejected
 
 
-def _write_cache(staged: list[_Staged], rejected: list[dict], out_dir: Path, data_cfg: dict, raw_dir) -> dict:
+def _write_cache(
+    staged: list[_Staged], rejected: list[dict], out_dir: Path, data_cfg: dict, raw_dir, cohort: pd.DataFrame
+) -> dict:
     cache_cfg = data_cfg["cache"]
     n_bins = cache_cfg["z_bins"]
     z_range, z_info = _resolve_z_range(staged, cache_cfg)
@@ -154,6 +160,8 @@ def _write_cache(staged: list[_Staged], rejected: list[dict], out_dir: Path, dat
     write_text(out_dir / "index.csv", index_text)
     write_json(out_dir / "splits.json", splits)
     write_text(out_dir / "rejected.csv", pd.DataFrame(rejected, columns=REJECTED_COLUMNS).to_csv(index=False))
+    cohort = finish_table(cohort, rejected, splits)
+    write_text(out_dir / "cohort.csv", cohort.to_csv(index=False))
 
     meta = {
         "format_version": 1,
@@ -172,6 +180,7 @@ def _write_cache(staged: list[_Staged], rejected: list[dict], out_dir: Path, dat
         },
         "index_sha256": hashlib.sha256(index_text.encode()).hexdigest(),
         "counts": _counts(index, splits, rejected),
+        "cohort": {k: int(v) for k, v in cohort["status"].value_counts().items()},
     }
     write_json(out_dir / "cache_meta.json", meta)  # last: marks the cache complete
     log.info("cache: %d slices from %d subjects -> %s", n_rows, index["subject"].nunique(), out_dir)

@@ -2,19 +2,22 @@
 
 * ``zbin_montage.png``: one row per z-bin, example slices (lesion slices first, mask contour in red);
 * ``cohort_stats.png``: slices per z-bin and class, lesion-area histogram, subjects per split and fold;
-* ``cohort_stats.csv``: the per-z-bin counts behind the first panel.
+* ``cohort_stats.csv``: the per-z-bin counts behind the first panel;
+* ``cohort.png``: slice spacing per subject (included by split, excluded, rejected) and subjects per split and
+  exclusion criterion; ``cohort.csv``: the cache's per-subject cohort table; ``cohort_counts.csv``: the counts.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from slimdiff.data.cache import load_cache
+from slimdiff.data.cache import CacheError, load_cache
 from slimdiff.data.splits import fold_membership
 from slimdiff.io import atomic_path, write_text
 
@@ -114,9 +117,90 @@ def cohort_stats(cache, out_png: str | Path, out_csv: str | Path) -> pd.DataFram
     return counts
 
 
+COHORT_COLOURS = {"test": "#8172b2", "trainval": "#55a868", "excluded": "#c44e52", "rejected": "#937860"}
+
+
+def _category(row) -> str:
+    return row["split"] if row["status"] == "included" else row["status"]
+
+
+def _criterion(row) -> str:
+    """What put a subject out: the config keys its reason names, or `bad input` for a rejected subject."""
+    if row["status"] == "rejected":
+        return "bad input (on_bad_subject: skip)"
+    if row["status"] != "excluded":
+        return ""
+    return ", ".join(dict.fromkeys(re.findall(r"\((data\.[\w.]+)", row["reason"]))) or row["reason"]
+
+
+def cohort_counts(cohort: pd.DataFrame) -> pd.DataFrame:
+    """Subjects per status, split, group and exclusion criterion."""
+    table = cohort.assign(criterion=cohort.apply(_criterion, axis=1))
+    return (
+        table.groupby(["status", "split", "group", "criterion"], dropna=False).size().rename("subjects").reset_index()
+    )
+
+
+def cohort_report(cache, out_png: str | Path, out_csv: str | Path, out_counts: str | Path) -> pd.DataFrame:
+    """The cohort behind the cache: who is in (by split), who is out and why, and each FLAIR's slice spacing."""
+    path = cache.path / "cohort.csv"
+    if not path.is_file():
+        raise CacheError(f"{path}: missing; the cache predates the cohort table, rebuild it")
+    cohort = pd.read_csv(path, dtype=str, keep_default_na=False)
+    write_text(out_csv, cohort.to_csv(index=False))
+    counts = cohort_counts(cohort)
+    write_text(out_counts, counts.to_csv(index=False))
+
+    cohort = cohort.assign(
+        category=cohort.apply(_category, axis=1),
+        spacing=pd.to_numeric(cohort["slice_spacing_mm"], errors="coerce"),
+    )
+    order = {c: i for i, c in enumerate(COHORT_COLOURS)}
+    cohort = cohort.sort_values(
+        ["category", "spacing", "subject"], key=lambda c: c.map(order) if c.name == "category" else c
+    )
+    fig = Figure(figsize=(13, 4))
+    ax, bx = fig.subplots(1, 2, width_ratios=[2.2, 1])
+    x = np.arange(len(cohort))
+    control = (cohort["group"] == "hc").to_numpy()
+    for cat, colour in COHORT_COLOURS.items():
+        for group, marker, mine in (("patients", "o", ~control), ("controls", "x", control)):
+            hit = (cohort["category"] == cat).to_numpy() & mine
+            if hit.any():
+                label = f"{cat}, {group} ({int(hit.sum())})"
+                ax.scatter(x[hit], cohort["spacing"][hit], s=12, color=colour, marker=marker, label=label)
+    limit = cache.meta["config"].get("cohort", {}).get("max_slice_spacing_mm")
+    if limit is not None:
+        ax.axhline(limit, color="grey", linestyle="--", linewidth=0.8, label=f"max_slice_spacing_mm {limit:g}")
+    ax.set(xlabel="subject (by category, then spacing)", ylabel="slice spacing (mm)", title="FLAIR slice spacing")
+    ax.set_xticks([])
+    ax.legend(fontsize=8)
+
+    labels, values, colours = [], [], []
+    for cat, colour in COHORT_COLOURS.items():
+        part = cohort[cohort["category"] == cat]
+        keys = part.apply(_criterion, axis=1) if cat in ("excluded", "rejected") else part["group"]
+        for key, n in keys.value_counts().sort_index().items():
+            labels.append(f"{cat}: {key}")
+            values.append(int(n))
+            colours.append(colour)
+    y = np.arange(len(labels))
+    bx.barh(y, values, color=colours)
+    bx.set_yticks(y, labels, fontsize=7)
+    bx.invert_yaxis()
+    for yi, v in zip(y, values, strict=True):
+        bx.text(v, yi, f" {v}", va="center", fontsize=7)
+    bx.set(xlabel="subjects", title="Subjects per split / exclusion criterion")
+    fig.tight_layout()
+    with atomic_path(out_png, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    return counts
+
+
 def write_qc(cache_dir: str | Path, qc_dir: str | Path, examples_per_zbin: int = 8, seed: int = 0) -> None:
     cache = load_cache(cache_dir)
     qc_dir = Path(qc_dir)
     zbin_montage(cache, qc_dir / "zbin_montage.png", examples_per_zbin, seed)
     cohort_stats(cache, qc_dir / "cohort_stats.png", qc_dir / "cohort_stats.csv")
+    cohort_report(cache, qc_dir / "cohort.png", qc_dir / "cohort.csv", qc_dir / "cohort_counts.csv")
     log.info("QC of %s (%d slices) written to %s", cache_dir, len(cache.index), qc_dir)
