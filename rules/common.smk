@@ -7,6 +7,10 @@ from slimdiff.config import ConfigError, resolve_config, show_config_if_asked, v
 from slimdiff.experiments import expand_runs, pretrained_runs, run_folds
 from slimdiff.gpu_lease import export_settings
 from slimdiff.metrics.pairing import has_paired_folds, variant_pairs
+from slimdiff.preprocess.cohort import check_config as check_preprocess_config
+from slimdiff.preprocess.cohort import subject_ids as preprocess_subject_ids
+from slimdiff.preprocess.subject import stage_enabled
+from slimdiff.data.synth import participant_ids as synthetic_ids
 from slimdiff.rerun import rule_settings
 
 # The config that runs: the files named by --configfile (else config/config.yaml), each with the chain it
@@ -58,6 +62,26 @@ if not SYNTHETIC and not Path(RAW_DIR).is_dir():
         f"data.raw_dir {RAW_DIR!r} does not exist (data.source is 'raw'); point it at your ds004199 copy"
     )
 
+# The preprocessing stage (raw FLAIR -> skull-stripped, normalised BIDS derivatives): one job per subject, so
+# the subjects are listed here: the synthetic cohort's names follow from its size, a raw cohort's are read.
+PREPROCESS = config["preprocess"]
+PREPROCESS_ON = stage_enabled(PREPROCESS)
+PREPROCESSED_DIR = "results/preprocessed"
+HDBET_GPU = PREPROCESS_ON and PREPROCESS["brain_extraction"]["backend"] == "hd-bet" and (
+    PREPROCESS["brain_extraction"]["hd_bet"]["device"] == "cuda"
+)
+PREPROCESS_SUBJECTS = []
+if PREPROCESS_ON:
+    try:
+        check_preprocess_config(PREPROCESS, DATA)
+    except ConfigError as err:
+        raise WorkflowError(str(err)) from None
+    PREPROCESS_SUBJECTS = synthetic_ids(**DATA["synthetic"]) if SYNTHETIC else preprocess_subject_ids(RAW_DIR)
+
+
+wildcard_constraints:
+    subject=r"sub-[A-Za-z0-9]+",
+
 
 def gpu_resources(job):
     """Resources of a GPU-tagged rule: one GPU, plus what config `cluster` says a scheduler should grant."""
@@ -71,6 +95,12 @@ def gpu_resources(job):
 def raw_input():
     """The raw cohort: produced by synth_cohort for the embedded default, else the user's directory."""
     return rules.synth_cohort.output.cohort if SYNTHETIC else RAW_DIR
+
+
+def preprocessed_input():
+    """build_cache's extra input when the preprocessing stage runs: the derivatives' participants.tsv (its folder
+    is then the cohort the cache reads)."""
+    return {"preprocessed": f"{PREPROCESSED_DIR}/participants.tsv"} if PREPROCESS_ON else {}
 
 
 def cache_outputs():

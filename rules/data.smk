@@ -19,9 +19,55 @@ if SYNTHETIC:
             "../workflow/scripts/synth_cohort.py"
 
 
+# Raw FLAIR as acquired -> BIDS derivatives (skull-stripped, N4, KDE), one job per subject, then a gathering
+# job (QC, participants.tsv) that the cache reads. Skipped when every step is off (config `preprocess`).
+if PREPROCESS_ON:
+
+    rule preprocess:
+        input:
+            raw=raw_input(),
+        output:
+            subject=directory(f"{PREPROCESSED_DIR}/{{subject}}"),
+        params:
+            preprocess=settings("preprocess", "preprocess"),
+        threads: 2
+        resources:
+            **(gpu_resources("preprocess") if HDBET_GPU else {}),
+        log:
+            "results/logs/preprocess/{subject}.log",
+        benchmark:
+            "results/benchmarks/preprocess/{subject}.tsv"
+        conda:
+            "../envs/slimdiff.yaml"
+        script:
+            "../workflow/scripts/preprocess.py"
+
+    rule preprocess_cohort:
+        input:
+            raw=raw_input(),
+            subjects=expand(f"{PREPROCESSED_DIR}/{{subject}}", subject=PREPROCESS_SUBJECTS),
+        output:
+            participants=f"{PREPROCESSED_DIR}/participants.tsv",
+            description=f"{PREPROCESSED_DIR}/dataset_description.json",
+            table=f"{PREPROCESSED_DIR}/qc/cohort.csv",
+            rejected=f"{PREPROCESSED_DIR}/qc/rejected.csv",
+            figure=report(
+                f"{PREPROCESSED_DIR}/qc/cohort.png", caption="../report/preprocess_cohort.rst", category="Data"
+            ),
+        params:
+            qc=settings("preprocess_cohort", "preprocess"),
+        log:
+            "results/logs/preprocess_cohort/preprocess_cohort.log",
+        conda:
+            "../envs/slimdiff.yaml"
+        script:
+            "../workflow/scripts/preprocess_cohort.py"
+
+
 rule build_cache:
     input:
         raw=raw_input(),
+        **preprocessed_input(),
     output:
         **cache_outputs(),
     params:

@@ -57,7 +57,17 @@ NEW_VALUES = {
     "cluster.train": {"runtime": 30, "mem_mb": 2500, "cpus_per_gpu": 1},
     "cluster.generate": {"runtime": 11, "mem_mb": 1100, "cpus_per_gpu": 1},
     "cluster.metrics": {"runtime": 21, "mem_mb": 3100, "cpus_per_gpu": 1},
+    "cluster.preprocess": {"runtime": 31, "mem_mb": 3200, "cpus_per_gpu": 1},
+    "preprocess.brain_extraction.mask_suffix": "_brainmask",
+    "preprocess.n4.iterations": [20, 20],
+    "preprocess.qc.brain_volume_ml": [500.0, 2500.0],
 }
+
+
+# Rules of a stage that a config may switch off (the preprocessing stage is skipped when every step is off, as in
+# the tiny pipeline): a group of keys for them is changed together with a switch that turns the stage on, so
+# their jobs appear in the dry run (as new jobs) rather than never being scheduled.
+STAGE_SWITCHES = {"preprocess": {"preprocess.kde.enabled": True}, "preprocess_cohort": {"preprocess.kde.enabled": True}}
 
 
 # Why a job may run besides its own params: a scheduled job updates its input, or the change made new files
@@ -134,6 +144,10 @@ def check(config_path, dry_run) -> list[str]:
         changed = copy.deepcopy(base)
         for key in keys:
             _set(changed, key, new_value(key, _get(base, key), _node(schema, key)))
+        for rule in rules:
+            for key, value in STAGE_SWITCHES.get(rule, {}).items():
+                if key not in keys:
+                    _set(changed, key, value)
         changed = validate_config(changed, source=f"changed {keys}")
         config_path.write_text(yaml.safe_dump(changed))
         try:

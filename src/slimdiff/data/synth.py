@@ -46,6 +46,8 @@ ORIENTATIONS = ("RAS", "LPS", "LAS", "RPI", "ASL", "PIR")
 # subcortical hyperintensity in the same relative units as the tissue levels.
 LESION_VOLUME_ML = (0.5, 15.0)
 LESION_CONTRAST = 0.40
+# Where an as-acquired cohort keeps each subject's true brain mask (outside the sub-* folders the ingest reads).
+TRUTH_DIR = "derivatives/truth"
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,12 @@ class SyntheticSubject:
     flair: nib.Nifti1Image
     roi: nib.Nifti1Image | None
     info: dict
+    brain_mask: nib.Nifti1Image | None = None  # the true brain mask of an as-acquired head (None when stripped)
+
+
+def participant_ids(patients: int, controls: int, **_) -> list[str]:
+    """The cohort's subject names (patients first), as write_cohort writes them."""
+    return [f"sub-{i + 1:05d}" for i in range(patients + controls)]
 
 
 def make_subject(
@@ -234,11 +242,13 @@ def make_subject(
     lesion_volume_ml: tuple[float, float] = LESION_VOLUME_ML,
     lesion_contrast: float = LESION_CONTRAST,
     variability: float = 1.0,
+    as_acquired: bool = False,
 ) -> SyntheticSubject:
-    """One subject, fully determined by its arguments."""
+    """One subject, fully determined by its arguments. `as_acquired`: a head as the scanner writes it (see
+    :func:`_as_acquired_intensities`) instead of a skull-stripped brain; the same brain either way."""
     rng = np.random.default_rng([seed, index])
     tpl = load_template()
-    spacing, shape, out_affine = _scanner_grid(rng, tpl, voxel_mm)
+    spacing, shape, out_affine = _scanner_grid(rng, tpl, voxel_mm, 30.0 if as_acquired else 14.0)
     warp = _head_warp(rng, tpl, spacing, shape, out_affine, variability)
 
     gm, wm, brain = warp.sample(tpl.gm), warp.sample(tpl.wm), warp.sample(tpl.brain)
@@ -256,16 +266,21 @@ def make_subject(
         )
 
     flair = _flair_intensities(rng, brain, gm, wm, hyper, spacing, lesion_contrast)
+    if as_acquired:  # its own generator: the stripped cohort's random stream stays as it was
+        flair = _as_acquired_intensities(np.random.default_rng([seed, index, 1]), flair, brain, spacing)
     code, flair_img, roi_img = _in_random_orientation(rng, flair, roi, out_affine)
     info.update(orientation=code, voxel_mm=";".join(f"{s:.3f}" for s in spacing))
-    return SyntheticSubject(flair=flair_img, roi=roi_img, info=info)
+    truth = None
+    if as_acquired:
+        truth = _in_random_orientation(rng, (brain >= 0.5).astype(np.uint8), None, out_affine, code)[1]
+    return SyntheticSubject(flair=flair_img, roi=roi_img, info=info, brain_mask=truth)
 
 
-def _scanner_grid(rng: np.random.Generator, tpl: Template, voxel_mm: tuple[float, float]):
+def _scanner_grid(rng: np.random.Generator, tpl: Template, voxel_mm: tuple[float, float], margin_mm: float = 14.0):
     """(spacing, shape, affine): random voxel size, RAS-aligned field of view around the brain, randomly shifted."""
     spacing = rng.uniform(voxel_mm[0], voxel_mm[1], 3)
-    fov_lo = tpl.brain_bbox_mm[0] - 14.0 + rng.uniform(-4, 4, 3)
-    fov_hi = tpl.brain_bbox_mm[1] + 14.0 + rng.uniform(-4, 4, 3)
+    fov_lo = tpl.brain_bbox_mm[0] - margin_mm + rng.uniform(-4, 4, 3)
+    fov_hi = tpl.brain_bbox_mm[1] + margin_mm + rng.uniform(-4, 4, 3)
     shape = tuple(int(np.ceil(n)) for n in (fov_hi - fov_lo) / spacing)
     out_affine = np.eye(4)
     out_affine[:3, :3] = np.diag(spacing)
@@ -333,10 +348,30 @@ def _flair_intensities(rng: np.random.Generator, brain, gm, wm, hyper, spacing, 
     return np.round(noisy * gain).astype(np.int16)
 
 
-def _in_random_orientation(rng: np.random.Generator, flair: np.ndarray, roi: np.ndarray | None, out_affine):
-    """(orientation code, FLAIR image, ROI image or None), stored in a random orientation code so that the
-    cache's reorientation is exercised."""
-    code = ORIENTATIONS[rng.integers(len(ORIENTATIONS))]
+def _as_acquired_intensities(rng: np.random.Generator, stripped: np.ndarray, brain, spacing) -> np.ndarray:
+    """The stripped FLAIR (int16) inside a head as acquired: a CSF rim, dark skull and bright scalp around the
+    brain (at jittered thicknesses, in mm from the brain's edge), a stronger smooth multiplicative bias field
+    over the whole head, Rician background noise and another scanner scale and offset."""
+    outside = ndimage.distance_transform_edt(brain < 0.5, sampling=spacing)
+    rim, skull, scalp = rng.uniform(1.5, 3.0), rng.uniform(4.0, 7.0), rng.uniform(4.0, 7.0)
+    head = np.where(outside <= rim, 0.12, 0.0) + np.where((outside > rim) & (outside <= rim + skull), 0.04, 0.0)
+    head += np.where((outside > rim + skull) & (outside <= rim + skull + scalp), rng.uniform(0.8, 1.0), 0.0)
+    level = float(np.median(stripped[brain >= 0.5])) / WM_LEVEL  # the stripped image's gain
+    head = ndimage.gaussian_filter(head * (brain < 0.5), 0.6 / np.asarray(spacing)) * level
+    bias = np.exp(0.25 * _smooth_field(rng, stripped.shape, max(2, int(round(80.0 / np.mean(spacing)))), 1.0))
+    sigma = 0.02 * level * WM_LEVEL
+    real = (stripped.astype(np.float64) + head) * bias + sigma * rng.standard_normal(stripped.shape)
+    noisy = np.hypot(real, sigma * rng.standard_normal(stripped.shape))
+    scale = rng.uniform(0.5, 3.0)
+    return np.clip(np.round(noisy * scale + rng.uniform(0, 20)), 0, np.iinfo(np.int16).max).astype(np.int16)
+
+
+def _in_random_orientation(
+    rng: np.random.Generator, flair: np.ndarray, roi: np.ndarray | None, out_affine, code: str | None = None
+):
+    """(orientation code, FLAIR image, ROI image or None), stored in a random orientation code (or `code`) so
+    that the cache's reorientation is exercised."""
+    code = ORIENTATIONS[rng.integers(len(ORIENTATIONS))] if code is None else code
     transform = orientations.ornt_transform(orientations.axcodes2ornt("RAS"), orientations.axcodes2ornt(code))
     affine = out_affine @ orientations.inv_ornt_aff(transform, flair.shape)
     flair_img = nib.Nifti1Image(orientations.apply_orientation(flair, transform), affine)
@@ -353,9 +388,15 @@ def _build_one(args: tuple[int, int, bool, dict, str, str]) -> dict:
     subject = make_subject(seed, index, patient, **look)
     anat = Path(out_dir) / participant / "anat"
     anat.mkdir(parents=True, exist_ok=True)
-    nib.save(subject.flair, anat / f"{participant}_FLAIR.nii.gz")
+    # as acquired: ds004199's names carry an acq- entity; the true brain mask goes where the ingest never looks
+    stem = f"{participant}_acq-T2sel" if look.get("as_acquired") else participant
+    nib.save(subject.flair, anat / f"{stem}_FLAIR.nii.gz")
     if subject.roi is not None:
-        nib.save(subject.roi, anat / f"{participant}_FLAIR_roi.nii.gz")
+        nib.save(subject.roi, anat / f"{stem}_FLAIR_roi.nii.gz")
+    if subject.brain_mask is not None:
+        truth = Path(out_dir) / TRUTH_DIR / participant / "anat"
+        truth.mkdir(parents=True, exist_ok=True)
+        nib.save(subject.brain_mask, truth / f"{participant}_desc-brain_mask.nii.gz")
     return {"participant_id": participant, **subject.info}
 
 
@@ -382,6 +423,7 @@ def write_cohort(
     lesion_volume_ml: tuple[float, float] = LESION_VOLUME_ML,
     lesion_contrast: float = LESION_CONTRAST,
     variability: float = 1.0,
+    as_acquired: bool = False,
 ) -> pd.DataFrame:
     """Write a ds004199-layout cohort to `out_dir` and return participants.tsv.
 
@@ -397,6 +439,7 @@ def write_cohort(
         "lesion_volume_ml": tuple(lesion_volume_ml),
         "lesion_contrast": float(lesion_contrast),
         "variability": float(variability),
+        "as_acquired": bool(as_acquired),
     }
     out_dir = Path(out_dir)
     if not _replaceable(out_dir):
@@ -406,7 +449,8 @@ def write_cohort(
         )
     load_template()  # build once in the parent; forked workers inherit it
     with atomic_dir(out_dir) as tmp:
-        jobs = [(seed, i, i < patients, look, f"sub-{i + 1:05d}", str(tmp)) for i in range(patients + controls)]
+        ids = participant_ids(patients, controls)
+        jobs = [(seed, i, i < patients, look, sid, str(tmp)) for i, sid in enumerate(ids)]
         workers = max(1, min(threads, len(jobs), os.cpu_count() or 1))
         if workers == 1:
             rows = [_build_one(j) for j in tqdm(jobs, desc="synthetic subjects", unit="subj")]

@@ -1,0 +1,26 @@
+"""Rule preprocess: one subject, raw FLAIR as acquired -> BIDS derivatives (slimdiff.preprocess)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _log import to_rule_log  # noqa: E402
+
+to_rule_log(snakemake)  # noqa: F821 - first, so every library logger writes to the rule log
+
+config = snakemake.config  # noqa: F821
+cfg = dict(config["preprocess"])  # the params plus runtime keys (the HD-BET device)
+if cfg["brain_extraction"]["backend"] == "hd-bet" and cfg["brain_extraction"]["hd_bet"]["device"] == "cuda":
+    from slimdiff.gpu_lease import lease_gpu  # noqa: E402
+
+    lease_gpu()  # before torch touches CUDA: this job sees one leased device
+
+from slimdiff.preprocess.cohort import preprocess_one  # noqa: E402
+
+preprocess_one(
+    snakemake.input.raw,  # noqa: F821
+    snakemake.wildcards.subject,  # noqa: F821
+    snakemake.output.subject,  # noqa: F821
+    cfg,
+    config["data"]["ingest"]["on_bad_subject"],
+)
