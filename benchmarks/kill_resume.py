@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     from slimdiff.io import write_json
     from slimdiff.provenance import machine, versions
 
+    # As the Makefile sets them: this environment's commands first, metric weights in the project's cache.
+    os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
+    os.environ.setdefault("TORCH_HOME", str(REPO / ".torch_home"))
     command = make_run_command(str(gpu_slots()))
     work, rng = Path(args.work), random.Random(args.seed)
     reference = copy_workflow(work / "reference", Path(args.configfile))
