@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "report" / "dvc_plots"
@@ -116,3 +120,25 @@ const specs = JSON.parse(fs.readFileSync(dir + '/specs.json', 'utf8'));
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = json.loads(proc.stdout)
     assert lines == {"val_loss": 3, "train_loss": 3, "kid_per_zbin": 3, "lpips_per_zbin": 3}
+
+
+def _render_check():
+    spec = importlib.util.spec_from_file_location("render_check", ROOT / "benchmarks" / "render_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (benchmarks/render_check.py)")
+def test_offline_page_draws_in_a_browser_and_dvc_default_does_not(project, tmp_path, monkeypatch):
+    """Headless Chromium with every host unreachable: our template draws lines; DVC's CDN page stays blank."""
+    render = _render_check()
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    assert render.check_plots(project, tmp_path / "offline") == []
+    rgb = np.asarray(Image.open(tmp_path / "offline" / "dvc_plots.png").convert("RGB"))
+    assert render.coloured_fraction(rgb) > 1e-3
+
+    default = tmp_path / "cdn"
+    subprocess.run([_dvc(), "plots", "show", "-o", str(default)], cwd=project, capture_output=True, check=True)
+    cdn = render.screenshot(default / "index.html", tmp_path / "cdn.png", height=2400)
+    assert render.coloured_fraction(cdn) < 1e-4, "DVC's own page should need the network: the check can fail"
