@@ -16,7 +16,7 @@ export DVC_NO_ANALYTICS := 1
 # Metric network weights (Inception, LPIPS trunks) are cached inside the project, built once by slimdiff-weights.
 export TORCH_HOME ?= $(CURDIR)/.torch_home
 
-.PHONY: run ablation test test-slurm lint dryrun config report clean upstream-env upstream-fixtures vs-upstream
+.PHONY: run ablation test test-fast test-slurm docs lint dryrun config report clean upstream-env upstream-fixtures vs-upstream
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,14 @@ lint: $(STAMP)
 
 test: lint
 	pytest -n 2 --dist loadgroup -m "not slurm" tests
+
+# The inner loop: everything but the whole-pipeline and SLURM tests (the `pipeline` and `slurm` markers).
+test-fast: $(STAMP)
+	pytest -n 2 --dist loadgroup -m "not slurm and not pipeline" tests
+
+# The configuration reference page, regenerated from config/schema.yaml (a test fails when it is stale).
+docs: $(STAMP)
+	python -m slimdiff.config_reference
 
 # The tiny pipeline through `snakemake --profile slurm` on a real local SLURM (root; CI runs it after `test`).
 test-slurm: $(STAMP)
