@@ -227,6 +227,9 @@ class SyntheticSubject:
     roi: nib.Nifti1Image | None
     info: dict
     brain_mask: nib.Nifti1Image | None = None  # the true brain mask of an as-acquired head (None when stripped)
+    # Pure white matter (probability >= 0.9, away from the lesion) of an as-acquired head: where the benchmark
+    # measures N4's and the KDE peak's effect on white-matter intensities against a known answer.
+    wm_mask: nib.Nifti1Image | None = None
 
 
 def participant_ids(patients: int, controls: int, **_) -> list[str]:
@@ -270,10 +273,14 @@ def make_subject(
         flair = _as_acquired_intensities(np.random.default_rng([seed, index, 1]), flair, brain, spacing)
     code, flair_img, roi_img = _in_random_orientation(rng, flair, roi, out_affine)
     info.update(orientation=code, voxel_mm=";".join(f"{s:.3f}" for s in spacing))
-    truth = None
-    if as_acquired:
+    truth = wm_truth = None
+    if as_acquired:  # a given orientation code draws nothing from rng: the cohort stays as it was
         truth = _in_random_orientation(rng, (brain >= 0.5).astype(np.uint8), None, out_affine, code)[1]
-    return SyntheticSubject(flair=flair_img, roi=roi_img, info=info, brain_mask=truth)
+        pure_wm = (np.clip(wm, 0, 1) >= 0.9) & (brain >= 0.5)
+        if roi is not None:
+            pure_wm &= ~ndimage.binary_dilation(roi, iterations=2)
+        wm_truth = _in_random_orientation(rng, pure_wm.astype(np.uint8), None, out_affine, code)[1]
+    return SyntheticSubject(flair=flair_img, roi=roi_img, info=info, brain_mask=truth, wm_mask=wm_truth)
 
 
 def _scanner_grid(rng: np.random.Generator, tpl: Template, voxel_mm: tuple[float, float], margin_mm: float = 14.0):
@@ -397,6 +404,8 @@ def _build_one(args: tuple[int, int, bool, dict, str, str]) -> dict:
         truth = Path(out_dir) / TRUTH_DIR / participant / "anat"
         truth.mkdir(parents=True, exist_ok=True)
         nib.save(subject.brain_mask, truth / f"{participant}_desc-brain_mask.nii.gz")
+        if subject.wm_mask is not None:
+            nib.save(subject.wm_mask, truth / f"{participant}_label-WM_mask.nii.gz")
     return {"participant_id": participant, **subject.info}
 
 

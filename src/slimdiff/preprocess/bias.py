@@ -38,7 +38,7 @@ def n4_correct(
     image: np.ndarray,
     mask: np.ndarray,
     spacing: Sequence[float],
-    shrink_factor: int = 2,
+    shrink_factor: int = 4,
     iterations: Sequence[int] = (50, 50, 50, 50),
     spline_distance_mm: float = 100.0,
     convergence: float = 1e-3,

@@ -50,6 +50,7 @@ def extract(
     flair_path: Path,
     mask_path: Path | None = None,
     hd_bet: dict | None = None,
+    synthstrip: dict | None = None,
 ) -> tuple[np.ndarray, dict]:
     image = np.asarray(canonical_flair.dataobj, dtype=np.float32)
     if image.ndim == 4:
