@@ -71,11 +71,11 @@ HDBET_GPU = PREPROCESS_ON and PREPROCESS["brain_extraction"]["backend"] == "hd-b
     PREPROCESS["brain_extraction"]["hd_bet"]["device"] == "cuda"
 )
 PREPROCESS_SUBJECTS = []
+try:
+    check_preprocess_config(PREPROCESS, DATA)  # with the stage off too: an as-acquired cohort needs it
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 if PREPROCESS_ON:
-    try:
-        check_preprocess_config(PREPROCESS, DATA)
-    except ConfigError as err:
-        raise WorkflowError(str(err)) from None
     PREPROCESS_SUBJECTS = synthetic_ids(**DATA["synthetic"]) if SYNTHETIC else preprocess_subject_ids(RAW_DIR)
 
 

@@ -56,6 +56,7 @@ if PREPROCESS_ON:
             ),
         params:
             qc=settings("preprocess_cohort", "preprocess"),
+            on_bad_subject=settings("preprocess_cohort", "data")["ingest"]["on_bad_subject"],
         log:
             "results/logs/preprocess_cohort/preprocess_cohort.log",
         conda:

@@ -228,7 +228,8 @@ def test_installed_hdbet_weights_match_the_pins():
 def test_stage_config_conflicts_are_refused():
     data = validate_config({"data": {"ingest": {"brain_mask_suffix": "_mask"}}})["data"]
     with pytest.raises(SlimdiffInputError, match="preprocess.brain_extraction"):
-        cohort.check_config(_cfg(), data)
+        cohort.check_config(_cfg(kde={"enabled": True}), data)
+    cohort.check_config(_cfg(), data)  # stage off: the cache masks the FLAIRs itself, as before
     subject = Subject("sub-01", "hc", None)
     with pytest.raises(PreprocessError, match="no FLAIR"):
         write_subject(subject, _cfg(), "/nonexistent/out")

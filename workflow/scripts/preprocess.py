@@ -22,5 +22,8 @@ preprocess_one(
     snakemake.wildcards.subject,  # noqa: F821
     snakemake.output.subject,  # noqa: F821
     cfg,
+    # Not a param of this rule: under skip a bad subject's job writes its reason instead of failing, and
+    # preprocess_cohort (whose param it is) stops on that reason or leaves the subject out; a subject that
+    # went through is the same under either value, so changing it must not rerun every subject.
     config["data"]["ingest"]["on_bad_subject"],
 )

@@ -15,5 +15,5 @@ gather(
     list(snakemake.input.subjects),  # noqa: F821
     Path(snakemake.output.participants).parent,  # noqa: F821
     snakemake.params.qc["qc"],  # noqa: F821
-    snakemake.config["data"]["ingest"]["on_bad_subject"],  # noqa: F821
+    snakemake.params.on_bad_subject,  # noqa: F821
 )

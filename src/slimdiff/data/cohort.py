@@ -29,7 +29,7 @@ from pathlib import Path
 import nibabel as nib
 import pandas as pd
 
-from slimdiff.data.ingest import DataError, Subject, _split_nifti, read_participants
+from slimdiff.data.ingest import DataError, Subject, read_participants, split_nifti
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Geometry:
 
 def sidecar_path(image: Path) -> Path:
     """sub-X_FLAIR.nii.gz -> sub-X_FLAIR.json (BIDS: the sidecar has the image's name)."""
-    return image.with_name(_split_nifti(image.name)[0] + ".json")
+    return image.with_name(split_nifti(image.name)[0] + ".json")
 
 
 def _number(value) -> float | None:

@@ -114,7 +114,7 @@ def _discover_bids(root: Path, ingest: dict) -> list[Subject]:
         image = flairs[0] if flairs else None
         mask = brain = None
         if image is not None:
-            stem, ext = _split_nifti(image.name)
+            stem, ext = split_nifti(image.name)
             mask = _pair_roi(image, _bids_files(root / sid, sid, "_FLAIR_roi"))
             if ingest.get("brain_mask_suffix"):
                 candidate = image.with_name(stem.replace("_FLAIR", ingest["brain_mask_suffix"]) + ext)
@@ -139,8 +139,10 @@ def read_participants(tsv: Path) -> pd.DataFrame:
 _NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
 
-def _split_nifti(name: str) -> tuple[str, str]:
-    """("sub-X_acq-Y_FLAIR", ".nii.gz") from a NIfTI file name; the extension is "" for anything else."""
+def split_nifti(name: str) -> tuple[str, str]:
+    """("sub-X_acq-Y_FLAIR", ".nii.gz") from a NIfTI file name; the extension is "" for anything else.
+
+    Public: the preprocessing stage and the cohort selection name their files (masks, sidecars) from it too."""
     for ext in _NIFTI_EXTENSIONS:
         if name.endswith(ext):
             return name[: -len(ext)], ext
@@ -153,7 +155,7 @@ def _bids_files(subject_dir: Path, sid: str, suffix: str) -> list[Path]:
     modalities out, and ``_FLAIR`` alone never matches ``_FLAIR_roi``."""
     found = []
     for path in subject_dir.glob(f"**/anat/{sid}_*"):
-        stem, ext = _split_nifti(path.name)
+        stem, ext = split_nifti(path.name)
         if ext and stem.endswith(suffix) and path.is_file():
             found.append(path)
     return sorted(found)
@@ -169,7 +171,7 @@ def _pair_roi(image: Path, rois: list[Path]) -> Path | None:
     warning; whether it really lies on the FLAIR's grid is checked when the volumes are read. Two or more
     candidates cannot be told apart by name and are an error.
     """
-    stem, _ = _split_nifti(image.name)
+    stem, _ = split_nifti(image.name)
     here = [p for p in rois if p.parent == image.parent]
     elsewhere = [p for p in rois if p.parent != image.parent]
     if elsewhere:
@@ -178,7 +180,7 @@ def _pair_roi(image: Path, rois: list[Path]) -> Path | None:
             image,
             ", ".join(str(p) for p in elsewhere),
         )
-    exact = [p for p in here if _split_nifti(p.name)[0] == f"{stem}_roi"]
+    exact = [p for p in here if split_nifti(p.name)[0] == f"{stem}_roi"]
     if len(exact) == 1:
         others = [p.name for p in here if p != exact[0]]
         if others:
@@ -241,8 +243,11 @@ def _discover_nnunet(root: Path, ingest: dict) -> list[Subject]:
     return [subjects[k] for k in sorted(subjects)]
 
 
-def _read(path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read a NIfTI fully (so a truncated file fails here, not later) and return (data, affine)."""
+def read_nifti(path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read a NIfTI fully (so a truncated file fails here, not later) and return (data, affine).
+
+    Public so that every reader of raw volumes (the cache, the preprocessing stage) refuses the same broken
+    files with the same one-line DataError."""
     try:
         img = nib.load(path)
         data = np.asarray(img.dataobj, dtype=np.float32)
@@ -257,7 +262,9 @@ def _read(path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
     return data, img.affine
 
 
-def _same_grid(path: Path, what: str, shape, affine, ref_shape, ref_affine, ref_path: Path) -> None:
+def check_same_grid(path: Path, what: str, shape, affine, ref_shape, ref_affine, ref_path: Path) -> None:
+    """A DataError naming `path` unless its shape and affine are those of the image at `ref_path` (a mask on
+    another grid would be silently misaligned)."""
     if tuple(shape) != tuple(ref_shape):
         raise DataError(path, f"{what} shape {tuple(shape)} does not match image {ref_path.name} {tuple(ref_shape)}")
     if not np.allclose(affine, ref_affine, atol=1e-3, rtol=1e-4):
@@ -269,14 +276,14 @@ def load_volume(subject: Subject, ingest: dict) -> Volume:
     if subject.image is None:
         where = subject.source or subject.subject_id
         raise DataError(where, f"subject {subject.subject_id} is listed but has no FLAIR file", subject.subject_id)
-    image, affine = _read(subject.image, "FLAIR image")
+    image, affine = read_nifti(subject.image, "FLAIR image")
 
     mask = None
     if subject.is_patient:
         if subject.mask is None:
             raise DataError(subject.image, "patient (group fcd) without a lesion mask (_roi / labelsTr file)")
-        raw_mask, mask_affine = _read(subject.mask, "lesion mask")
-        _same_grid(subject.mask, "lesion mask", raw_mask.shape, mask_affine, image.shape, affine, subject.image)
+        raw_mask, mask_affine = read_nifti(subject.mask, "lesion mask")
+        check_same_grid(subject.mask, "lesion mask", raw_mask.shape, mask_affine, image.shape, affine, subject.image)
         values = np.unique(raw_mask)
         if not np.isin(values, (0.0, 1.0)).all():
             shown = ", ".join(f"{v:g}" for v in values[:6]) + (" ..." if len(values) > 6 else "")
@@ -286,8 +293,8 @@ def load_volume(subject: Subject, ingest: dict) -> Volume:
             raise DataError(subject.mask, "lesion mask of a patient is empty")
 
     if subject.brain_mask is not None:
-        brain, brain_affine = _read(subject.brain_mask, "brain mask")
-        _same_grid(subject.brain_mask, "brain mask", brain.shape, brain_affine, image.shape, affine, subject.image)
+        brain, brain_affine = read_nifti(subject.brain_mask, "brain mask")
+        check_same_grid(subject.brain_mask, "brain mask", brain.shape, brain_affine, image.shape, affine, subject.image)
         image = image * (brain > 0)
     elif not ingest.get("skull_stripped", True):
         raise DataError(

@@ -18,7 +18,7 @@ from slimdiff.data.ingest import DataError, discover, read_participants
 from slimdiff.io import write_text
 from slimdiff.preprocess import qc
 from slimdiff.preprocess.errors import PreprocessError
-from slimdiff.preprocess.subject import names, write_subject
+from slimdiff.preprocess.subject import names, stage_enabled, write_subject
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,26 @@ def gather(
 
 
 def check_config(cfg: dict, data: dict) -> None:
-    """Refuse combinations the stage cannot honour (called when the stage is enabled)."""
+    """Refuse combinations the stage cannot honour; called with the stage on or off, because an as-acquired
+    synthetic cohort (heads with scalp and skull) without brain extraction would reach the cache unstripped and
+    train on skulls without any error."""
+    synthetic = data.get("synthetic", {})
+    if (
+        data.get("source") == "synthetic"
+        and synthetic.get("as_acquired")
+        and cfg["brain_extraction"]["backend"]
+        in (
+            "none",
+            "mask-file",
+        )
+    ):
+        raise ConfigError(
+            "data.synthetic.as_acquired: true writes heads with scalp and skull (no brain masks beside them), but "
+            f"preprocess.brain_extraction.backend is {cfg['brain_extraction']['backend']!r}; set "
+            "preprocess.brain_extraction.backend to hd-bet (or synthstrip), or data.synthetic.as_acquired: false"
+        )
+    if not stage_enabled(cfg):
+        return
     if data["layout"] != "bids":
         raise ConfigError("preprocess: the stage reads BIDS cohorts only (data.layout: bids)")
     ingest = data["ingest"]

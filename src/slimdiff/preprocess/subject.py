@@ -24,7 +24,7 @@ import nibabel as nib
 import numpy as np
 
 from slimdiff import provenance
-from slimdiff.data.ingest import DataError, Subject, _read, _same_grid
+from slimdiff.data.ingest import DataError, Subject, check_same_grid, read_nifti, split_nifti
 from slimdiff.io import atomic_dir, write_json
 from slimdiff.preprocess import brain, orient
 from slimdiff.preprocess.errors import PreprocessError
@@ -44,6 +44,46 @@ def names(sid: str) -> dict[str, str]:
     }
 
 
+# Acquisition fields of the raw FLAIR's JSON sidecar that describe the data, not the processing: copied into the
+# derivative's sidecar, which is the one data.cohort reads beside the preprocessed FLAIR (MRAcquisitionType for
+# data.cohort.acquisition, SpacingBetweenSlices and SliceThickness for max_slice_spacing_mm). Without them
+# `data.cohort.acquisition: [3D]` would exclude every preprocessed subject.
+SOURCE_SIDECAR_FIELDS = (
+    "MRAcquisitionType",
+    "SpacingBetweenSlices",
+    "SliceThickness",
+    "Manufacturer",
+    "ManufacturersModelName",
+    "MagneticFieldStrength",
+    "PulseSequenceType",
+    "RepetitionTime",
+    "EchoTime",
+    "InversionTime",
+)
+
+
+def source_acquisition(image: Path) -> dict:
+    """The SOURCE_SIDECAR_FIELDS of the raw FLAIR's sidecar (same name, .json), {} when it has none.
+
+    An unreadable sidecar is a warning, not an error: data.cohort treats it the same way, and a cohort that
+    selects nothing by these fields must not stop on one."""
+    import json
+
+    from slimdiff.data.cohort import sidecar_path
+
+    side = sidecar_path(Path(image))
+    if not side.is_file():
+        return {}
+    try:
+        fields = json.loads(side.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as exc:
+        log.warning("%s: cannot read the JSON sidecar, its acquisition fields are not carried over (%s)", side, exc)
+        return {}
+    if not isinstance(fields, dict):
+        return {}
+    return {k: fields[k] for k in SOURCE_SIDECAR_FIELDS if k in fields}
+
+
 def stage_enabled(cfg: dict) -> bool:
     """Whether the stage runs at all: with every step off it would only copy the files, so it is skipped."""
     return cfg["brain_extraction"]["backend"] != "none" or cfg["n4"]["enabled"] or cfg["kde"]["enabled"]
@@ -56,15 +96,15 @@ def process(subject: Subject, cfg: dict) -> tuple[dict[str, nib.Nifti1Image], di
         raise PreprocessError(subject.source or sid, f"subject {sid} is listed but has no FLAIR file", sid)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    data, affine = _read(subject.image, "FLAIR image")
+    data, affine = read_nifti(subject.image, "FLAIR image")
     raw = nib.Nifti1Image(data, affine)
     flair = orient.to_canonical(raw)
     image = np.asarray(flair.dataobj, dtype=np.float32)
     spacing = tuple(float(z) for z in flair.header.get_zooms()[:3])
     roi = None
     if subject.mask is not None:
-        roi_data, roi_affine = _read(subject.mask, "lesion mask")
-        _same_grid(subject.mask, "lesion mask", roi_data.shape, roi_affine, data.shape, affine, subject.image)
+        roi_data, roi_affine = read_nifti(subject.mask, "lesion mask")
+        check_same_grid(subject.mask, "lesion mask", roi_data.shape, roi_affine, data.shape, affine, subject.image)
         roi = np.asarray(orient.to_canonical(nib.Nifti1Image(roi_data, roi_affine)).dataobj)
     timings["read_reorient_s"] = time.perf_counter() - t0
 
@@ -115,6 +155,7 @@ def process(subject: Subject, cfg: dict) -> tuple[dict[str, nib.Nifti1Image], di
     if roi is not None:
         images["roi"] = _like(roi.astype(np.uint8) if np.isin(roi, (0, 1)).all() else roi, flair)
     sidecar = {
+        **source_acquisition(subject.image),  # BIDS: a derivative's sidecar keeps the source's acquisition fields
         "subject": sid,
         "source": {"flair": str(subject.image), "roi": str(subject.mask) if subject.mask else None},
         "steps": steps,
@@ -135,9 +176,7 @@ def _like(data: np.ndarray, ref: nib.Nifti1Image) -> nib.Nifti1Image:
 
 def _mask_file(subject: Subject, suffix: str) -> Path:
     """The user's brain mask beside the FLAIR: `suffix` replaces ``_FLAIR`` in its name."""
-    from slimdiff.data.ingest import _split_nifti
-
-    stem, ext = _split_nifti(subject.image.name)
+    stem, ext = split_nifti(subject.image.name)
     return subject.image.with_name(stem.replace("_FLAIR", suffix) + ext)
 
 
