@@ -1,7 +1,8 @@
-"""GPU leasing: one device per GPU-tagged job, never shared, released on exit (kill included)."""
+"""GPU leasing: one device per GPU-tagged job, or N at once (DDP), never shared, released on exit (kill included)."""
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -137,3 +138,56 @@ def test_four_gpu_jobs_on_two_devices_never_share_one(tmp_path):
 def _release():
     yield
     gpu_lease.release_all()
+
+
+# ---- N devices at once (DDP trainings: training.devices = N) ----
+
+_WIDE = """
+import json, os, random, sys, time
+from slimdiff.gpu_lease import lease_gpu
+count, hold = int(sys.argv[2]), float(sys.argv[3])
+lease = lease_gpu(count, devices=["0", "1", "2"], lock_dir=sys.argv[1], timeout_s=120, backoff_s=0.02)
+start = time.time()
+time.sleep(hold)
+print(json.dumps(dict(devices=list(lease.devices), visible=os.environ["CUDA_VISIBLE_DEVICES"], count=count,
+                      start=start, end=time.time())), flush=True)
+"""
+
+
+def _wide(lock_dir, count, hold_s):
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_JOB_ID"}
+    cmd = [sys.executable, "-c", _WIDE, str(lock_dir), str(count), str(hold_s)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_n_device_leases_under_contention_never_share_and_never_deadlock(tmp_path):
+    """12 jobs asking for 1, 2 or 3 of 3 devices at random, started together with random hold times: each gets
+    as many distinct devices as it asked for, no two jobs overlapping in time share a device, all finish."""
+    rng = random.Random(28)
+    asks = [(rng.choice([1, 2, 2, 3]), rng.uniform(0.05, 0.4)) for _ in range(12)]
+    procs = [_wide(tmp_path, count, hold) for count, hold in asks]
+    records = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)  # a deadlock would hit this, or the lease's own timeout
+        assert proc.returncode == 0, err[-2000:]
+        records.append(json.loads(out))
+    for rec, (count, _) in zip(records, asks, strict=True):
+        assert len(set(rec["devices"])) == count == rec["count"]
+        assert rec["visible"] == ",".join(rec["devices"])
+    for i, a in enumerate(records):
+        for b in records[i + 1 :]:
+            if a["start"] < b["end"] and b["start"] < a["end"]:
+                assert not set(a["devices"]) & set(b["devices"]), (a, b)
+
+
+def test_two_jobs_of_two_devices_on_three_gpus_take_turns(tmp_path):
+    """The deadlock a one-by-one lease would risk (each holding one device, both waiting for a second)."""
+    first, second = _wide(tmp_path, 2, 1.0), _wide(tmp_path, 2, 1.0)
+    a, b = (json.loads(p.communicate(timeout=120)[0]) for p in (first, second))
+    assert a["start"] >= b["end"] - 0.05 or b["start"] >= a["end"] - 0.05, "ran side by side on 3 GPUs"
+
+
+def test_more_devices_than_the_machine_has_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with pytest.raises(ValueError, match="needs 3 GPUs"):
+        gpu_lease.lease_gpu(3, devices=["0", "1"], lock_dir=tmp_path)

@@ -1,10 +1,15 @@
-"""One GPU per job on a multi-GPU workstation.
+"""GPUs per job on a multi-GPU workstation: one, or N at once for a DDP training (training.devices).
 
 `snakemake --resources gpu=2` only caps how many GPU-tagged jobs run at once; it never says *which* GPU a job
 gets, so without help two trainings both land on device 0. Each GPU job therefore leases a device itself: it
 takes a non-blocking exclusive `flock` on one lock file per device index in a node-local directory, retries
 with jittered back-off while all are taken, and exports `CUDA_VISIBLE_DEVICES` before torch touches CUDA.
 The lock is held by an open file descriptor, so the kernel releases it when the process ends, killed or not.
+
+A job that needs N devices takes all N or none: it tries each lock once without blocking, and if it got fewer
+than N it lets go of them before it backs off. No job ever holds a device while it waits for another, so two
+N = 2 jobs on 3 GPUs can neither deadlock (each holding one) nor share one. A wide job can wait longer than a
+narrow one under heavy contention (nothing reserves devices for it); the jittered back-off keeps that short.
 
 Under SLURM the allocation already sets the visible devices, so leasing steps aside.
 
@@ -36,9 +41,10 @@ _held: list[int] = []  # descriptors of held locks: alive for the life of the pr
 
 @dataclass(frozen=True)
 class Lease:
-    device: str | None  # the leased device id as the driver numbers it, None when nothing was leased
+    device: str | None  # the leased device ids as the driver numbers them ("0" or "0,2"), None when none
     reason: str  # why: "leased", "slurm", "no-gpu"
-    lock_file: Path | None = None
+    lock_file: Path | None = None  # the first device's lock
+    devices: tuple[str, ...] = ()  # every leased id
 
 
 def default_lock_dir() -> Path:
@@ -79,16 +85,19 @@ def under_slurm() -> bool:
 
 
 def lease_gpu(
+    count: int = 1,
     devices: list[str] | None = None,
     lock_dir: str | Path | None = None,
     timeout_s: float = 24 * 3600,
     backoff_s: float = 1.0,
 ) -> Lease:
-    """Lease one free device for the rest of this process and make it the only one CUDA can see.
+    """Lease `count` free devices at once for the rest of this process and make them the only ones CUDA sees.
 
-    Call before the first CUDA call (safest: before importing torch). Waits while every device is taken;
-    raises TimeoutError after `timeout_s`.
+    Call before the first CUDA call (safest: before importing torch). Waits while fewer than `count` are free,
+    holding none meanwhile; raises TimeoutError after `timeout_s`, ValueError if the machine has fewer devices.
     """
+    if count < 1:
+        raise ValueError(f"a GPU lease is for at least one device, not {count}")
     if under_slurm():
         log.info("SLURM job %s: using its allocation, CUDA_VISIBLE_DEVICES=%s", os.environ["SLURM_JOB_ID"],
                  os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"))  # fmt: skip
@@ -97,34 +106,56 @@ def lease_gpu(
     if not devices:
         log.info("no GPU to lease: the job runs on the CPU")
         return Lease(None, "no-gpu")
+    if count > len(devices):
+        raise ValueError(
+            f"the job needs {count} GPUs (training.devices) but this machine shares out {len(devices)}: {devices} "
+            f"(${DEVICES_ENV}, config gpu.devices or $CUDA_VISIBLE_DEVICES)"
+        )
     lock_dir = Path(lock_dir or os.environ.get(LOCK_DIR_ENV) or default_lock_dir())
     lock_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(os.getpid() ^ time.monotonic_ns())
     start, waited = time.monotonic(), False
     while True:
-        for device in rng.sample(devices, len(devices)):  # random start order: fewer collisions on retry
-            lock_file = lock_dir / f"gpu{device}.lock"
-            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
-            _held.append(fd)
-            os.environ["CUDA_VISIBLE_DEVICES"] = device
-            log.info("leased GPU %s (lock %s); CUDA_VISIBLE_DEVICES=%s", device, lock_file, device)
-            return Lease(device, "leased", lock_file)
+        got = _try_lock(rng.sample(devices, len(devices)), count, lock_dir)  # random order: fewer collisions
+        if got:
+            ids = tuple(sorted((d for d, _ in got), key=devices.index))
+            for _, fd in got:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S')} with {ids}\n".encode())
+                _held.append(fd)
+            visible = ",".join(ids)
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible
+            log.info("leased GPU %s (locks in %s); CUDA_VISIBLE_DEVICES=%s", visible, lock_dir, visible)
+            return Lease(visible, "leased", lock_dir / f"gpu{ids[0]}.lock", ids)
         if time.monotonic() - start > timeout_s:
             raise TimeoutError(
-                f"no free GPU among {devices} after {timeout_s:.0f} s (locks in {lock_dir}); "
+                f"no {'' if count == 1 else f'{count} '}free GPU{'' if count == 1 else 's'} among {devices} after "
+                f"{timeout_s:.0f} s (locks in {lock_dir}); "
                 "is --resources gpu=N larger than the number of devices?"
             )
         if not waited:
-            log.info("all of GPUs %s are leased; waiting", devices)
+            log.info("fewer than %d of GPUs %s are free; waiting", count, devices)
             waited = True
         time.sleep(backoff_s * (0.5 + rng.random()))
+
+
+def _try_lock(order: list[str], count: int, lock_dir: Path) -> list[tuple[str, int]]:
+    """`count` locks taken without blocking, as (device, fd); none held (an empty list) if fewer were free."""
+    got: list[tuple[str, int]] = []
+    for device in order:
+        fd = os.open(lock_dir / f"gpu{device}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        got.append((device, fd))
+        if len(got) == count:
+            return got
+    for _, fd in got:  # not enough: hold nothing while waiting
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    return []
 
 
 def release_all() -> None:

@@ -15,11 +15,20 @@ At small t the noisy input itself still holds the true mask, so a network that c
 without having learnt anything: beside each mask_dice_t<t>, input_dice_t<t> is what the rescaled input alone
 scores (the mask channel of x_t / sqrt(alpha_bar_t), thresholded the same way, on the same slices and noise).
 Only the estimate's score above the input's is the network's own.
+
+Under DDP (training.devices = W > 1) each step is the single-process step on the effective batch: rank r holds
+rows r, r + W, ... of it (data.EpochSampler), and every random number of the step (CFG dropout, t, eps, the
+self-conditioning coin) is drawn for all W * b rows from the global RNG, which EpochSeeds seeds alike on every
+rank, and the rank keeps its rows. Upstream's ranks each drew b rows from identically seeded RNGs, so their
+different images got the same timesteps and noise. Validation deals whole batches to ranks (data.ShardedBatches),
+sums losses and mask-Dice pixel counts per rank and reduces the sums: the epoch's numbers are the single-process
+ones whatever the world size.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import lightning.pytorch as pl
 import torch
@@ -45,6 +54,8 @@ class DiffusionModule(pl.LightningModule):
         self.diffusion = Diffusion(d["timesteps"], d["prediction"], d["clip"])
         self.criterion = DiffusionLoss(run_cfg["loss"])
         self.mask_dice_timesteps = [int(t) for t in run_cfg["training"]["mask_dice_timesteps"]]
+        # Single-process validation batches of the epoch (data.ShardedBatches); the runner sets it under DDP.
+        self.val_batches = 0
         if any(t >= d["timesteps"] for t in self.mask_dice_timesteps):
             raise ConfigError(
                 f"training.mask_dice_timesteps {self.mask_dice_timesteps}: each must be below "
@@ -54,13 +65,26 @@ class DiffusionModule(pl.LightningModule):
     def forward(self, x_t, t, tokens, x0_sc=None):
         return self.net(x_t, t, tokens, x0_sc)
 
+    @property
+    def _ranks(self) -> tuple[int, int]:
+        """(this rank, world size); (0, 1) outside a Trainer."""
+        trainer = self._trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _draw(self, make: Callable[[tuple[int, ...]], torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
+        """`make(shape)` drawn for the effective batch (dim 0 times the world size), this rank's rows kept."""
+        rank, world = self._ranks
+        if world == 1:
+            return make(shape)
+        return make((shape[0] * world, *shape[1:]))[rank::world]
+
     def _self_condition(self, x_t, t, tokens) -> torch.Tensor | None:
         if not self.self_cond:
             return None
         sc = self.run_cfg["self_conditioning"]
         b = x_t.shape[0]
         if sc["per_sample"]:
-            use = torch.rand(b, device=x_t.device) < sc["probability"]
+            use = self._draw(lambda s: torch.rand(s, device=x_t.device), (b,)) < sc["probability"]
         else:
             use = (torch.rand((), device=x_t.device) < sc["probability"]).expand(b)
         x0_sc = torch.zeros_like(x_t)
@@ -79,38 +103,55 @@ class DiffusionModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x0, tokens = batch
         if self.run_cfg["model"]["cfg_null_token"]:
-            drop = torch.rand(tokens.shape, device=tokens.device) < self.run_cfg["training"]["cfg_dropout"]
+            drop = self._draw(lambda s: torch.rand(s, device=tokens.device), tuple(tokens.shape))
+            drop = drop < self.run_cfg["training"]["cfg_dropout"]
             null = null_token_offset(self.data_info["z_bins"])
             tokens = torch.where(drop, tokens + null, tokens)  # null, z-bin kept
-        t = torch.randint(0, self.diffusion.timesteps, (x0.shape[0],), device=x0.device)
-        eps = torch.randn_like(x0)
+        t = self._draw(lambda s: torch.randint(0, self.diffusion.timesteps, s, device=x0.device), (x0.shape[0],))
+        eps = self._draw(lambda s: torch.randn(s, device=x0.device, dtype=x0.dtype), tuple(x0.shape))
         x0_sc = self._self_condition(self.diffusion.q_sample(x0, t, eps), t, tokens)
         loss, terms = self._loss(x0, tokens, t, eps, x0_sc)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x0.shape[0])
+        b, sync = x0.shape[0], self._ranks[1] > 1  # epoch means over all ranks (log.csv reduces its own)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=b, sync_dist=sync)
         for k, v in terms.items():
-            self.log(f"train/{k}", v, on_step=False, on_epoch=True, batch_size=x0.shape[0])
+            self.log(f"train/{k}", v, on_step=False, on_epoch=True, batch_size=b, sync_dist=sync)
         for name, s in self.criterion.log_vars().items():  # Kendall weighting: the learned log-variances
-            self.log(f"train/log_var_{name}", s, on_step=False, on_epoch=True, batch_size=x0.shape[0])
+            self.log(f"train/log_var_{name}", s, on_step=False, on_epoch=True, batch_size=b, sync_dist=sync)
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        # Per timestep: [lesion pixels predicted and true, predicted, true], summed over the epoch; for the x0
+        # Sums over this rank's batches, reduced across ranks at the epoch's end: the losses weighted by batch
+        # size (and the slices), and per timestep [lesion pixels predicted and true, predicted, true] for the x0
         # estimate and for the rescaled noisy input alone (the copy-the-input reference).
+        self._val_sums: dict[str, torch.Tensor] = {}
+        self._val_n = torch.zeros((), dtype=torch.float64)
         self._dice_counts = {t: torch.zeros(3, dtype=torch.float64) for t in self.mask_dice_timesteps}
         self._input_dice_counts = {t: torch.zeros(3, dtype=torch.float64) for t in self.mask_dice_timesteps}
 
+    def _global_val_batch(self, batch_idx: int) -> int | None:
+        """The single-process index of this rank's validation batch `batch_idx`; None for a stand-in (the rank's
+        turn fell past the last batch, data.ShardedBatches)."""
+        rank, world = self._ranks
+        if world == 1:
+            return batch_idx
+        g = batch_idx * world + rank
+        return g if g < self.val_batches else None
+
     def validation_step(self, batch, batch_idx):
+        g = self._global_val_batch(batch_idx)
+        if g is None:
+            return
         x0, tokens = batch
         b = x0.shape[0]
         width = self.diffusion.timesteps // b
         t = (torch.arange(b, device=x0.device) * width + width // 2).clamp(max=self.diffusion.timesteps - 1)
-        gen = torch.Generator(device=x0.device).manual_seed(batch_idx)
+        gen = torch.Generator(device=x0.device).manual_seed(g)
         eps = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
         x0_sc = torch.zeros_like(x0) if self.self_cond else None
         loss, terms = self._loss(x0, tokens, t, eps, x0_sc)
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=b)
-        for k, v in terms.items():
-            self.log(f"val/{k}", v, on_epoch=True, batch_size=b)
+        for k, v in {"loss": loss, **terms}.items():
+            self._val_sums[k] = self._val_sums.get(k, 0.0) + v.detach().double().cpu() * b
+        self._val_n += b
         self._count_mask_overlap(x0, tokens, eps)
 
     def _count_mask_overlap(self, x0, tokens, eps) -> None:
@@ -127,10 +168,40 @@ class DiffusionModule(pl.LightningModule):
             self._dice_counts[step] += overlap_counts(pred, true)
             self._input_dice_counts[step] += overlap_counts(self.diffusion.rescaled_input(x_t, t)[:, 1] > 0, true)
 
+    def _reduced(self, parts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """`parts` summed over the ranks (one all-reduce); as they are on one device."""
+        if self._ranks[1] == 1:
+            return parts
+        flat = torch.cat([p.reshape(-1) for p in parts]).to(self.device)  # NCCL reduces CUDA tensors only
+        flat = self.trainer.strategy.reduce(flat, reduce_op="sum").cpu()
+        out, i = [], 0
+        for p in parts:
+            out.append(flat[i : i + p.numel()].reshape(p.shape))
+            i += p.numel()
+        return out
+
     def on_validation_epoch_end(self) -> None:
-        for step, counts in self._dice_counts.items():
-            self.log(f"val/mask_dice_t{step}", pooled_dice(counts))
-            self.log(f"val/input_dice_t{step}", pooled_dice(self._input_dice_counts[step]))
+        keys = ["loss", *self._val_term_names()]
+        sums = [torch.as_tensor(self._val_sums.get(k, 0.0), dtype=torch.float64) for k in keys]
+        steps = list(self._dice_counts)
+        counts = [self._dice_counts[t] for t in steps] + [self._input_dice_counts[t] for t in steps]
+        reduced = self._reduced([*sums, self._val_n, *counts])
+        sums, n, counts = reduced[: len(keys)], float(reduced[len(keys)]), reduced[len(keys) + 1 :]
+        if n:
+            for key, total in zip(keys, sums, strict=True):
+                self.log(f"val/{key}", float(total) / n, prog_bar=key == "loss")
+        for i, step in enumerate(steps):
+            self.log(f"val/mask_dice_t{step}", pooled_dice(counts[i]))
+            self.log(f"val/input_dice_t{step}", pooled_dice(counts[len(steps) + i]))
+
+    def _val_term_names(self) -> list[str]:
+        """The loss terms DiffusionLoss reports, known before any batch: a rank whose only batch was a stand-in
+        must reduce the same list as the others."""
+        names = ["lp_image", "lp_mask", *(["ffl"] if self.criterion.ffl["enabled"] else [])]
+        unknown = sorted(set(self._val_sums) - {"loss", *names})
+        if unknown:
+            raise RuntimeError(f"loss terms {unknown} are not in the validation's list {names}: add them there")
+        return names
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Checkpoints written before the closed-form schedule hold a CosineAnnealingLR state: keep its epoch

@@ -7,6 +7,12 @@ resolved run config), versions.json.
 Running the same command again after a kill resumes from last.ckpt and ends with the same model.pt and log.csv
 as an uninterrupted run (see EpochSeeds); a last.ckpt written by another config is refused with the keys that
 differ. Every file is written to a temporary sibling and renamed into place, checkpoints included.
+
+With training.devices = N > 1 the run trains with DDP on N ranks (training/ddp.py starts them: N processes
+on a workstation or the CPU, N SLURM tasks in an allocation): NCCL on CUDA, gloo on the CPU. training.batch_size
+is the per-device batch, the effective batch N times it, and each step is the single-process step on that
+effective batch (training/data.py, training/module.py). Rank 0 alone writes files (checkpoints, log.csv,
+model.pt); every rank reads last.ckpt to resume.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import yaml
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
-from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.plugins.environments import LightningEnvironment, SLURMEnvironment
+from lightning.pytorch.strategies import DDPStrategy
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader
 
@@ -40,7 +47,15 @@ from slimdiff.model.factory import use_channels_last
 from slimdiff.model.file import ModelFileError, save_model
 from slimdiff.model.priors import compute_zbin_priors
 from slimdiff.rerun import rule_settings
-from slimdiff.training.data import TRAINING_STREAM, EpochSampler, SliceDataset, epoch_seed, training_sampler
+from slimdiff.training import ddp
+from slimdiff.training.data import (
+    TRAINING_STREAM,
+    EpochSampler,
+    ShardedBatches,
+    SliceDataset,
+    epoch_seed,
+    training_sampler,
+)
 from slimdiff.training.module import DiffusionModule
 
 log = logging.getLogger(__name__)
@@ -121,7 +136,8 @@ class EpochLog(pl.Callback):
         write_text(self.path, pd.DataFrame(self.rows, columns=self.columns).to_csv(index=False))
 
     def on_train_start(self, trainer, pl_module):
-        self.write()
+        if trainer.is_global_zero:  # under DDP one rank writes; every rank keeps the same rows
+            self.write()
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._sum, self._n, self._t0 = 0.0, 0, time.time()
@@ -139,11 +155,16 @@ class EpochLog(pl.Callback):
         def metric(key: str) -> float:
             return float(metrics[key]) if key in metrics else float("nan")
 
+        # The epoch's mean step loss over every rank's batches (each rank saw its share of each step's batch).
+        total, n = self._sum, self._n
+        if trainer.world_size > 1:
+            summed = torch.tensor([total, n], dtype=torch.float64, device=pl_module.device)
+            total, n = (float(v) for v in trainer.strategy.reduce(summed, reduce_op="sum"))
         self.rows.append(
             [
                 trainer.current_epoch,
                 trainer.global_step,
-                self._sum / max(self._n, 1),
+                total / max(n, 1),
                 metric("val/loss"),
                 self._lr,
                 round(time.time() - self._t0, 2),
@@ -152,7 +173,8 @@ class EpochLog(pl.Callback):
                 *(metric(f"val/{key}") for key in self.input_dice_keys),
             ]
         )
-        self.write()
+        if trainer.is_global_zero:
+            self.write()
 
 
 class EpochSeeds(pl.Callback):
@@ -274,41 +296,74 @@ def train_run(
 
     A last.ckpt from another config is an error, unless `restart_on_config_change` (the workflow's choice:
     Snakemake reruns a job exactly because its parameters changed), which discards it and starts over.
+    With training.devices > 1 this process starts the DDP ranks and waits for them (training/ddp.py).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    world = run_cfg["training"]["devices"]
+    device = _training_device(device, world)
+    data_info = _data_info(load_cache(cache_dir), fold)
+    last = out_dir / "last.ckpt"
+    # Here, once, before any rank reads it.
+    _keep_or_discard_last_checkpoint(out_dir, last, run_cfg, data_info, restart_on_config_change)
+    spec = {"cache_dir": str(cache_dir), "out_dir": str(out_dir), "run_cfg": run_cfg, "fold": fold}
+    spec |= {"device": device, "run_name": run_name}
+    if world == 1:
+        _fit_rank(**spec)
+    else:
+        ddp.launch(spec, world, out_dir)
+    model_pt = out_dir / "model.pt"
+    if not model_pt.is_file():
+        raise RuntimeError(f"{model_pt}: training ended without writing the model")
+    return model_pt
+
+
+def _fit_rank(cache_dir: str, out_dir: str, run_cfg: dict, fold: int, device: str, run_name: str) -> None:
+    """Fit on this rank (the only one when training.devices is 1); rank 0 then exports model.pt."""
+    out_dir = Path(out_dir)
     tr = run_cfg["training"]
-    torch.set_num_threads(tr["threads"])
-    device = _training_device(device)
+    rank, world = ddp.rank_and_world() if tr["devices"] > 1 else (0, 1)
+    if world != tr["devices"]:
+        raise SlimdiffInputError(f"training.devices is {tr['devices']} but this rank was started in a world of {world}")
+    torch.set_num_threads(max(1, tr["threads"] // world))  # the job's threads shared out among its ranks
     cache = load_cache(cache_dir)
     data_info = _data_info(cache, fold)
     last = out_dir / "last.ckpt"
-    _keep_or_discard_last_checkpoint(out_dir, last, run_cfg, data_info, restart_on_config_change)
 
-    pl.seed_everything(tr["seed"], workers=True, verbose=False)  # before the weights are drawn
-    train_loader, val_loader = _data_loaders(cache, fold, tr, device)
+    pl.seed_everything(tr["seed"], workers=True, verbose=False)  # before the weights are drawn (alike on every rank)
+    train_loader, val_loader = _data_loaders(cache, fold, tr, device, rank, world)
     module = _diffusion_module(run_cfg, data_info, cache, fold)
+    module.val_batches = val_loader.batch_sampler.batches
     precision = resolve_precision(tr["precision"], device)
     best, every_epoch = _checkpoints(out_dir)
     epoch_log = EpochLog(out_dir / "log.csv", module.mask_dice_timesteps, module.criterion.log_var_names)
     ours = [EpochSeeds(tr["seed"], train_loader.sampler), StayStopped(), epoch_log, best, every_epoch]
-    trainer = _trainer(tr, device, precision, out_dir, ours)
+    trainer = _trainer(tr, device, precision, out_dir, world, ours)  # `ours` last: tests add callbacks
+    if trainer.global_rank != rank:
+        raise RuntimeError(f"Lightning placed this process at rank {trainer.global_rank}, its launcher at {rank}")
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.exists() else None)
+    if not trainer.is_global_zero:
+        return
 
     # Also when fit had no epoch left to run (killed after the last one, before the export; Snakemake then
     # deletes log.csv, loss.png and model.pt): the callbacks' states came back from last.ckpt all the same.
     epoch_log.write()
-    model_pt = _export_model(out_dir, best, last, run_cfg, data_info, run_name, device, precision)
+    _export_model(out_dir, best, last, run_cfg, data_info, run_name, device, precision)
     _write_run_records(out_dir, run_cfg, run_name, fold)
-    return model_pt
 
 
-def _training_device(device: str) -> str:
-    """cpu or cuda: Lightning gets accelerator + devices=1; a GPU job leases its device."""
+def _training_device(device: str, world: int = 1) -> str:
+    """cpu or cuda: Lightning gets the accelerator and training.devices; a GPU job leases its devices (or SLURM
+    grants them), so on CUDA that many must be visible."""
     device = pick_device(device)
     if device not in ("cpu", "cuda"):
         raise SlimdiffInputError(
             f"training runs on auto, cpu or cuda, not {device!r} (CUDA_VISIBLE_DEVICES picks the GPU)"
+        )
+    if device == "cuda" and torch.cuda.device_count() < world:
+        raise SlimdiffInputError(
+            f"training.devices is {world} but {torch.cuda.device_count()} CUDA device(s) are visible "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')})"
         )
     return device
 
@@ -342,20 +397,25 @@ def _keep_or_discard_last_checkpoint(
             stale.unlink(missing_ok=True)
 
 
-def _data_loaders(cache, fold: int, tr: dict, device: str) -> tuple[DataLoader, DataLoader]:
-    """The fold's training loader (lesion-balanced when asked) and its validation loader."""
+def _data_loaders(
+    cache, fold: int, tr: dict, device: str, rank: int = 0, world: int = 1
+) -> tuple[DataLoader, DataLoader]:
+    """The fold's training loader (lesion-balanced when asked; this rank's share under DDP, in per-device
+    batches) and its validation loader (in batches of the effective batch, whole batches dealt to ranks)."""
     train_set = SliceDataset(cache, fold, "train")
     val_set = SliceDataset(cache, fold, "val", tr["val_max_slices"], tr["seed"])
-    sampler = training_sampler(train_set, tr["seed"], tr["lesion_oversampling"])
-    loader_kw = {"batch_size": tr["batch_size"], "num_workers": tr["num_workers"], "pin_memory": device == "cuda"}
+    sampler = training_sampler(train_set, tr["seed"], tr["lesion_oversampling"], world, rank)
+    loader_kw = {"num_workers": tr["num_workers"], "pin_memory": device == "cuda"}
     train_loader = DataLoader(
         train_set,
         sampler=sampler,
-        drop_last=len(train_set) >= tr["batch_size"],
+        batch_size=tr["batch_size"],
+        drop_last=len(sampler) >= tr["batch_size"],
         generator=torch.Generator().manual_seed(tr["seed"]),  # the workers' base seed: not from the global RNG
         **loader_kw,
     )
-    val_loader = DataLoader(val_set, shuffle=False, **loader_kw)
+    batches = ShardedBatches(len(val_set), tr["batch_size"] * world, world, rank)
+    val_loader = DataLoader(val_set, batch_sampler=batches, **loader_kw)
     return train_loader, val_loader
 
 
@@ -385,16 +445,35 @@ def _checkpoints(out_dir: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
     return best, ModelCheckpoint(dirpath=out_dir, filename="last", enable_version_counter=False)  # no monitor
 
 
-def _trainer(tr: dict, device: str, precision: str, out_dir: Path, ours: list[pl.Callback]) -> pl.Trainer:
-    """One device, EMA, early stopping, `ours` (seeds, log.csv, the checkpoints); a progress bar only outside
-    SLURM."""
+def _strategy(device: str, world: int):
+    """One device; or DDP over `world` ranks that training/ddp.py started (NCCL on CUDA, gloo on the CPU)."""
+    if world == 1:
+        return "auto"
+    launched_by_srun = os.environ.get(ddp.LAUNCHER_ENV) == "srun"
+    return DDPStrategy(
+        process_group_backend="nccl" if device == "cuda" else "gloo",
+        cluster_environment=SLURMEnvironment(auto_requeue=False) if launched_by_srun else LightningEnvironment(),
+        # Our buffers (the noise schedule, z-bin priors) are constants, alike on every rank: broadcasting them
+        # before each forward is wasted, and in validation it would be a collective per batch, where ranks may
+        # run different numbers of forwards.
+        broadcast_buffers=False,
+    )
+
+
+def _trainer(tr: dict, device: str, precision: str, out_dir: Path, world: int, ours: list[pl.Callback]) -> pl.Trainer:
+    """training.devices devices, EMA, early stopping, `ours` (seeds, log.csv, the checkpoints); a progress bar
+    only outside SLURM."""
     progress = not os.environ.get("SLURM_JOB_ID")
+    environment = [SLURMEnvironment(auto_requeue=False)] if world == 1 and SLURMEnvironment.detect() else []
     return pl.Trainer(
         accelerator="gpu" if device == "cuda" else "cpu",
-        devices=1,
+        devices=world,
+        strategy=_strategy(device, world),
+        use_distributed_sampler=False,  # ours shares out the lesion-balanced draw (data.EpochSampler)
         precision=precision,
         max_epochs=tr["max_epochs"],
         max_steps=tr["max_steps"],
+        limit_train_batches=tr["steps_per_epoch"] or 1.0,  # null: the whole epoch
         gradient_clip_val=tr["grad_clip"],
         callbacks=[
             *([TQDMProgressBar(refresh_rate=10)] if progress else []),  # not a log line per step in a rule's log
@@ -410,7 +489,7 @@ def _trainer(tr: dict, device: str, precision: str, out_dir: Path, ours: list[pl
         enable_progress_bar=progress,
         enable_model_summary=False,
         # Under SLURM, Snakemake owns retries: Lightning must not requeue the job on SIGUSR1 behind its back.
-        plugins=[AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else [])],
+        plugins=[AtomicCheckpointIO(), *environment],
     )
 
 
@@ -431,6 +510,7 @@ def _export_model(
     precision: str,
 ) -> Path:
     """model.pt from the best checkpoint, or from the last one when no validation ran."""
+    tr = run_cfg["training"]
     ckpt = torch.load(best.best_model_path or last, map_location="cpu", weights_only=False)
     # None when training stopped (max_steps) before the first validation: the last weights are exported.
     best_val_loss = None if best.best_model_score is None else float(best.best_model_score)
@@ -449,6 +529,10 @@ def _export_model(
             "created": provenance.timestamp(),
             "device": device,
             "precision": precision,
+            # training.batch_size is per device: what one optimiser step saw in all
+            "world_size": tr["devices"],
+            "batch_size_per_device": tr["batch_size"],
+            "effective_batch_size": tr["batch_size"] * tr["devices"],
         },
         weights=EXPORTED_WEIGHTS,
     )

@@ -1,0 +1,177 @@
+"""Start the ranks of one DDP training (training.devices = N > 1) and watch them.
+
+The process that calls runner.train_run stays a small supervisor and trains nothing itself; the N ranks are
+fresh processes running `python -m slimdiff.training.ddp SPEC` (SPEC: the pickled train_run arguments):
+
+- on a workstation (and on the CPU): N child processes with torchrun's variables (MASTER_ADDR, MASTER_PORT,
+  WORLD_SIZE, RANK, LOCAL_RANK, NODE_RANK), which Lightning's LightningEnvironment takes as "launched
+  externally";
+- in a SLURM job: `srun --ntasks=N --ntasks-per-node=N --nodes=1`, one task per device, the form Lightning's
+  SLURMEnvironment reads (SLURM_NTASKS, SLURM_PROCID, SLURM_LOCALID; tasks per node = devices). The rule asks
+  for `gpu=N, tasks_per_node=N, nodes=1, mpi="srun"`: sbatch then grants N GPUs and N tasks on one node, and
+  the SLURM executor's job step runs this supervisor directly in the allocation (its `mpi` path) rather than
+  inside a one-task `srun -n1` step that the ranks' srun would have to overlap.
+
+Not Lightning's own launchers: its subprocess launcher re-runs `sys.argv` (a Snakemake script's temporary file,
+pytest), and ddp_spawn pickles the trainer and re-imports `__main__` (a Snakemake script has no main guard).
+
+A kill of the supervisor kills the local ranks (PR_SET_PDEATHSIG), and a rank that fails stops the others (a
+rank left waiting at a collective would hang until the process-group timeout): the job fails, and the rerun
+resumes from last.ckpt like any other.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import pickle
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from slimdiff.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+SPEC_NAME = ".ddp_spec.pkl"  # in the run directory while the ranks run
+LAUNCHER_ENV = "SLIMDIFF_DDP_LAUNCHER"  # "local" or "srun", set for the ranks
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In a child before exec: SIGKILL when the supervisor dies, however it dies (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _fd(stream) -> int | None:
+    """The file descriptor behind sys.stdout/sys.stderr (a rule's log file), or None to inherit ours."""
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def use_srun() -> bool:
+    """Ranks go through srun inside a SLURM allocation (the rule's `mpi` path), else are local children."""
+    return "SLURM_JOB_ID" in os.environ and shutil.which("srun") is not None
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This rank and the world size, as the launcher set them."""
+    if os.environ.get(LAUNCHER_ENV) == "srun":
+        return int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"])
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def launch(spec: dict, world: int, out_dir: Path) -> None:
+    """Run the ranks of `spec` (runner._fit_rank's arguments) and wait for all; raise if any fails."""
+    spec_file = out_dir / SPEC_NAME
+    with atomic_path(spec_file, suffix=".pkl") as tmp:
+        tmp.write_bytes(pickle.dumps(spec))
+    command = [sys.executable, "-m", "slimdiff.training.ddp", str(spec_file)]
+    out, err = _fd(sys.stdout), _fd(sys.stderr)
+    try:
+        if use_srun():
+            procs = [_srun(command, world, out, err)]
+        else:
+            procs = _local(command, world, out, err)
+        _watch(procs)
+    finally:
+        spec_file.unlink(missing_ok=True)
+
+
+def _local(command: list[str], world: int, out, err) -> list[subprocess.Popen]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    base.update(
+        {LAUNCHER_ENV: "local", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+        | {"WORLD_SIZE": str(world), "NODE_RANK": "0"}
+    )
+    log.info("DDP: starting %d ranks on this machine (port %s)", world, base["MASTER_PORT"])
+    return [
+        subprocess.Popen(
+            command,
+            env={**base, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=out,
+            stderr=err,
+            preexec_fn=_die_with_parent,
+        )
+        for r in range(world)
+    ]
+
+
+def _srun(command: list[str], world: int, out, err) -> subprocess.Popen:
+    """One srun step of `world` tasks on this node. The job step's own task geometry was stripped from our
+    environment by the executor, so the geometry is given in full; --kill-on-bad-exit stops every task when
+    one fails."""
+    srun = ["srun", "--nodes=1", f"--ntasks={world}", f"--ntasks-per-node={world}", "--kill-on-bad-exit=1"]
+    gpus = os.environ.get("SLURM_GPUS_ON_NODE") or os.environ.get("SLURM_GPUS")
+    if gpus:
+        srun.append(f"--gpus={world}")  # every task sees all N devices; Lightning picks cuda:LOCAL_RANK
+    log.info("DDP: %s", " ".join(srun + command))
+    return subprocess.Popen(srun + command, env={**os.environ, LAUNCHER_ENV: "srun"}, stdout=out, stderr=err)
+
+
+def _watch(procs: list[subprocess.Popen]) -> None:
+    """Wait for every rank; on the first failure (or a SIGTERM to us) stop the rest and raise."""
+    stopping: list[int] = []
+
+    def on_term(signum, frame):
+        stopping.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            if stopping or failed:
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+                for p in procs:
+                    p.wait()
+                if stopping:
+                    raise SystemExit(128 + stopping[0])
+                i, code = failed[0]
+                raise RuntimeError(
+                    f"DDP rank {i} of {len(procs)} failed with exit code {code} (its error is in this log); "
+                    "the other ranks were stopped. Running the job again resumes from last.ckpt."
+                )
+            if all(c == 0 for c in codes):
+                return
+            time.sleep(0.2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str]) -> int:
+    """A rank: run runner._fit_rank on the spec the supervisor wrote."""
+    rank, world = rank_and_world()
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s rank {rank}/{world} %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    logging.captureWarnings(True)
+    spec = pickle.loads(Path(argv[0]).read_bytes())
+    from slimdiff.training.runner import _fit_rank
+
+    _fit_rank(**spec)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
