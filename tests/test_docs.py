@@ -2,7 +2,8 @@
 
 README.md is the front door (at most 150 lines); everything else lives in docs/ by purpose (docs/README.md lists
 the pages). Every relative Markdown link in README.md and docs/**/*.md must point to an existing file, and a link
-with a #fragment to a heading of that page (GitHub's anchors). docs/reference/configuration.md is generated from
+with a #fragment to a heading of that page (GitHub's anchors). docs/reference/cli.md has a section for every
+console command of pyproject.toml. docs/reference/configuration.md is generated from
 config/schema.yaml; `python -m slimdiff.config_reference --check` fails when it is stale or a key has no
 description.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -94,6 +96,13 @@ def test_docs_index_lists_every_page():
     pages = {p.resolve() for p in (REPO / "docs").rglob("*.md")} - {index.resolve()}
     missing = sorted(str(p.relative_to(REPO)) for p in pages - linked)
     assert not missing, f"docs/README.md does not list: {missing}"
+
+
+def test_cli_reference_covers_every_command():
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    documented = set(re.findall(r"^## (slimdiff-[\w-]+)\s*$", (REPO / "docs/reference/cli.md").read_text(), re.M))
+    missing = sorted(set(scripts) - documented)
+    assert not missing, f"docs/reference/cli.md has no section for: {missing}"
 
 
 def test_configuration_reference_is_current():
