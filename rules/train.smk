@@ -1,5 +1,9 @@
 # Training stage: one job per run of the experiment grid and per fold. GPU-tagged: `--resources gpu=N`
 # caps concurrent GPU jobs; the job itself uses CUDA when visible, else the CPU (its log says which).
+# A run with training.devices = N trains with DDP on N devices: the job asks for gpu=N (a workstation leases N
+# devices at once) and, under SLURM, for N tasks on one node with N GPUs (slimdiff/training/ddp.py).
+
+from slimdiff.training.ddp import devices_param, train_resources
 
 
 rule train:
@@ -18,12 +22,13 @@ rule train:
         ),
     params:
         run_cfg=run_config,
+        devices=devices_param(RUNS),  # also in run_cfg (it sets the effective batch); the job's resources follow it
     threads: config["training"]["threads"]
     # Trainings are the long jobs: start every one as early as the cores allow, and fill the gaps with sampling
     # and metrics of the runs already trained.
     priority: 10
     resources:
-        **gpu_resources("train"),
+        **train_resources(gpu_resources("train"), RUNS),
     log:
         "results/logs/train/{run}_fold{fold}.log",
     benchmark:

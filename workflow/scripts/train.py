@@ -2,11 +2,18 @@
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _log import to_rule_log  # noqa: E402
 
-to_rule_log(snakemake)  # noqa: F821 - first, so every library logger writes to the rule log
+from slimdiff.gpu_lease import lease_gpu  # noqa: E402
+
+# First, so every library logger writes to the rule log. The lease is ours, not to_rule_log's: a DDP training
+# (training.devices = N, the rule's gpu=N) takes its N devices at once (slimdiff.gpu_lease).
+to_rule_log(SimpleNamespace(**{k: getattr(snakemake, k) for k in ("log", "rule", "threads")}, resources={}))  # noqa: F821
+if snakemake.resources.get("gpu", 0):  # noqa: F821
+    lease_gpu(int(snakemake.resources.gpu))  # noqa: F821 - held until the job's process exits, kill included
 
 from slimdiff.experiments import expand_runs  # noqa: E402
 from slimdiff.training.runner import train_run  # noqa: E402
@@ -15,6 +22,8 @@ run = snakemake.wildcards.run  # noqa: F821
 # params.run_cfg is what the model depends on; the full run config adds the runtime settings (threads,
 # channels_last, ...) and the sampler, which model.pt records as the defaults for sampling by hand.
 run_cfg = expand_runs(snakemake.config)[run]  # noqa: F821
+if run_cfg["training"]["devices"] != snakemake.params.devices:  # noqa: F821
+    raise RuntimeError(f"training.devices {run_cfg['training']['devices']} != the rule's {snakemake.params.devices}")  # noqa: F821
 
 train_run(
     Path(snakemake.input.cache_meta).parent,  # noqa: F821

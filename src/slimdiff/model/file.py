@@ -6,7 +6,8 @@ below both.
 Contents (plain containers and tensors only): format tag and version, the run config (model, diffusion,
 sampler, self-conditioning, loss, training), data_info (z_bins, z_range, slice size, cache, fold), the
 state_dict of the denoiser, `weights` (which weights the state_dict holds: "ema" or "raw"), training
-provenance (epoch, step, best val/loss, versions).
+provenance (epoch, step, best val/loss, versions; the DDP world size, the per-device
+and the effective batch: world_size, batch_size_per_device, effective_batch_size).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from slimdiff.io import atomic_path
@@ -154,6 +155,33 @@ def _watch(procs: list[subprocess.Popen]) -> None:
             time.sleep(0.2)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# ---- what rule train asks of Snakemake (rules/train.smk) ----
+
+
+def devices_param(runs: dict) -> Callable:
+    """Rule train's `devices` param: training.devices of the job's run (its DDP world size)."""
+    return lambda wildcards: runs[wildcards.run]["training"]["devices"]
+
+
+def train_resources(base: dict, runs: dict) -> dict:
+    """Rule train's resources: `base` (the config's cluster request) with gpu = training.devices and, for a DDP
+    run, the SLURM geometry Lightning's SLURMEnvironment checks: N tasks on one node (tasks per node =
+    devices), plus `mpi` so that the SLURM executor runs the job in its allocation, where launch() starts the
+    ranks with srun. Locally `tasks_per_node`, `nodes` and `mpi` are unused; a single-device run gets none."""
+    devices = devices_param(runs)
+
+    def several(value):
+        return lambda wildcards: value(devices(wildcards)) if devices(wildcards) > 1 else None
+
+    return {
+        **base,
+        "gpu": devices,
+        "tasks_per_node": several(lambda n: n),
+        "nodes": several(lambda n: 1),
+        "mpi": several(lambda n: "srun"),
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -91,6 +91,7 @@ def check_resumable(ckpt: Path, run_cfg: dict, data_info: dict) -> None:
     if "run_cfg" not in stored:
         raise ModelFileError(f"{ckpt}: not a slimdiff training checkpoint")
     ours, theirs = _identity(run_cfg, data_info), _identity(stored["run_cfg"], stored["data_info"])
+    theirs.setdefault("run_cfg.training.devices", 1)  # checkpoints from before DDP trained on one device
     diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
     if diff:
         shown = ", ".join(f"{k} ({theirs.get(k)!r} -> {ours.get(k)!r})" for k in diff[:5])
