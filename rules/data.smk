@@ -27,7 +27,14 @@ if PREPROCESS_ON:
         input:
             raw=raw_input(),
         output:
-            subject=directory(f"{PREPROCESSED_DIR}/{{subject}}"),
+            # the subject's contour figure (mask over the head as acquired, and the result) goes to the report
+            subject=report(
+                directory(f"{PREPROCESSED_DIR}/{{subject}}"),
+                patterns=["figures/{figure}.png"],
+                caption="../report/preprocess_subject.rst",
+                category="Data",
+                subcategory="Brain masks (preprocess)",
+            ),
         params:
             preprocess=settings("preprocess", "preprocess"),
         threads: 2

@@ -298,3 +298,15 @@ def test_snakemake_runs_the_stage_before_the_cache(tmp_path):
     assert (table["status"] == "ok").all() and (table["kde_peak_after"].sub(2.0).abs() < 0.04).all()
     meta = json.loads((tmp_path / "results/cache/cache_meta.json").read_text())
     assert meta["raw_dir"].endswith("results/preprocessed") and meta["counts"]["subjects"] == 5
+    # each subject's contour figure is in the report, with its caption rendered for that subject
+    report = tmp_path / "report.zip"
+    proc = subprocess.run([*cmd, "--report", str(report)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import zipfile
+
+    with zipfile.ZipFile(report) as z:
+        listed = "\n".join(z.namelist())
+        pngs = [n for n in z.namelist() if n.endswith("_desc-brain_mask.png")]
+        assert len(pngs) == 5, listed
+        text = "".join(z.read(n).decode("utf-8", "replace") for n in z.namelist() if n.endswith((".js", ".html")))
+    assert "Brain extraction of sub-00001" in text and "Brain masks (preprocess)" in text

@@ -35,8 +35,13 @@ def _views(volume: np.ndarray, centre: tuple[int, int, int]) -> list[np.ndarray]
     return [np.rot90(volume[i, :, :]), np.rot90(volume[:, j, :]), np.rot90(volume[:, :, k])]
 
 
-def contour_figure(image, mask, path: str | Path, title: str = "", lesion=None) -> None:
-    """The brain-mask contour (and the lesion's, if given) over `image` on three orthogonal views."""
+def contour_figure(image, mask, path: str | Path, title: str = "", lesion=None, output=None) -> None:
+    """The brain-mask contour (and the lesion's, if given) over `image` on three orthogonal views.
+
+    `image` should be the head as acquired (reoriented, nothing removed): only there can a reader see brain the
+    mask missed or skull it kept. `output`, if given, adds a second row: what the cache will read (stripped,
+    bias-corrected, normalised), where a left-over bias or a bright rim shows.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,23 +50,25 @@ def contour_figure(image, mask, path: str | Path, title: str = "", lesion=None) 
     centre = (
         tuple(int(round(c)) for c in np.argwhere(mask).mean(0)) if mask.any() else tuple(s // 2 for s in mask.shape)
     )
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
-    vmax = float(np.percentile(image[mask], 99.5)) if mask.any() else float(image.max() or 1.0)
-    for ax, img, msk, les, name in zip(
-        axes,
-        _views(image, centre),
-        _views(mask.astype(np.float32), centre),
-        _views(lesion.astype(np.float32), centre) if lesion is not None else [None] * 3,
-        ("sagittal", "coronal", "axial"),
-        strict=True,
-    ):
-        ax.imshow(img, cmap="gray", vmin=0, vmax=vmax, aspect="equal")
-        if msk.any() and msk.min() < 1:
-            ax.contour(msk, levels=[0.5], colors="lime", linewidths=0.8)
-        if les is not None and les.any():
-            ax.contour(les, levels=[0.5], colors="red", linewidths=0.8)
-        ax.set_title(name, fontsize=8)
-        ax.axis("off")
+    rows = [("head as acquired", image)] + ([("preprocessed", output)] if output is not None else [])
+    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3.2 * len(rows)), squeeze=False)
+    for (label, volume), row_axes in zip(rows, axes, strict=True):
+        vmax = float(np.percentile(volume[mask], 99.5)) if mask.any() else float(volume.max() or 1.0)
+        for ax, img, msk, les, name in zip(
+            row_axes,
+            _views(volume, centre),
+            _views(mask.astype(np.float32), centre),
+            _views(lesion.astype(np.float32), centre) if lesion is not None else [None] * 3,
+            ("sagittal", "coronal", "axial"),
+            strict=True,
+        ):
+            ax.imshow(img, cmap="gray", vmin=0, vmax=vmax, aspect="equal")
+            if msk.any() and msk.min() < 1:
+                ax.contour(msk, levels=[0.5], colors="lime", linewidths=0.8)
+            if les is not None and les.any():
+                ax.contour(les, levels=[0.5], colors="red", linewidths=0.8)
+            ax.set_title(f"{label}: {name}" if len(rows) > 1 else name, fontsize=8)
+            ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)

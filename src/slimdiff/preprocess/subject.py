@@ -204,11 +204,14 @@ def write_subject(subject: Subject, cfg: dict, out_dir: str | Path, on_bad_subje
         write_json(tmp / files["sidecar"], sidecar)
         from slimdiff.preprocess.qc import contour_figure
 
+        # the head as read (reoriented like the derivatives), so the figure shows what the mask left out
+        head = np.asarray(orient.to_canonical(nib.load(subject.image)).dataobj, dtype=np.float32)
         contour_figure(
-            np.asarray(images["flair"].dataobj),
+            head[..., 0] if head.ndim == 4 else head,
             np.asarray(images["mask"].dataobj) > 0,
             tmp / files["figure"],
             title=f"{sid}: brain mask ({cfg['brain_extraction']['backend']}), {sidecar['qc']['brain_volume_ml']} ml",
             lesion=np.asarray(images["roi"].dataobj) > 0 if "roi" in images else None,
+            output=np.asarray(images["flair"].dataobj),
         )
     return sidecar
