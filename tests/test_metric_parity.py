@@ -136,3 +136,172 @@ def test_per_zbin_lpips_uses_upstreams_seeds_and_minimum(lpips_case):
         else:
             assert out["lpips_mean"] == pytest.approx(row["lpips"], rel=1e-5), b
             assert out["lpips_std"] == pytest.approx(row["lpips_std"], rel=1e-4), b
+
+
+# ---- tau sweep: upstream's procedure (re-binarise at tau, reseed 42 before each MMD-MF) ----
+
+
+def test_tau_sweep_equals_upstreams_procedure(morphology):
+    """Upstream's tau_sensitivity.py is not in the wheel; its fixture applies that driver's steps (evaluation.md
+    2.7) to upstream's own MaskMorphologyDistanceComputer. tau = 0 is upstream's MMD-MF of the same masks."""
+    from slimdiff.metrics.morphology import TAU_SWEEP, tau_sweep
+
+    arrays, morph = morphology
+    record = json.loads((FIXTURES / "tau_sweep.json").read_text())
+    assert tuple(r["tau"] for r in record["rows"]) == TAU_SWEEP
+    ours = tau_sweep(arrays["real_masks"], arrays["synth_masks"], subsets=100, subset_size=500, seed=record["seed"])
+    for row, up in zip(ours.to_dict(orient="records"), record["rows"], strict=True):
+        assert row["tau"] == up["tau"]
+        assert (row["n_fake_lesions"], row["mmd_mf_subset_size"]) == (up["n_lesions"], up["subset_size"]), row["tau"]
+        assert row["mmd_mf_mean"] == pytest.approx(up["mmd_mf_mean"], rel=1e-9), row["tau"]
+        assert row["mmd_mf_std"] == pytest.approx(up["mmd_mf_std"], rel=1e-9), row["tau"]
+    at_zero = ours[ours["tau"] == 0.0].iloc[0]
+    assert at_zero["mmd_mf_mean"] == pytest.approx(morph["mmd_mf_mean"], rel=1e-12)
+
+
+# ---- KID, FID and the memorisation features: upstream's Inception path (torchmetrics) ----
+
+
+@pytest.fixture(scope="module")
+def inception_case():
+    """The fixture's images and upstream's results, at the fixture's torch thread count: the float resize before
+    upstream's truncation differs in the last bit between thread counts, and its wrap-around turns such a flip
+    at p = 0 / 1 into black / white."""
+    import torch
+
+    arrays = np.load(FIXTURES / "inception.npz")
+    record = json.loads((FIXTURES / "inception.json").read_text())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(record["torch_threads"])
+    yield {k: arrays[k] for k in arrays.files}, record
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def upstream_pixel_features(inception_case, metric_weights):
+    """Our Inception features of the fixture's images on upstream's pixel path (the option kid_fid_pixels=upstream)."""
+    from slimdiff.metrics.features import InceptionFeatures
+
+    arrays, _ = inception_case
+    net = InceptionFeatures(batch_size=10, pixels="upstream")
+    return net(arrays["real"].astype(np.float32)), net(arrays["synth"].astype(np.float32))
+
+
+def test_uint8_times_255_wraps_around_in_this_environment():
+    """evaluation.md 1.3's one-line check: what torchmetrics' normalize=True does to upstream's uint8 tensor."""
+    import torch
+
+    from slimdiff.metrics.features import to_upstream_inception_uint8
+
+    p = torch.tensor([0, 1, 64, 128, 200, 255], dtype=torch.uint8)
+    assert (p * 255).tolist() == [0, 255, 192, 128, 56, 1]
+    # images of one grey each, already 299 px (no resize), whose values truncate to p: our explicit wrap agrees
+    grey = np.minimum((p.numpy() + 0.5) / 255, 1.0) * 2 - 1
+    images = np.broadcast_to(grey[:, None, None], (6, 299, 299)).astype(np.float32)
+    wrapped = to_upstream_inception_uint8(images)
+    assert wrapped.shape == (6, 3, 299, 299)
+    assert wrapped[:, :, 0, 0].tolist() == [[v] * 3 for v in (p * 255).tolist()]
+
+
+def test_upstream_pixel_path_is_bit_exact(inception_case):
+    """The uint8 batches our upstream option feeds the network are the ones upstream's KIDComputer and FIDComputer
+    feed torchmetrics' network (SHA-256 of what a forward hook saw there): resize, truncation and wrap-around."""
+    import hashlib
+
+    from slimdiff.metrics.features import inception_input
+
+    arrays, record = inception_case
+    assert record["fid_network_input_equal"]  # upstream's FID sees the same pixels as its KID
+    for side in ("real", "synth"):
+        x = inception_input(arrays[side].astype(np.float32), "upstream")
+        assert list(x.shape) == record["network_input_shape"]
+        assert hashlib.sha256(x.numpy().tobytes()).hexdigest() == record["network_input_sha256"][side], side
+
+
+def test_kid_and_fid_with_upstreams_pixels_equal_upstreams(inception_case, upstream_pixel_features):
+    """kid_fid_pixels=upstream: upstream's KIDComputer / FIDComputer numbers. 10 + 10 images, so upstream's guard
+    picks subsets of 10 = the whole sets and its unseeded torch draws cannot change the value."""
+    from slimdiff.metrics.kid_fid import fid, kid
+
+    arrays, record = inception_case
+    real, synth = upstream_pixel_features
+    np.testing.assert_allclose(real[:, :16], arrays["real_pool3_head"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(synth[:, :16], arrays["synth_pool3_head"], rtol=1e-4, atol=1e-5)
+    ours = kid(real, synth, subsets=100, subset_size=1000, seed=42)
+    assert ours["kid_subset_size"] == record["kid"]["subset_size"] == 10
+    assert ours["kid_mean"] == pytest.approx(record["kid"]["mean"], rel=1e-5)
+    assert ours["kid_std"] == pytest.approx(record["kid"]["std"], abs=1e-6)  # 0 up to upstream's float32 sums
+    assert fid(real, synth) == pytest.approx(record["fid"], rel=1e-5)
+
+
+def test_default_kid_is_the_fixed_one_not_upstreams(inception_case, upstream_pixel_features):
+    """The default pixel path (one rounded uint8 step, no wrap-around) gives a different, standard KID: on these
+    images, whose synthetic background holds near-black noise, upstream's path inflates it about 30-fold."""
+    from slimdiff.metrics.features import InceptionFeatures
+    from slimdiff.metrics.kid_fid import kid
+
+    arrays, record = inception_case
+    net = InceptionFeatures(batch_size=10)
+    assert net.pixels == "fixed" and net.feature == "2048"
+    fixed = kid(net(arrays["real"].astype(np.float32)), net(arrays["synth"].astype(np.float32)), 100, 1000, 42)
+    assert fixed["kid_mean"] == pytest.approx(0.01334, abs=2e-4)  # measured when the fixture was made
+    assert record["kid"]["mean"] > 20 * fixed["kid_mean"]
+
+
+def test_per_zbin_kid_follows_upstreams_rule(inception_case, upstream_pixel_features):
+    """compute_per_zbin_kid: NaN below 10 slices on either side, otherwise KIDComputer (with its guard)."""
+    from slimdiff.metrics.kid_fid import kid, zbin_kid
+
+    _, record = inception_case
+    real, synth = upstream_pixel_features
+    rng = np.random.default_rng(0)
+    for row in record["per_zbin"]:
+        if np.isnan(row["kid"]):
+            out = zbin_kid(rng.normal(size=(row["n_real"], 8)), rng.normal(size=(row["n_synth"], 8)), 50, 250, 42)
+            assert np.isnan(out["kid_mean"]) and "fewer than 10 images" in out["null_reasons"]["kid_mean"]
+        else:
+            assert (row["n_real"], row["n_synth"]) == (len(real), len(synth))
+            out = zbin_kid(real, synth, 50, 250, 42)
+            assert out["kid_mean"] == pytest.approx(row["kid"], rel=1e-5)
+    guard = record["guard"]  # upstream's subset size below subset_size: max(min(n) // 2, 10)
+    out = kid(rng.normal(size=(guard["n_real"], 8)), rng.normal(size=(guard["n_synth"], 8)), 2, 1000, 42)
+    assert out["kid_subset_size"] == guard["subset_size"]
+
+
+def test_memorization_logits_equal_upstreams_extractor(inception_case, metric_weights):
+    """memorization_features=logits: upstream's InceptionFeatureExtractor (feature-NN and memorisation), the
+    1008-d unbiased logits its docs call pool3, on its truncated uint8 pixels without the wrap-around."""
+    from slimdiff.metrics.features import InceptionFeatures
+
+    arrays, record = inception_case
+    net = InceptionFeatures(batch_size=4, pixels="upstream_no_wrap", feature="logits_unbiased")
+    ours = net(arrays["real"][:4].astype(np.float32))
+    assert ours.shape == (4, record["nn_feature_dim"]) == (4, 1008)
+    np.testing.assert_allclose(ours[:, :16], arrays["real_nn_logits_head"][:4], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), arrays["real_nn_logits_norm"][:4], rtol=1e-5)
+
+
+# ---- Regime B: across folds, mean and population std (upstream's fold_evaluation summary) ----
+
+
+def test_regime_b_fold_aggregation_is_the_population_std():
+    """fold_evaluation.py is not in the wheel: the spec's formula (nan-aware mean, ddof 0 across folds), checked on
+    the published camera-ready per-fold values (evaluation.md 6.4), whose summary row the paper prints."""
+    import pandas as pd
+
+    from slimdiff.figures.table import across_folds
+
+    published = {  # per-fold values -> the paper's mean +/- std
+        "shared MMD-MF": ([11.68, 1.96, 1.48], 5.04, 4.70),
+        "decoupled MMD-MF": ([25.99, 1.24, 12.00], 13.08, 10.13),
+        "zero-coupling MMD-MF": ([0.48, 0.27, 0.51], 0.42, 0.11),
+        "shared KID": ([0.0188, 0.0184, 0.0261], 0.021, 0.004),
+    }
+    for name, (folds, mean, std) in published.items():
+        m, s = across_folds(pd.Series(folds))
+        assert (round(m, 2 if "MMD" in name else 3), round(s, 2 if "MMD" in name else 3)) == (mean, std), name
+    m, s = across_folds(pd.Series([11.68, 1.96, 1.48]))  # hand-computed: deviations 6.64, -3.08, -3.56
+    assert s == pytest.approx(np.sqrt((6.64**2 + 3.08**2 + 3.56**2) / 3), rel=1e-12)
+    assert s < np.std([11.68, 1.96, 1.48], ddof=1)  # not the sample std (5.76)
+    m, s = across_folds(pd.Series([2.0, np.nan, 4.0]))  # an undefined fold is left out, as upstream's nanmean
+    assert (m, s) == (3.0, 1.0)

@@ -10,6 +10,16 @@ per-lesion feature matrices, MMD-MF mean / std / subset size and the per-feature
 
 Regime A statistics (Table 1): seeded per-replica metric tables through upstream's within_group_comparison and
 between_group_comparison (scikit-posthocs installed, as the paper's runs had it).
+
+Tau sweep: the morphology fixture's synthetic masks re-binarised at each tau to {-1, +1}, np.random.seed(42) before
+each of upstream's MaskMorphologyDistanceComputer.compute calls, real features extracted once (upstream's
+posthoc/tau_sensitivity.py procedure, evaluation.md 2.7; that driver is not in the wheel, its computer is).
+
+KID / FID (Inception, torchmetrics as upstream calls it): upstream's KIDComputer, FIDComputer and
+compute_per_zbin_kid on 10 + 10 small images (every KID subset is then the whole set, so upstream's unseeded
+subset draws cannot change the value), the SHA-256 of the uint8 batches its network receives (captured with a
+forward pre-hook) and the first columns of its features; the subset size its guard picks for 25 vs 22 images;
+upstream's InceptionFeatureExtractor (feature nearest-neighbour / memorisation) features of the same images.
 tests/test_metric_parity.py computes the same with this project's functions and must match. Nothing here is
 imported by the pipeline; the outputs are committed as test data.
 """
@@ -17,12 +27,20 @@ imported by the pipeline; the outputs are committed as test data.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from src.diffusion.scripts.similarity_metrics.metrics.fid import FIDComputer
+from src.diffusion.scripts.similarity_metrics.metrics.kid import (
+    InceptionFeatureExtractor,
+    KIDComputer,
+    compute_per_zbin_kid,
+)
 from src.diffusion.scripts.similarity_metrics.metrics.lpips import LPIPSComputer, compute_per_zbin_lpips
 from src.diffusion.scripts.similarity_metrics.metrics.mask_morphology import MaskMorphologyDistanceComputer
 from src.diffusion.scripts.similarity_metrics.statistics import comparison
@@ -145,6 +163,127 @@ def lpips_protocol(out_dir: Path) -> None:
     print(f"LPIPS {whole.value:.6f} +- {whole.std:.6f}")
 
 
+TORCH_THREADS = 1
+TAUS = (-0.3, -0.2, -0.1, -0.05, 0.0, 0.05, 0.1, 0.2, 0.3)  # upstream's default sweep
+
+
+def tau_sweep(out_dir: Path) -> None:
+    """MMD-MF of the morphology fixture's masks as the synthetic threshold moves (real masks stay at > 0)."""
+    arrays = np.load(out_dir / "mask_morphology.npz")
+    real, synth = arrays["real_masks"], arrays["synth_masks"]
+    computer = MaskMorphologyDistanceComputer()
+    real_f = computer.extract_features(real, show_progress=False)
+    rows = []
+    for tau in TAUS:
+        binary = np.where(synth > tau, 1, -1).astype(np.int8)
+        synth_f = computer.extract_features(binary, show_progress=False)
+        np.random.seed(SEED)
+        result, _, _ = computer.compute(real, binary, show_progress=False, real_features=real_f, synth_features=synth_f)
+        rows.append(
+            {
+                "tau": tau,
+                "mmd_mf_mean": result.value,
+                "mmd_mf_std": result.std,
+                "n_lesions": int(len(synth_f)),
+                "subset_size": result.metadata.get("subset_size"),
+            }
+        )
+    record = {"seed": SEED, "rows": rows, "made_with": {"slim-diff": metadata.version("slim-diff")}}
+    (out_dir / "tau_sweep.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
+    print("tau sweep:", [round(r["mmd_mf_mean"], 4) for r in rows])
+
+
+def inception_images(n: int, rng: np.random.Generator, size: int, noisy_background: bool) -> np.ndarray:
+    """Brain-like slices in [-1, 1]: an ellipse of textured tissue on a background of exactly -1, with a dark rim
+    and (synthetic) near-black background noise: the pixels upstream's uint8 wrap-around turns white."""
+    yy, xx = np.mgrid[:size, :size] / (size - 1) - 0.5
+    out = np.full((n, size, size), -1.0, np.float32)
+    for i in range(n):
+        ry, rx = rng.uniform(0.3, 0.45, 2)
+        r = (yy / ry) ** 2 + (xx / rx) ** 2
+        tissue = 0.3 * np.sin(rng.uniform(4, 12) * yy + rng.uniform(0, 6)) + rng.normal(0, 0.15, (size, size))
+        out[i] = np.where(r < 1, np.clip(tissue, -0.9, 1), -1.0)
+        out[i][(r >= 0.85) & (r < 1)] = -0.97  # a dark rim
+        if noisy_background:
+            out[i] = np.where(r >= 1, -1 + np.abs(rng.normal(0, 0.006, (size, size))), out[i])
+    return out.astype(np.float16).astype(np.float32)  # stored as float16, like upstream's replicas
+
+
+class NetworkInputs:
+    """Forward pre-hook: the SHA-256 and the feature rows of everything a torchmetrics Inception sees."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.inputs: list[torch.Tensor] = []
+        self.outputs: list[torch.Tensor] = []
+        module.register_forward_pre_hook(lambda _m, args: self.inputs.append(args[0].detach().cpu().clone()))
+        module.register_forward_hook(lambda _m, _a, out: self.outputs.append(out.detach().cpu().clone()))
+
+    def sha256(self, start: int, stop: int) -> str:
+        return hashlib.sha256(torch.cat(self.inputs[start:stop]).numpy().tobytes()).hexdigest()
+
+
+def inception_metrics(out_dir: Path) -> None:
+    """Upstream's KID, FID and per-z-bin KID; its pixels (hashes) and features (first columns)."""
+    import torchmetrics.image.fid as tm_fid
+
+    # Upstream's float resize rounds differently in the last bit with the thread count, and the wrap-around turns
+    # such a flip at a truncation boundary (p 0 <-> 1) into black <-> white: one thread, as the tests run.
+    torch.set_num_threads(TORCH_THREADS)
+    rng = np.random.default_rng(3)
+    real = inception_images(10, rng, 32, noisy_background=False)
+    synth = inception_images(10, rng, 32, noisy_background=True)
+    seen = []  # every NoTrainInceptionV3 torchmetrics builds gets the hooks (the metric builds its own network)
+    original_init = tm_fid.NoTrainInceptionV3.__init__
+
+    def hooked_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        seen.append(NetworkInputs(self))
+
+    tm_fid.NoTrainInceptionV3.__init__ = hooked_init
+    torch.manual_seed(SEED)
+    kid = KIDComputer(device="cpu", batch_size=10).compute(real, synth, show_progress=False)
+    fid = FIDComputer(device="cpu", batch_size=10).compute(real, synth, show_progress=False)
+    guard = KIDComputer(num_subsets=2, device="cpu", batch_size=25)
+    guard_size = guard.compute(np.resize(real, (25, 32, 32)), np.resize(synth, (22, 32, 32)), show_progress=False)
+    tm_fid.NoTrainInceptionV3.__init__ = original_init
+    kid_net, fid_net = seen[0], seen[1]
+    assert len(kid_net.inputs) == 2 and len(fid_net.inputs) == 2, "one batch per side expected"
+    # per z-bin: bin 0 = the 10 + 10 images above; bin 1 under 10 on both sides, bin 2 under 10 synthetic only
+    real_z = np.r_[np.zeros(10), np.ones(6), np.full(12, 2)].astype(int)
+    synth_z = np.r_[np.zeros(10), np.ones(4), np.full(7, 2)].astype(int)
+    real_all = np.concatenate([real, np.resize(real, (18, 32, 32))])
+    synth_all = np.concatenate([synth, np.resize(synth, (11, 32, 32))])
+    torch.manual_seed(SEED)
+    per_zbin = compute_per_zbin_kid(real_all, real_z, synth_all, synth_z, device="cpu", batch_size=10)
+    nn_feats = InceptionFeatureExtractor(device="cpu", batch_size=10).extract_features(real, show_progress=False)
+    head = 16
+    np.savez_compressed(
+        out_dir / "inception.npz",
+        real=real.astype(np.float16),
+        synth=synth.astype(np.float16),
+        real_pool3_head=torch.cat(kid_net.outputs[:1]).numpy()[:, :head],
+        synth_pool3_head=torch.cat(kid_net.outputs[1:2]).numpy()[:, :head],
+        real_nn_logits_head=nn_feats.numpy()[:, :head],
+        real_nn_logits_norm=np.linalg.norm(nn_feats.numpy().astype(np.float64), axis=1),
+    )
+    record = {
+        "kid": {"mean": kid.value, "std": kid.std, "subset_size": kid.metadata["subset_size"]},
+        "fid": fid.value,
+        "guard": {"n_real": 25, "n_synth": 22, "subset_size": guard_size.metadata["subset_size"]},
+        "network_input_sha256": {"real": kid_net.sha256(0, 1), "synth": kid_net.sha256(1, 2)},
+        "network_input_shape": list(kid_net.inputs[0].shape),
+        "fid_network_input_equal": fid_net.sha256(0, 2) == kid_net.sha256(0, 2),
+        "per_zbin": per_zbin,
+        "nn_feature_dim": int(nn_feats.shape[1]),
+        "torch_threads": TORCH_THREADS,
+        "made_with": {
+            name: metadata.version(name) for name in ("slim-diff", "torchmetrics", "torch-fidelity", "torch")
+        },
+    }
+    (out_dir / "inception.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
+    print(f"KID {kid.value:.6f} +- {kid.std:.2e}, FID {fid.value:.4f}, per z-bin {[r['kid'] for r in per_zbin]}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out_dir", type=Path)
@@ -153,6 +292,8 @@ def main() -> None:
     mask_morphology(out_dir)
     regime_a(out_dir)
     lpips_protocol(out_dir)
+    tau_sweep(out_dir)
+    inception_metrics(out_dir)
 
 
 if __name__ == "__main__":

@@ -102,12 +102,12 @@ def evaluate_images(
 ) -> dict:
     """image.json (per replica KID, FID, LPIPS; memorisation) and per_zbin.csv for one run and fold."""
     from slimdiff.metrics.features import InceptionFeatures
-    from slimdiff.metrics.kid_fid import kid
+    from slimdiff.metrics.kid_fid import zbin_kid
     from slimdiff.metrics.lpips_metric import LPIPSMetric
 
     out_dir = Path(out_dir)
     feature_cache = cfg.get("feature_cache")
-    inception = InceptionFeatures(device=device, batch_size=cfg["batch_size"])
+    inception = InceptionFeatures(device=device, batch_size=cfg["batch_size"], pixels=_kid_fid_pixels(cfg))
     lpips_metric = LPIPSMetric(cfg["lpips_net"], device=device)
     real = real_split(cache_dir, fold, "test")
     real_feats = inception.cached(real["images"], feature_cache)
@@ -133,7 +133,9 @@ def evaluate_images(
     zrows = []
     for b in sorted(set(real["z_bin"].tolist()) | set(pooled["z_bin"].tolist())):
         ri, fi = real["z_bin"] == b, pooled["z_bin"] == b
-        k = kid(real_feats[ri], pooled_feats[fi], cfg["zbin_kid_subsets"], cfg["zbin_kid_subset_size"], cfg["seed"])
+        k = zbin_kid(
+            real_feats[ri], pooled_feats[fi], cfg["zbin_kid_subsets"], cfg["zbin_kid_subset_size"], cfg["seed"]
+        )
         # upstream's compute_per_zbin_lpips: seed + z-bin, undefined below 5 images on a side
         lpz = lpips_metric.unpaired(
             real["images"][ri], pooled["images"][fi], cfg["zbin_lpips_pairs"], cfg["seed"] + int(b), min_images=5
@@ -144,7 +146,16 @@ def evaluate_images(
             {"z_bin": b, "n_real": int(ri.sum()), "n_synthetic": int(fi.sum()), **k, **lpz, "null_reasons": why}
         )
     train = real_split(cache_dir, fold, "train")
-    memo = memorization(inception.cached(train["images"], feature_cache), real_feats, pooled_feats)
+    if cfg.get("memorization_features", "pool3") == "logits":  # upstream's extractor (metric-parity.md)
+        nn_net = InceptionFeatures(
+            device=device, batch_size=cfg["batch_size"], pixels="upstream_no_wrap", feature="logits_unbiased"
+        )
+        nn_fake = np.concatenate([nn_net.cached(replicas[r]["images"], feature_cache) for r in replicas])
+        memo = memorization(
+            nn_net.cached(train["images"], feature_cache), nn_net.cached(real["images"], feature_cache), nn_fake
+        )
+    else:
+        memo = memorization(inception.cached(train["images"], feature_cache), real_feats, pooled_feats)
     result = {
         "run": run,
         "fold": fold,
@@ -262,7 +273,7 @@ def evaluate_baseline(
     from slimdiff.metrics.lpips_metric import LPIPSMetric
 
     feature_cache = cfg.get("feature_cache")
-    inception = InceptionFeatures(device=device, batch_size=cfg["batch_size"])
+    inception = InceptionFeatures(device=device, batch_size=cfg["batch_size"], pixels=_kid_fid_pixels(cfg))
     lpips_metric = LPIPSMetric(cfg["lpips_net"], device=device)
     test, train = real_split(cache_dir, fold, "test"), real_split(cache_dir, fold, "train")
     m = image_metrics(
@@ -288,6 +299,11 @@ def evaluate_baseline(
     }
     write_json(out_json, result)
     return result
+
+
+def _kid_fid_pixels(cfg: dict) -> str:
+    """metrics.kid_fid_pixels: "fixed" (default) or "upstream" (its uint8 wrap-around, for the paper's numbers)."""
+    return cfg.get("kid_fid_pixels", "fixed")
 
 
 def memorization(train_feats: np.ndarray, test_feats: np.ndarray, fake_feats: np.ndarray) -> dict:
