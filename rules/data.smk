@@ -66,6 +66,8 @@ if PREPROCESS_ON:
             on_bad_subject=settings("preprocess_cohort", "data")["ingest"]["on_bad_subject"],
         log:
             "results/logs/preprocess_cohort/preprocess_cohort.log",
+        benchmark:
+            "results/benchmarks/preprocess_cohort/preprocess_cohort.tsv"
         conda:
             "../envs/slimdiff.yaml"
         script:

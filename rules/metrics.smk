@@ -15,6 +15,8 @@ rule metric_weights:
         metrics=settings("metric_weights", "metrics"),
     log:
         "results/logs/metric_weights/metric_weights.log",
+    benchmark:
+        "results/benchmarks/metric_weights/metric_weights.tsv"
     conda:
         "../envs/slimdiff.yaml"
     script:

@@ -54,6 +54,8 @@ rule import_pretrained:
         claimed=pretrained_claims,
     log:
         "results/logs/import_pretrained/{run}_fold{fold}.log",
+    benchmark:
+        "results/benchmarks/import_pretrained/{run}_fold{fold}.tsv"
     conda:
         "../envs/slimdiff.yaml"
     script:

@@ -1,5 +1,6 @@
 """Route a Snakemake script's logging, warnings and stderr to the rule's log file; lease a GPU for GPU jobs."""
 
+import atexit
 import logging
 import os
 import platform
@@ -7,6 +8,8 @@ import sys
 
 from slimdiff import provenance
 from slimdiff.gpu_lease import lease_gpu
+
+GPU_PEAK_PREFIX = "peak GPU memory"  # slimdiff.pilot.GPU_PEAK_PREFIX reads it
 
 
 def to_rule_log(snakemake) -> None:
@@ -28,3 +31,13 @@ def to_rule_log(snakemake) -> None:
         logging.getLogger("slimdiff").info("in SLURM job %s%s on %s", env["SLURM_JOB_ID"], array, platform.node())
     if snakemake.resources.get("gpu", 0):
         lease_gpu()  # held until the job's process exits, crash or kill included
+    atexit.register(_log_gpu_peak)
+
+
+def _log_gpu_peak() -> None:
+    """At the job's exit, the peak GPU memory it allocated (torch's counter) and the device, when it used CUDA:
+    the pilot report (slimdiff.pilot) reads this line next to the job's benchmark file."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak_mib = torch.cuda.max_memory_allocated() / 2**20
+        logging.getLogger("slimdiff").info("%s %.1f MiB on %s", GPU_PEAK_PREFIX, peak_mib, torch.cuda.get_device_name())

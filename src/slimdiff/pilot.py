@@ -1,0 +1,786 @@
+"""The pilot (`make pilot`, config/pilot.yaml): the paper grid executed for real at the paper's geometry with
+reduced counts, and what it says the full grid will cost.
+
+Why a pilot: config/paper.yaml's 29 trainings and thousands of sampling jobs at 160^2 would otherwise run every
+code path at that geometry for the first time after the data is downloaded and GPU-days are booked. The pilot
+runs every rule of the paper's DAG once, in its own working directory (results/pilot, Snakemake's
+--directory), and this module
+
+* prepares its input (`prepare`): a synthetic cohort in ds004199's downloaded form, or the user's cohort, and
+  the overlay that runs (results/pilot/config.yaml);
+* lists the rules of a config's DAG from Snakemake itself (`dag_rules`), so that the check "the pilot runs the
+  paper's rules" follows any change to the workflow or to config/paper.yaml;
+* reads the benchmark files Snakemake wrote per job and extrapolates the cost of the full grid from the
+  measured time per unit of work (optimiser step, sample x DDIM step, ...) times the paper config's counts
+  (`report`), read from the resolved configs, never typed in by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from slimdiff.config import read_config_file, validate_config
+from slimdiff.errors import SlimdiffInputError
+from slimdiff.io import write_json, write_text
+
+REPO = Path(__file__).resolve().parents[2]
+PILOT_DIR = Path("results/pilot")
+RUN_CONFIG = "config.yaml"  # the overlay that runs, inside the pilot's working directory
+COHORT_STAMP = ".pilot-cohort.json"  # what the generated cohort was written with (skip rewriting it)
+
+# Rules the paper DAG has only when an optional part of config/paper.yaml is switched on. The pilot runs them
+# so that they, too, have run once at the paper's geometry before a user needs them.
+PAPER_OPTIONAL_RULES = {
+    "import_pretrained": "config/paper.yaml's `released` grid (commented out until the checkpoint is downloaded)",
+}
+# Target-only rules: they run no code (no job script, no log, no benchmark).
+TARGET_RULES = {"all", "compute"}
+
+
+class PilotError(SlimdiffInputError):
+    """The pilot cannot be prepared, checked or reported as asked."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Input: a generated cohort in ds004199's downloaded form, or the user's own, and the overlay that runs.
+
+
+def resolved(config_file: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A config file (with the chain it extends) validated with the schema's defaults filled in."""
+    from slimdiff.config import merge_config
+
+    return validate_config(merge_config(read_config_file(config_file), overrides or {}), source=str(config_file))
+
+
+def write_pilot_cohort(config: Mapping[str, Any], raw_dir: str | Path, threads: int = 1) -> bool:
+    """Write the synthetic cohort of `config`'s data.synthetic into `raw_dir` in ds004199's downloaded form;
+    False when the cohort there was written with the same settings already (rewriting it would change the
+    folder's time stamp and rerun the preprocessing).
+
+    What the download has: heads as acquired (data.synthetic.as_acquired), acq- names and a participants.tsv
+    with the column data.splits.test_from names (the last subjects are the test split, at least one). What it
+    does not have, for the mask-file backend: each head's known brain mask beside its FLAIR, named with
+    preprocess.brain_extraction.mask_suffix. (With HD-BET the masks are simply not read.)
+    """
+    from slimdiff.data.synth import TRUTH_DIR, write_cohort
+
+    data = config["data"]
+    synthetic = dict(data["synthetic"])
+    if not synthetic.get("as_acquired"):
+        raise PilotError("the pilot's cohort is ds004199 as downloaded: set data.synthetic.as_acquired: true")
+    split = data["splits"]["test_from"]
+    n_patients = synthetic["patients"] + (synthetic["controls"] if data["ingest"]["include_controls"] else 0)
+    n_test = max(1, round(data["splits"]["test_fraction"] * n_patients))
+    if n_patients - n_test < data["splits"]["n_folds"]:
+        raise PilotError(
+            f"data.synthetic: {n_patients} subjects with {n_test} for testing cannot fill "
+            f"{data['splits']['n_folds']} folds; raise data.synthetic.patients"
+        )
+    suffix = config["preprocess"]["brain_extraction"]["mask_suffix"]
+    stamp = {"synthetic": synthetic, "test_from": split, "n_test": n_test, "mask_suffix": suffix}
+    raw_dir = Path(raw_dir)
+    stamp_file = raw_dir / COHORT_STAMP
+    if stamp_file.is_file() and json.loads(stamp_file.read_text()) == json.loads(json.dumps(stamp)):
+        return False
+    table = write_cohort(raw_dir, threads=threads, **synthetic)
+    for sid in table["participant_id"]:
+        anat = raw_dir / sid / "anat"
+        flair = next(anat.glob("*_FLAIR.nii.gz"))
+        mask = raw_dir / TRUTH_DIR / sid / "anat" / f"{sid}_desc-brain_mask.nii.gz"
+        shutil.copyfile(mask, flair.with_name(flair.name.replace("_FLAIR", suffix)))
+    if split is not None:
+        patients = table["participant_id"].tolist()
+        values = [split["test"][0] if i >= len(patients) - n_test else split["train"][0] for i in range(len(patients))]
+        table.insert(1, split["column"], values)
+        write_text(raw_dir / "participants.tsv", table.to_csv(sep="\t", index=False, na_rep="n/a"))
+    write_json(stamp_file, stamp)
+    return True
+
+
+def prepare(
+    config_file: str | Path,
+    workdir: str | Path = PILOT_DIR,
+    raw_dir: str | Path | None = None,
+    paper_file: str | Path | None = None,
+    threads: int = 1,
+) -> Path:
+    """Write the overlay that runs (`workdir`/config.yaml) and, without `raw_dir`, the generated cohort.
+
+    With `raw_dir` (the user's cohort), the overlay points data.raw_dir at it and restores the brain
+    extraction of `paper_file` (the pilot's mask-file backend needs masks that only the generated cohort has).
+    Paths in the overlay are absolute: Snakemake runs inside `workdir`.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_file = Path(config_file).resolve()
+    overlay: dict[str, Any] = {"extends": str(config_file)}
+    if raw_dir is not None:
+        raw_dir = Path(raw_dir).resolve()
+        if not raw_dir.is_dir():
+            raise PilotError(f"RAW_DIR {raw_dir} is not a folder (point it at your copy of ds004199)")
+        overlay["data"] = {"source": "raw", "raw_dir": str(raw_dir)}
+        if paper_file is not None:
+            paper = read_config_file(paper_file)
+            if "brain_extraction" in paper.get("preprocess", {}):
+                overlay["preprocess"] = {"brain_extraction": paper["preprocess"]["brain_extraction"]}
+    run_config = workdir / RUN_CONFIG
+    write_text(
+        run_config,
+        "# Written by slimdiff-pilot prepare: the config `make pilot` runs (inside this folder).\n"
+        + yaml.safe_dump(overlay, sort_keys=False),
+    )
+    config = resolved(run_config)
+    if raw_dir is None:
+        if config["data"]["source"] != "raw":
+            raise PilotError(f"{config_file}: the pilot reads its cohort as raw data (data.source: raw)")
+        target = workdir / config["data"]["raw_dir"]
+        wrote = write_pilot_cohort(config, target, threads)
+        print(f"pilot cohort: {'written to' if wrote else 'kept (same settings) in'} {target}", flush=True)
+    return run_config
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The rules of a config's DAG, from Snakemake's own dry run (so the check follows the workflow and the configs).
+
+JOB_STATS_HEADER = re.compile(r"^job\s+count\s*$")
+
+
+def parse_job_stats(text: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table (dry run or real run) -> {rule: jobs}, the target rules included."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if JOB_STATS_HEADER.match(line.strip()):
+            counts: dict[str, int] = {}
+            for row in lines[i + 2 :]:
+                parts = row.split()
+                if len(parts) != 2 or parts[0] == "total":
+                    break
+                counts[parts[0]] = int(parts[1])
+            return counts
+    raise PilotError("no 'Job stats' table in Snakemake's output:\n" + text[-2000:])
+
+
+def dag_jobs(config_file: str | Path, workdir: str | Path, snakemake: str | None = None) -> dict[str, int]:
+    """{rule: jobs} of everything `config_file` would run from scratch in `workdir` (snakemake -n --forceall)."""
+    exe = snakemake or shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
+    cmd = [exe, "-n", "--forceall", "--cores", "1", "--snakefile", str(REPO / "Snakefile")]
+    cmd += ["--directory", str(Path(workdir).resolve()), "--configfile", str(Path(config_file).resolve())]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise PilotError(f"snakemake dry run of {config_file} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return parse_job_stats(proc.stdout + proc.stderr)
+
+
+def job_rules(jobs: Mapping[str, int]) -> set[str]:
+    """The rules that run code (target-only rules such as `all` have no job script)."""
+    return set(jobs) - TARGET_RULES
+
+
+def expected_pilot_rules(paper_rules: Iterable[str]) -> set[str]:
+    """What the pilot must run: the paper DAG's rules plus the rules of the paper's optional parts."""
+    return set(paper_rules) | set(PAPER_OPTIONAL_RULES)
+
+
+def rule_set_problems(have: Iterable[str], want: Iterable[str], what: str) -> list[str]:
+    """Human-readable differences between two rule sets (empty when equal)."""
+    have, want = set(have), set(want)
+    out = []
+    if want - have:
+        out.append(f"{what} lacks {', '.join(sorted(want - have))}")
+    if have - want:
+        out.append(f"{what} has rules the paper grid does not: {', '.join(sorted(have - want))}")
+    return out
+
+
+def executed_rules(workdir: str | Path) -> set[str]:
+    """Rules that ran in `workdir`: every rule writes a log under results/logs/<rule>/ (and most a benchmark)."""
+    workdir = Path(workdir)
+    found = set()
+    for kind in ("logs", "benchmarks"):
+        root = workdir / "results" / kind
+        if root.is_dir():
+            found |= {d.name for d in root.iterdir() if d.is_dir() and any(f.is_file() for f in d.iterdir())}
+    return found
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Measurements: Snakemake's benchmark files (one per job), the GPU peak line of each job's log.
+
+BENCHMARK_COLUMNS = {"s": "wall_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_s"}
+GPU_PEAK_PREFIX = "peak GPU memory"  # the line workflow/scripts/_log.py writes at a CUDA job's exit
+_GPU_PEAK = re.compile(re.escape(GPU_PEAK_PREFIX) + r" ([0-9.]+) MiB on (.+)$")
+_JOB_NAME = re.compile(
+    r"^(?P<run>.+?)_fold(?P<fold>\d+)(?:_replica(?P<replica>\d+))?(?:_zbin(?P<zbin>\d+))?$|^fold(?P<fold_only>\d+)$"
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job, as its benchmark file names it (results/benchmarks/<rule>/<name>.tsv)."""
+
+    rule: str
+    name: str
+    run: str | None = None
+    fold: int | None = None
+    replica: int | None = None
+    zbin: int | None = None
+
+
+def parse_job(rule: str, name: str) -> Job:
+    m = _JOB_NAME.match(name)
+    if m is None:
+        return Job(rule, name)
+    if m["fold_only"] is not None:
+        return Job(rule, name, fold=int(m["fold_only"]))
+    as_int = {k: int(m[k]) if m[k] is not None else None for k in ("fold", "replica", "zbin")}
+    return Job(rule, name, run=m["run"], **as_int)
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def read_benchmarks(workdir: str | Path) -> pd.DataFrame:
+    """One row per job: rule, job name, wall_s, cpu_s, max_rss_mb, gpu_peak_mib, gpu (device name or "")."""
+    workdir = Path(workdir)
+    rows = []
+    for tsv in sorted((workdir / "results" / "benchmarks").glob("*/*.tsv")):
+        table = pd.read_csv(tsv, sep="\t")
+        if table.empty:
+            continue
+        last = table.iloc[-1]  # a benchmark file holds one row per repeat; Snakemake's default is one
+        row = {"rule": tsv.parent.name, "job": tsv.stem}
+        row.update({ours: _number(last.get(theirs)) for theirs, ours in BENCHMARK_COLUMNS.items()})
+        row["gpu_peak_mib"], row["gpu"] = math.nan, ""
+        log = workdir / "results" / "logs" / tsv.parent.name / f"{tsv.stem}.log"
+        if log.is_file():
+            for line in log.read_text(errors="replace").splitlines():
+                if (m := _GPU_PEAK.search(line)) is not None:
+                    row["gpu_peak_mib"], row["gpu"] = float(m[1]), m[2].strip()
+        rows.append(row)
+    columns = ["rule", "job", "wall_s", "cpu_s", "max_rss_mb", "gpu_peak_mib", "gpu"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def gpu_sections(rules_dir: str | Path = REPO / "rules") -> dict[str, str]:
+    """{rule: config `cluster` section} for the GPU-tagged rules, read from the rule files (gpu_resources("x")),
+    so that a new GPU rule is checked against its request without a change here."""
+    out = {}
+    for smk in sorted(Path(rules_dir).glob("*.smk")):
+        blocks = re.split(r"^\s*rule (\w+):", smk.read_text(), flags=re.M)
+        for name, body in zip(blocks[1::2], blocks[2::2], strict=True):
+            if (m := re.search(r'gpu_resources\("(\w+)"\)', body)) is not None:
+                out[name] = m[1]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The work model: what one job of each rule does, in units whose time the pilot measures and whose number the
+# paper config gives. A rule without a model (a new one) is costed per job.
+
+STAGES = {
+    "preprocess": "data",
+    "preprocess_cohort": "data",
+    "build_cache": "data",
+    "cache_qc": "data",
+    "train": "train",
+    "import_pretrained": "train",
+    "generate": "generate",
+    "gather_samples": "generate",
+    "zbin_panels": "generate",
+    "metric_weights": "metrics",
+    "metrics_image": "metrics",
+    "metrics_mask": "metrics",
+    "run_metrics": "metrics",
+    "baseline": "metrics",
+    "aggregate_metrics": "metrics",
+    "utility": "utility",
+    "utility_real": "utility",
+    "paper_table": "figures",
+    "figures": "figures",
+}
+UTILITY_ARMS = {"utility": 2, "utility_real": 1}  # real+syn and syn per run; real once per fold
+
+
+@dataclass
+class DataSizes:
+    """Slices per fold of a cohort, and its subject count (the pilot's cache, or scaled to the paper's)."""
+
+    subjects: int
+    train_slices: dict[int, float] = field(default_factory=dict)
+    val_slices: dict[int, float] = field(default_factory=dict)
+
+    def scaled(self, subjects: int) -> DataSizes:
+        f = subjects / max(self.subjects, 1)
+        return DataSizes(
+            subjects,
+            {k: v * f for k, v in self.train_slices.items()},
+            {k: v * f for k, v in self.val_slices.items()},
+        )
+
+    def fold(self, fold: int) -> tuple[float, float]:
+        """(train, val) slices of `fold` (a fold the cache lacks: the mean over its folds)."""
+        mean = (
+            sum(self.train_slices.values()) / max(len(self.train_slices), 1),
+            sum(self.val_slices.values()) / max(len(self.val_slices), 1),
+        )
+        return self.train_slices.get(fold, mean[0]), self.val_slices.get(fold, mean[1])
+
+
+def cache_sizes(cache_dir: str | Path) -> DataSizes:
+    """Train and validation slices per fold, and subjects, of a built cache."""
+    from slimdiff.data.splits import fold_membership
+
+    cache_dir = Path(cache_dir)
+    index = pd.read_csv(cache_dir / "index.csv")
+    meta = json.loads((cache_dir / "cache_meta.json").read_text())
+    folds = sorted(int(f) for f in index["val_fold"].unique() if int(f) >= 0)
+    sizes = DataSizes(int(index["subject"].nunique()) if "subject" in index else int(meta["counts"]["subjects"]))
+    for fold in folds:
+        member = fold_membership(index, fold)
+        sizes.train_slices[fold] = float((member == "train").sum())
+        sizes.val_slices[fold] = float((member == "val").sum())
+    return sizes
+
+
+def _samples_per_replica(config: Mapping[str, Any]) -> int:
+    gen = config["generation"]
+    return config["data"]["cache"]["z_bins"] * len(gen["classes"]) * gen["n_per_condition"]
+
+
+def _train_batches(run_cfg: Mapping[str, Any], n_train: float, n_val: float) -> float:
+    """Optimiser steps plus validation batches of one training (max_epochs: early stopping may end it sooner)."""
+    tr = run_cfg["training"]
+    bs = tr["batch_size"]
+    per_epoch = math.floor(n_train / bs) if n_train >= bs else 1.0
+    if tr.get("steps_per_epoch"):
+        per_epoch = min(per_epoch, tr["steps_per_epoch"])
+    steps = tr["max_epochs"] * per_epoch
+    epochs = tr["max_epochs"]
+    if tr["max_steps"] > 0 and tr["max_steps"] < steps:
+        steps, epochs = tr["max_steps"], math.floor(tr["max_steps"] / per_epoch)
+    val = n_val if tr["val_max_slices"] is None else min(n_val, tr["val_max_slices"])
+    return steps + epochs * math.ceil(val / bs)
+
+
+def work_units(rule: str, job: Job, config: Mapping[str, Any], runs: Mapping[str, dict], sizes: DataSizes) -> float:
+    """Units of work of one job of `rule` under `config` (its runs and data sizes); 1 for a per-job rule."""
+    gen, metrics, util = config["generation"], config["metrics"], config["utility"]
+    run_cfg = runs.get(job.run) if job.run is not None else None
+    if rule == "train" and run_cfg is not None:
+        return _train_batches(run_cfg, *sizes.fold(job.fold or 0))
+    if rule == "generate" and run_cfg is not None:
+        samples = _samples_per_replica(config) / (config["data"]["cache"]["z_bins"] if job.zbin is not None else 1)
+        return samples * run_cfg["sampler"]["steps"]
+    if rule == "metrics_image":
+        images = gen["replicas"] * _samples_per_replica(config)
+        return images + metrics["lpips_pairs"] + metrics["zbin_lpips_pairs"] * config["data"]["cache"]["z_bins"]
+    if rule == "metrics_mask":
+        return gen["replicas"] * _samples_per_replica(config)
+    if rule in UTILITY_ARMS:
+        return UTILITY_ARMS[rule] * len(util["seeds"]) * util["steps"]
+    if rule in ("build_cache", "cache_qc", "preprocess_cohort"):
+        return sizes.subjects
+    return 1.0
+
+
+UNIT_NAMES = {
+    "train": "optimiser step or validation batch",
+    "generate": "sample x DDIM step",
+    "metrics_image": "synthetic image or LPIPS pair",
+    "metrics_mask": "synthetic sample",
+    "utility": "segmenter step",
+    "utility_real": "segmenter step",
+    "build_cache": "subject",
+    "cache_qc": "subject",
+    "preprocess_cohort": "subject",
+    "preprocess": "subject",
+}
+
+
+def paper_jobs(rule: str, config: Mapping[str, Any], subjects: int) -> list[Job]:
+    """The jobs of `rule` in the full grid of `config` (None-free wildcards as the rules name them)."""
+    from slimdiff.experiments import expand_runs, pretrained_runs, run_folds
+
+    runs = expand_runs(config)
+    pretrained = pretrained_runs(config)
+    pairs = run_folds(runs)
+    trained = [(r, f) for r, f in pairs if r not in pretrained]
+    replicas = range(config["generation"]["replicas"])
+    if rule == "train":
+        return [Job(rule, f"{r}_fold{f}", r, f) for r, f in trained]
+    if rule == "import_pretrained":
+        return [Job(rule, f"{r}_fold{f}", r, f) for r, f in pairs if r in pretrained]
+    if rule in ("generate", "gather_samples"):
+        if rule == "generate" and config["generation"]["job_unit"] == "zbin":
+            bins = range(config["data"]["cache"]["z_bins"])
+            return [
+                Job(rule, f"{r}_fold{f}_replica{k}_zbin{z:02d}", r, f, k, z)
+                for r, f in pairs
+                for k in replicas
+                for z in bins
+            ]
+        return [Job(rule, f"{r}_fold{f}_replica{k}", r, f, k) for r, f in pairs for k in replicas]
+    if rule in ("metrics_image", "metrics_mask", "run_metrics", "utility"):
+        return [Job(rule, f"{r}_fold{f}", r, f) for r, f in pairs]
+    if rule == "utility_real":
+        return [Job(rule, f"fold{f}", fold=f) for f in sorted({f for _, f in pairs})]
+    if rule == "preprocess":
+        return [Job(rule, f"sub-{i:05d}") for i in range(subjects)]
+    return [Job(rule, rule)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The report: per rule what the pilot measured, and the full grid's extrapolated cost.
+
+# The paper's cohort when the pilot ran on the generated one: ds004199's 85 patients are preprocessed, the 78 with
+# a 3D FLAIR enter the cache (config/paper.yaml's data.cohort). With the user's data the pilot's own counts hold.
+PAPER_RAW_SUBJECTS = 85
+PAPER_CACHE_SUBJECTS = 78
+
+
+@dataclass
+class Costing:
+    """Per rule: the pilot's measurements and the paper grid's extrapolated cost."""
+
+    per_rule: pd.DataFrame
+    per_stage: pd.DataFrame
+    on_gpu: bool
+    notes: list[str]
+
+
+def extrapolate(
+    bench: pd.DataFrame,
+    pilot_cfg: Mapping[str, Any],
+    paper_cfg: Mapping[str, Any],
+    pilot_sizes: DataSizes,
+    paper_sizes: DataSizes,
+    paper_raw_subjects: int,
+    requests: Mapping[str, Mapping[str, Any]],
+    gpu_rules: Mapping[str, str],
+) -> Costing:
+    """Seconds per unit of work measured by the pilot x units of the paper grid (both from resolved configs)."""
+    from slimdiff.experiments import expand_runs
+
+    pilot_runs, paper_runs = expand_runs(pilot_cfg), expand_runs(paper_cfg)
+    on_gpu = bool((bench["gpu"] != "").any()) if len(bench) else False
+    rows, notes = [], []
+    for rule, jobs in bench.groupby("rule", sort=False):
+        units = [work_units(rule, parse_job(rule, name), pilot_cfg, pilot_runs, pilot_sizes) for name in jobs["job"]]
+        todo = paper_jobs(rule, paper_cfg, paper_raw_subjects)
+        paper_units = sum(work_units(rule, j, paper_cfg, paper_runs, paper_sizes) for j in todo)
+        per_unit_wall = jobs["wall_s"].sum() / sum(units)
+        per_unit_cpu = jobs["cpu_s"].sum() / sum(units)
+        section = gpu_rules.get(rule)
+        request = requests.get(section, {}).get("mem_mb") if section else None
+        peak = jobs["max_rss_mb"].max()
+        gpu_peak = jobs["gpu_peak_mib"].max()
+        rows.append(
+            {
+                "rule": rule,
+                "stage": STAGES.get(rule, "other"),
+                "jobs": len(jobs),
+                "wall_s": jobs["wall_s"].sum(),
+                "max_wall_s": jobs["wall_s"].max(),
+                "cpu_s": jobs["cpu_s"].sum(),
+                "peak_rss_mb": peak,
+                "request_mb": request,
+                "within_request": None if request is None or math.isnan(peak) else bool(peak <= request),
+                "gpu_peak_mib": gpu_peak,
+                "gpu": ", ".join(sorted(set(jobs["gpu"]) - {""})),
+                "unit": UNIT_NAMES.get(rule, "job"),
+                "pilot_units": sum(units),
+                "wall_s_per_unit": per_unit_wall,
+                "cpu_s_per_unit": per_unit_cpu,
+                "paper_jobs": len(todo),
+                "paper_units": paper_units,
+                "paper_wall_h": per_unit_wall * paper_units / 3600,
+                "paper_cpu_h": per_unit_cpu * paper_units / 3600,
+                "gpu_tagged": section is not None,
+            }
+        )
+        if rule not in STAGES:
+            notes.append(f"rule {rule}: no work model, costed per job")
+    per_rule = pd.DataFrame(rows)
+    if per_rule.empty:
+        raise PilotError("no benchmark files: run the pilot first (make pilot)")
+    per_stage = (
+        per_rule.groupby("stage", sort=False)[["wall_s", "cpu_s", "paper_wall_h", "paper_cpu_h"]].sum().reset_index()
+    )
+    gpu_part = per_rule[per_rule["gpu_tagged"]].groupby("stage", sort=False)["paper_wall_h"].sum()
+    per_stage["paper_gpu_h"] = per_stage["stage"].map(gpu_part).fillna(0.0) if on_gpu else math.nan
+    return Costing(per_rule, per_stage, on_gpu, notes)
+
+
+def _fmt(x: Any, digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "NO"
+    if isinstance(x, float):
+        return f"{x:,.{digits}f}"
+    return str(x)
+
+
+def machine_stamp() -> dict[str, Any]:
+    """Commit, CPU model, cores, GPU and load: where the numbers were measured."""
+    from slimdiff import provenance
+
+    stamp: dict[str, Any] = dict(provenance.machine())
+    try:
+        stamp["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=REPO
+        )
+        stamp["commit"] += " (with uncommitted changes)" if dirty.stdout.strip() else ""
+    except (OSError, subprocess.CalledProcessError):
+        stamp["commit"] = "unknown"
+    try:
+        gpus = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"], capture_output=True, text=True
+        )
+        stamp["gpu"] = "; ".join(gpus.stdout.strip().splitlines()) or "none"
+    except OSError:
+        stamp["gpu"] = "none"
+    try:
+        stamp["load"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        stamp["load"] = "unknown"
+    stamp["date"] = provenance.timestamp()
+    return stamp
+
+
+def render(costing: Costing, stamp: Mapping[str, Any], command: str, rule_check: list[str], extra: str = "") -> str:
+    """The pilot report as Markdown: measured per rule, extrapolated per rule and per stage, the rule check."""
+    r = costing.per_rule
+    lines = [
+        "# Pilot: the paper grid at the paper's geometry, measured",
+        "",
+        f"- command: `{command}`",
+        f"- commit {stamp.get('commit')}, {stamp.get('date')}",
+        f"- CPU: {stamp.get('cpu')}, {stamp.get('cores')} cores; GPU: {stamp.get('gpu')}; load average at the end "
+        f"{stamp.get('load')}",
+    ]
+    lines += [f"- {extra}"] if extra else []
+    lines += [
+        "- rule check: "
+        + ("every rule of the paper's DAG ran (and nothing else)" if not rule_check else "; ".join(rule_check)),
+        "",
+        "## Measured per rule",
+        "",
+        "Wall and CPU time summed over the rule's jobs (Snakemake's benchmark files; CPU time of the job's process "
+        "tree), peak resident memory of its largest job against the `cluster` request of GPU-tagged rules, and "
+        + (
+            "peak GPU memory (torch.cuda.max_memory_allocated at the job's exit)."
+            if costing.on_gpu
+            else "no GPU memory: this pilot ran on the CPU."
+        ),
+        "",
+        "| rule | jobs | wall s | longest job s | CPU s | peak RSS MB | request MB | within | GPU peak MiB | GPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|",
+    ]
+    for _, x in r.iterrows():
+        lines.append(
+            f"| {x['rule']} | {x['jobs']} | {_fmt(x['wall_s'])} | {_fmt(x['max_wall_s'])} | {_fmt(x['cpu_s'])} | "
+            f"{_fmt(x['peak_rss_mb'], 0)} | {_fmt(x['request_mb'])} | {_fmt(x['within_request'])} | "
+            f"{_fmt(x['gpu_peak_mib'], 0)} | {x['gpu'] or '-'} |"
+        )
+    lines.append(
+        f"| **total** | {int(r['jobs'].sum())} | {_fmt(r['wall_s'].sum())} | | {_fmt(r['cpu_s'].sum())} | "
+        f"{_fmt(r['peak_rss_mb'].max(), 0)} | | | | |"
+    )
+    kind = "GPU" if costing.on_gpu else "CPU"
+    lines += [
+        "",
+        "## The full paper grid, extrapolated",
+        "",
+        "Time per unit of work = the pilot's time / its units (job start-up included, so an upper bound for "
+        "short pilot jobs); units of the paper grid from the resolved paper config (runs x folds, replicas, "
+        "z-bins x classes x samples, sampler steps, max_epochs x batches of the fold's slices, LPIPS pairs, utility "
+        "arms x seeds x steps). Training counts max_epochs: early stopping ends most runs sooner.",
+        "",
+        "| rule | unit | pilot units | wall s / unit | CPU s / unit | paper jobs | paper units | "
+        "paper wall h (pilot's threads) | paper CPU core-h |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for _, x in r.iterrows():
+        lines.append(
+            f"| {x['rule']} | {x['unit']} | {_fmt(x['pilot_units'], 0)} | {_fmt(x['wall_s_per_unit'], 3)} | "
+            f"{_fmt(x['cpu_s_per_unit'], 3)} | {x['paper_jobs']} | {_fmt(x['paper_units'], 0)} | "
+            f"{_fmt(x['paper_wall_h'], 2)} | {_fmt(x['paper_cpu_h'], 2)} |"
+        )
+    s = costing.per_stage
+    lines += [
+        "",
+        f"Per stage ({kind}{'; GPU-hours: the GPU-tagged rules, one GPU per job' if costing.on_gpu else ''}):",
+        "",
+        "| stage | pilot wall s | pilot CPU s | paper wall h | paper CPU core-h | paper GPU h |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for _, x in s.iterrows():
+        lines.append(
+            f"| {x['stage']} | {_fmt(x['wall_s'])} | {_fmt(x['cpu_s'])} | {_fmt(x['paper_wall_h'], 1)} | "
+            f"{_fmt(x['paper_cpu_h'], 1)} | {_fmt(x['paper_gpu_h'], 1)} |"
+        )
+    lines.append(
+        f"| **total** | {_fmt(s['wall_s'].sum())} | {_fmt(s['cpu_s'].sum())} | {_fmt(s['paper_wall_h'].sum(), 1)} | "
+        f"{_fmt(s['paper_cpu_h'].sum(), 1)} | {_fmt(s['paper_gpu_h'].sum(), 1) if costing.on_gpu else '-'} |"
+    )
+    lines += [""] + [f"- {n}" for n in costing.notes]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The checks and the command line (`slimdiff-pilot`, what `make pilot` calls).
+
+
+def paper_dag_jobs(paper_file: str | Path, raw_dir: str | Path, scratch: str | Path) -> dict[str, int]:
+    """The paper grid's DAG ({rule: jobs}) over the cohort in `raw_dir`: paper_file with only data.raw_dir set,
+    dry-run in the folder `scratch` (the paper's own raw_dir need not exist)."""
+    scratch = Path(scratch)
+    overlay = scratch / "paper.yaml"
+    body = {"extends": str(Path(paper_file).resolve()), "data": {"raw_dir": str(Path(raw_dir).resolve())}}
+    write_text(overlay, yaml.safe_dump(body, sort_keys=False))
+    return dag_jobs(overlay, scratch)
+
+
+def rule_check(workdir: str | Path, run_config: str | Path, paper_file: str | Path) -> list[str]:
+    """Problems (none: empty) with what the pilot in `workdir` ran: its DAG and the rules that actually ran must
+    both equal the paper DAG's rules (plus PAPER_OPTIONAL_RULES)."""
+    workdir = Path(workdir)
+    config = resolved(run_config)
+    raw_dir = Path(config["data"]["raw_dir"])
+    raw_dir = raw_dir if raw_dir.is_absolute() else workdir / raw_dir
+    want = expected_pilot_rules(job_rules(paper_dag_jobs(paper_file, raw_dir, workdir / "paper-dag")))
+    problems = rule_set_problems(job_rules(dag_jobs(run_config, workdir)), want, "the pilot's DAG")
+    problems += rule_set_problems(executed_rules(workdir), want, "what the pilot ran")
+    return problems
+
+
+def report(
+    workdir: str | Path,
+    run_config: str | Path,
+    paper_file: str | Path,
+    command: str,
+    out: str | Path | None = None,
+    docs: str | Path | None = None,
+    note: str = "",
+    paper_subjects: int | None = None,
+    paper_raw_subjects: int | None = None,
+) -> tuple[str, list[str]]:
+    """Write the pilot report (workdir/report.md, and `docs` when given); returns it and the rule check."""
+    workdir = Path(workdir)
+    pilot_cfg, paper_cfg = resolved(run_config), resolved(paper_file)
+    bench = read_benchmarks(workdir)
+    if bench.empty:
+        raise PilotError(f"{workdir}: no benchmark files; run the pilot first (make pilot)")
+    pilot_sizes = cache_sizes(workdir / "results" / "cache")
+    raw_dir = Path(pilot_cfg["data"]["raw_dir"])
+    generated = (raw_dir if raw_dir.is_absolute() else workdir / raw_dir).joinpath(COHORT_STAMP).is_file()
+    n_pre = int((bench["rule"] == "preprocess").sum())
+    if generated:  # the generated cohort: scale to the paper's
+        cache_n, raw_n = paper_subjects or PAPER_CACHE_SUBJECTS, paper_raw_subjects or PAPER_RAW_SUBJECTS
+        extra = (
+            f"input: the generated cohort ({n_pre} subjects); extrapolated to {raw_n} subjects preprocessed and "
+            f"{cache_n} in the cache (ds004199's patients, the 3D FLAIRs)"
+        )
+    else:  # the user's cohort: its own counts
+        cache_n, raw_n = paper_subjects or pilot_sizes.subjects, paper_raw_subjects or max(n_pre, 1)
+        extra = f"input: {pilot_cfg['data']['raw_dir']} ({raw_n} subjects preprocessed, {cache_n} in the cache)"
+    extra += f"; {note}" if note else ""
+    costing = extrapolate(
+        bench,
+        pilot_cfg,
+        paper_cfg,
+        pilot_sizes,
+        pilot_sizes.scaled(cache_n),
+        raw_n,
+        paper_cfg["cluster"],
+        gpu_sections(),
+    )
+    problems = rule_check(workdir, run_config, paper_file)
+    text = render(costing, machine_stamp(), command, problems, extra)
+    write_text(Path(out) if out else workdir / "report.md", text)
+    costing.per_rule.to_csv(workdir / "report_rules.csv", index=False)
+    if docs:
+        write_text(docs, text)
+    return text, problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """slimdiff-pilot prepare | check | report (see docs/how-to/pilot.md)."""
+    from slimdiff.cli._common import run
+
+    p = argparse.ArgumentParser(prog="slimdiff-pilot", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="write the overlay that runs and, without --raw-dir, the cohort")
+    prep.add_argument("--config", default="config/pilot.yaml")
+    prep.add_argument("--paper", default="config/paper.yaml", help="brain extraction for --raw-dir comes from it")
+    prep.add_argument("--workdir", default=str(PILOT_DIR))
+    prep.add_argument("--raw-dir", default=None, help="your cohort (ds004199 layout) instead of the generated one")
+    prep.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    for name, text in (("check", "compare the rules the pilot ran with the paper DAG's"), ("report", "write it")):
+        q = sub.add_parser(name, help=text)
+        q.add_argument("--workdir", default=str(PILOT_DIR))
+        q.add_argument("--paper", default="config/paper.yaml")
+        if name == "report":
+            q.add_argument("--out", default=None, help="default: WORKDIR/report.md")
+            q.add_argument("--docs", default=None, help="also write the report here (docs/results/pilot.md)")
+            q.add_argument("--command", default="make pilot", dest="cmd")
+            q.add_argument("--note", default="", help="a line for the header (e.g. other load on the machine)")
+            q.add_argument("--paper-subjects", type=int, default=None)
+            q.add_argument("--paper-raw-subjects", type=int, default=None)
+    args = p.parse_args(argv)
+    status = {"failed": False}
+
+    def body() -> None:
+        if args.command == "prepare":
+            prepare(args.config, args.workdir, args.raw_dir, args.paper, args.threads)
+            return
+        run_config = Path(args.workdir) / RUN_CONFIG
+        if args.command == "check":
+            problems = rule_check(args.workdir, run_config, args.paper)
+        else:
+            text, problems = report(
+                args.workdir,
+                run_config,
+                args.paper,
+                args.cmd,
+                args.out,
+                args.docs,
+                args.note,
+                args.paper_subjects,
+                args.paper_raw_subjects,
+            )
+            print(text)
+        for line in problems:
+            print(f"slimdiff-pilot: rule check failed: {line}", file=sys.stderr)
+        status["failed"] = bool(problems)
+        if not problems:
+            print("slimdiff-pilot: every rule of the paper's DAG ran, and no other")
+
+    code = run(body, "slimdiff-pilot")
+    return code or (1 if status["failed"] else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""The pilot (config/pilot.yaml, slimdiff.pilot): it runs the paper DAG's rules at the paper's geometry with
+counts changed only, and its report's arithmetic gives known answers on made-up benchmark files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO
+
+from slimdiff import pilot
+from slimdiff.config import validate_config
+from slimdiff.experiments import expand_runs, parse_run, pretrained_runs, run_folds
+from slimdiff.metrics.pairing import MIN_PAIRS, variant_pairs
+
+PAPER = REPO / "config" / "paper.yaml"
+PILOT = REPO / "config" / "pilot.yaml"
+
+# What the pilot may change: counts (and its input). Everything else must be the paper's, key by key.
+COUNT_KEYS = (
+    "training.max_epochs",
+    "training.steps_per_epoch",
+    "training.max_steps",
+    "training.val_max_slices",
+    "sampler.steps",
+    "generation.replicas",
+    "generation.n_per_condition",
+    "generation.job_unit",  # same samples in fewer processes
+    "metrics.kid_subsets",
+    "metrics.zbin_kid_subsets",
+    "metrics.lpips_pairs",
+    "metrics.zbin_lpips_pairs",
+    "metrics.mmd_subsets",
+    "utility.seeds",
+    "utility.steps",
+)
+INPUT_KEYS = ("data.raw_dir", "data.source", "data.synthetic.", "preprocess.brain_extraction.backend")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _fake_cohort(folder: Path, subjects: int = 4) -> Path:
+    """A raw BIDS folder as the DAG needs it to be listed (participants.tsv, sub-* folders; no volumes)."""
+    ids = [f"sub-{i:05d}" for i in range(1, subjects + 1)]
+    for sid in ids:
+        (folder / sid / "anat").mkdir(parents=True)
+    split = ["train"] * (subjects - 1) + ["test"]
+    pd.DataFrame({"participant_id": ids, "split": split}).to_csv(folder / "participants.tsv", sep="\t", index=False)
+    return folder
+
+
+def test_pilot_changes_counts_only():
+    """Geometry, model widths, batch, objectives, sampler kind, folds and metric definitions are the paper's."""
+    paper, ours = pilot.resolved(PAPER), pilot.resolved(PILOT)
+    a, b = (
+        _flat({k: v for k, v in paper.items() if k != "experiments"}),
+        _flat({k: v for k, v in ours.items() if k != "experiments"}),
+    )
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    allowed = [k for k in changed if k in COUNT_KEYS or k.startswith(INPUT_KEYS)]
+    assert changed == allowed, f"pilot.yaml changes more than counts: {sorted(set(changed) - set(allowed))}"
+    assert ours["data"]["cache"]["roi_size"] == [160, 160, 160] and ours["data"]["cache"]["z_bins"] == 30
+    assert (
+        ours["sampler"]["spacing"] == paper["sampler"]["spacing"] and ours["sampler"]["eta"] == paper["sampler"]["eta"]
+    )
+
+
+def test_pilot_runs_cover_the_papers_code_paths():
+    """Every prediction type, variant, self-conditioning level, Lp, loss override and training setting of the
+    paper's runs is among the pilot's; each Regime B comparison of the paper has >= 2 paired folds in the pilot;
+    an imported model is among them."""
+    paper, ours = pilot.resolved(PAPER), pilot.resolved(PILOT)
+    paper_runs, our_runs = expand_runs(paper), expand_runs(ours)
+
+    def paths(runs: dict) -> dict[str, set]:
+        seen: dict[str, set] = {}
+        for name, cfg in runs.items():
+            parsed = parse_run(name)
+            for key in ("prediction", "variant"):
+                seen.setdefault(key, set()).add(parsed[key])
+            seen.setdefault("self_conditioning", set()).add(
+                cfg["self_conditioning"]["probability"] if cfg["self_conditioning"]["enabled"] else 0.0
+            )
+            seen.setdefault("p", set()).add(cfg["loss"]["p"])
+            for key, value in _flat({"loss": cfg["loss"], "model": cfg["model"]}).items():
+                seen.setdefault(key, set()).add(repr(value))
+        return seen
+
+    have, want = paths(our_runs), paths(paper_runs)
+    missing = {k: sorted(map(str, v - have.get(k, set()))) for k, v in want.items() if v - have.get(k, set())}
+    assert not missing, f"code paths of the paper's runs the pilot does not run: {missing}"
+    paper_pairs, our_pairs = variant_pairs(run_folds(paper_runs)), variant_pairs(run_folds(our_runs))
+    for shared, variants in paper_pairs.items():
+        for variant, pair in variants.items():
+            if len(pair["paired_folds"]) >= MIN_PAIRS:
+                assert len(our_pairs[shared][variant]["paired_folds"]) >= MIN_PAIRS, (shared, variant)
+    assert pretrained_runs(ours), "the pilot imports a model"
+
+
+def test_pilot_dag_has_exactly_the_paper_dag_rules(tmp_path):
+    """From Snakemake's dry runs: the pilot's DAG has the rules of the paper's (plus those of the paper's optional
+    `released` grid), whatever config/paper.yaml and the rules say today."""
+    raw = _fake_cohort(tmp_path / "raw")
+    run_config = tmp_path / "pilot" / pilot.RUN_CONFIG
+    run_config.parent.mkdir()
+    run_config.write_text(yaml.safe_dump({"extends": str(PILOT), "data": {"raw_dir": str(raw)}}))
+    paper_jobs = pilot.paper_dag_jobs(PAPER, raw, tmp_path / "paper")
+    pilot_jobs = pilot.dag_jobs(run_config, run_config.parent)
+    want = pilot.expected_pilot_rules(pilot.job_rules(paper_jobs))
+    assert pilot.rule_set_problems(pilot.job_rules(pilot_jobs), want, "the pilot's DAG") == []
+    assert {"preprocess", "train", "generate", "metrics_image", "utility", "figures"} <= want
+    assert "synth_cohort" not in pilot_jobs, "the pilot reads its cohort as raw data, as the paper does"
+    assert pilot_jobs["preprocess"] == 4 and pilot_jobs["train"] == len(
+        [r for r, _ in run_folds(expand_runs(pilot.resolved(PILOT))) if not r.endswith("-pretrained")]
+    )
+
+
+def test_rule_set_problems_names_both_directions():
+    assert pilot.rule_set_problems({"a", "b"}, {"a", "b"}, "x") == []
+    problems = pilot.rule_set_problems({"a", "c"}, {"a", "b"}, "the pilot")
+    assert problems == ["the pilot lacks b", "the pilot has rules the paper grid does not: c"]
+
+
+def test_parse_job_stats_and_job_names():
+    text = "Job stats:\njob        count\n-------  -------\ntrain          3\nall            1\ntotal          4\n\n"
+    assert pilot.parse_job_stats(text) == {"train": 3, "all": 1}
+    assert pilot.job_rules({"train": 3, "all": 1}) == {"train"}
+    job = pilot.parse_job("generate", "x0_lp1.5_sc0.5-decoupled_fold1_replica2_zbin07")
+    assert (job.run, job.fold, job.replica, job.zbin) == ("x0_lp1.5_sc0.5-decoupled", 1, 2, 7)
+    assert pilot.parse_job("utility_real", "fold2").fold == 2 and pilot.parse_job("preprocess", "sub-00001").run is None
+    with pytest.raises(pilot.PilotError, match="Job stats"):
+        pilot.parse_job_stats("nothing")
+
+
+def _bench(workdir: Path, rule: str, job: str, wall: float, cpu: float, rss: float, gpu_line: str = "") -> None:
+    folder = workdir / "results" / "benchmarks" / rule
+    folder.mkdir(parents=True, exist_ok=True)
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    (folder / f"{job}.tsv").write_text(header + f"{wall}\t0:00:01\t{rss}\t1\t1\t1\t0\t0\t50\t{cpu}\n")
+    logs = workdir / "results" / "logs" / rule
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / f"{job}.log").write_text(f"2026-01-01 INFO slimdiff: rule {rule}\n{gpu_line}")
+
+
+def test_report_extrapolates_known_answers(tmp_path):
+    """Made-up benchmarks with known times: seconds per unit x the paper config's units, checked by hand."""
+    base = {
+        "data": {"cache": {"z_bins": 3}},
+        "generation": {"replicas": 1, "n_per_condition": 1, "classes": [0, 1], "job_unit": "replica"},
+        "sampler": {"steps": 2},
+        "training": {"batch_size": 4, "max_epochs": 1, "steps_per_epoch": 1, "val_max_slices": 4},
+        "metrics": {"lpips_pairs": 10, "zbin_lpips_pairs": 2},
+        "utility": {"seeds": [0], "steps": 2},
+        "experiments": {"prediction": ["x0"], "folds": [0]},
+        "cluster": {"train": {"mem_mb": 1000}, "generate": {"mem_mb": 100}},
+    }
+    ours = validate_config(base)
+    paper = validate_config(
+        {
+            **base,
+            "generation": {"replicas": 5, "n_per_condition": 10, "classes": [0, 1]},  # job_unit zbin
+            "sampler": {"steps": 300},
+            "training": {"batch_size": 4, "max_epochs": 10, "val_max_slices": None},
+            "metrics": {"lpips_pairs": 100, "zbin_lpips_pairs": 20},
+            "utility": {"seeds": [0, 1], "steps": 100},
+            "experiments": {"prediction": ["x0", "v"], "folds": [0, 1]},
+        }
+    )
+    work = tmp_path / "w"
+    _bench(
+        work, "train", "x0_lp1.5_sc0.5_fold0", wall=20.0, cpu=40.0, rss=900, gpu_line="x peak GPU memory 512.0 MiB on H"
+    )
+    _bench(work, "generate", "x0_lp1.5_sc0.5_fold0_replica0", wall=12.0, cpu=24.0, rss=150)
+    _bench(work, "utility", "x0_lp1.5_sc0.5_fold0", wall=8.0, cpu=8.0, rss=50)
+    _bench(work, "metrics_image", "x0_lp1.5_sc0.5_fold0", wall=16.0, cpu=16.0, rss=50)
+    _bench(work, "figures", "figures", wall=3.0, cpu=3.0, rss=10)
+    bench = pilot.read_benchmarks(work)
+    assert bench.loc[bench["rule"] == "train", "gpu_peak_mib"].item() == 512.0
+    # pilot: 2 subjects; fold 0 has 40 train / 8 val slices. The paper's cohort has 4 subjects: twice the slices.
+    sizes = pilot.DataSizes(2, {0: 40.0, 1: 40.0}, {0: 8.0, 1: 8.0})
+    costing = pilot.extrapolate(
+        bench, ours, paper, sizes, sizes.scaled(4), 4, paper["cluster"], {"train": "train", "generate": "generate"}
+    )
+    r = costing.per_rule.set_index("rule")
+    # train: pilot 1 step + ceil(4/4) = 1 val batch = 2 units -> 10 s wall, 20 s CPU per unit.
+    # paper: 2 runs x 2 folds, each 10 epochs x (80 / 4 = 20 steps + ceil(16 / 4) = 4 val batches) = 240 units.
+    assert r.loc["train", "pilot_units"] == 2 and r.loc["train", "paper_units"] == 4 * 240
+    assert math.isclose(r.loc["train", "paper_cpu_h"], 20.0 * 960 / 3600)
+    assert r.loc["train", "within_request"] is True or r.loc["train", "within_request"] == True  # noqa: E712
+    # generate: pilot 3 z-bins x 2 classes x 1 x 2 steps = 12 units -> 1 s wall per unit; paper: per-z-bin jobs,
+    # 4 run-folds x 5 replicas x 3 z-bins jobs of 2 x 10 samples x 300 steps.
+    assert r.loc["generate", "pilot_units"] == 12 and r.loc["generate", "paper_jobs"] == 60
+    assert math.isclose(r.loc["generate", "paper_wall_h"], 1.0 * 60 * 6000 / 3600)
+    assert r.loc["generate", "within_request"] == False  # noqa: E712 - 150 MB over a 100 MB request
+    # utility: 2 arms x 1 seed x 2 steps = 4 units -> 2 s; paper 4 jobs x 2 arms x 2 seeds x 100 steps.
+    assert math.isclose(r.loc["utility", "paper_cpu_h"], 2.0 * 4 * 400 / 3600)
+    # metrics_image: 6 images + 10 + 2 x 3 pairs = 22 units; paper 5 x 60 + 100 + 20 x 3 = 460 per run-fold.
+    assert math.isclose(r.loc["metrics_image", "paper_cpu_h"], 16.0 / 22 * 4 * 460 / 3600)
+    assert r.loc["figures", "paper_units"] == 1 and math.isclose(r.loc["figures", "paper_cpu_h"], 3.0 / 3600)
+    stages = costing.per_stage.set_index("stage")
+    assert math.isclose(stages.loc["train", "paper_cpu_h"], r.loc["train", "paper_cpu_h"])
+    text = pilot.render(costing, {"commit": "abc", "cpu": "test CPU", "cores": 2}, "make pilot", [], "synthetic")
+    assert "| train | 1 | 20.0 |" in text and "every rule of the paper's DAG ran" in text
+    assert "GPU peak" in text and "test CPU, 2 cores" in text
