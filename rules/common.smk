@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from slimdiff.config import ConfigError, resolve_config, show_config_if_asked, validate_config
-from slimdiff.experiments import expand_runs, pretrained_runs, run_folds
+from slimdiff.experiments import expand_runs, parse_run, pretrained_runs, protocols, run_folds
 from slimdiff.gpu_lease import export_settings
 from slimdiff.metrics.pairing import has_paired_folds, variant_pairs
 from slimdiff.preprocess.cohort import check_config as check_preprocess_config
@@ -26,6 +26,7 @@ try:
     config.update(_resolved)
     RUNS = expand_runs(config)  # run name -> full run config (model, diffusion, loss, ...)
     PRETRAINED = pretrained_runs(config)  # run name -> its grid's `pretrained` block: imported, not trained
+    PROTOCOLS = protocols(config)  # protocol name ("" = the config's own sections) -> split, generation, scoring
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 show_config_if_asked(config, source=_source)  # SLIMDIFF_SHOW_CONFIG=- snakemake -n ...: what will run
@@ -38,12 +39,16 @@ CACHE_FILES = ["images.npy", "masks.npy", "index.csv", "splits.json", "rejected.
 QC_FILES = ["zbin_montage.png", "cohort_stats.png", "cohort_stats.csv", "cohort.png", "cohort.csv", "cohort_counts.csv"]
 RUN_FOLDS = run_folds(RUNS)  # (run, fold) pairs: each grid may train its runs on its own folds
 TRAINED_RUN_FOLDS = [(run, fold) for run, fold in RUN_FOLDS if run not in PRETRAINED]  # those with a log.csv
+RUN_PROTOCOL = {run: parse_run(run)["protocol"] for run in RUNS}  # run -> the protocol it was asked for in
+# Protocols with a split of their own: rule split_view writes each as a view of the cache (rules/splits.smk).
+VIEW_PROTOCOLS = sorted({p for p in RUN_PROTOCOL.values() if PROTOCOLS[p]["split"] is not None})
+SPLIT_DIR = "results/splits/{protocol}"
+SPLIT_FILES = ["index.csv", "splits.json", "cache_meta.json"]  # with links to the cache's arrays
 export_settings(config["gpu"])  # GPU jobs of this machine lease devices from this list (env, inherited)
 TRAIN_DIR = "results/runs/{run}/fold{fold}/train"
 SAMPLES_DIR = "results/runs/{run}/fold{fold}/samples/replica{replica}"
 GEN = config["generation"]
 ZBINS = [f"{b:02d}" for b in range(DATA["cache"]["z_bins"])]
-REPLICAS = list(range(GEN["replicas"]))
 METRICS_DIR = "results/runs/{run}/fold{fold}/metrics"
 UTILITY_DIR = "results/runs/{run}/fold{fold}/utility"
 UTILITY_REAL_DIR = "results/utility/real/fold{fold}"  # the real-only arm: one per fold, shared by every run
@@ -53,6 +58,7 @@ FEATURE_CACHE = "results/metrics/features"
 
 wildcard_constraints:
     run="|".join(map(re.escape, RUNS)),
+    protocol="|".join(map(re.escape, VIEW_PROTOCOLS)) or "(?!)",
     fold=r"\d+",
     replica=r"\d+",
     zbin=r"\d\d",
@@ -105,6 +111,32 @@ def preprocessed_input():
 
 def cache_outputs():
     return {Path(f).stem.replace(".", "_"): f"{CACHE_DIR}/{f}" for f in CACHE_FILES}
+
+
+def split_inputs(wildcards):
+    """The cache a run's jobs read: the cache itself, or its protocol's split view (same arrays and test set,
+    the protocol's folds). Keyed like cache_outputs(), so a script finds it at Path(input.cache_meta).parent."""
+    files = cache_outputs()
+    protocol = RUN_PROTOCOL[wildcards.run]
+    if PROTOCOLS[protocol]["split"] is not None:
+        for name in SPLIT_FILES:
+            files[Path(name).stem.replace(".", "_")] = f"{SPLIT_DIR.format(protocol=protocol)}/{name}"
+    return files
+
+
+def run_replicas(run):
+    """The replica ids of a run: its protocol's generation.replicas."""
+    return list(range(PROTOCOLS[RUN_PROTOCOL[run]]["generation"]["replicas"]))
+
+
+def run_generation(wildcards):
+    """What a run's samples depend on in its protocol's generation settings (rule generate's parameter)."""
+    return rule_settings("generate", "generation", PROTOCOLS[RUN_PROTOCOL[wildcards.run]]["generation"])
+
+
+def run_scoring(wildcards):
+    """The run's scoring regime (per_replica or merged) and camera-ready per-z-bin KID, from its protocol."""
+    return PROTOCOLS[RUN_PROTOCOL[wildcards.run]]["scoring"]
 
 
 # Params are the rerun contract: each rule gets exactly the config values its outputs depend on, as the
@@ -184,7 +216,7 @@ def run_samples(wildcards):
         "results/runs/{run}/fold{fold}/samples/replica{replica}/zbin{zbin}.npz",
         run=wildcards.run,
         fold=wildcards.fold,
-        replica=REPLICAS,
+        replica=run_replicas(wildcards.run),
         zbin=ZBINS,
     )
 
@@ -228,7 +260,11 @@ if has_paired_folds(variant_pairs(RUN_FOLDS)):
 
 
 def sample_grids():
-    return per_run_files(f"{SAMPLES_DIR}/grid.png", replica=REPLICAS)
+    return [
+        path
+        for run, fold in RUN_FOLDS
+        for path in expand(f"{SAMPLES_DIR}/grid.png", run=run, fold=fold, replica=run_replicas(run))
+    ]
 
 
 def zbin_panel_rows():
@@ -258,3 +294,7 @@ def final_targets():
         + ["results/paper/table.md"]
         + expand("results/figures/{stem}.{ext}", stem=FIGURES, ext=["png", "pdf"])
     )
+
+
+# A protocol's split as a view of the cache (one rule; it needs the input functions above).
+include: "splits.smk"

@@ -10,7 +10,7 @@ rule generate:
         samples=generate_outputs("npz"),
         manifests=generate_outputs("csv"),
     params:
-        generation=settings("generate", "generation"),
+        generation=run_generation,  # the run's protocol: its samples per condition
         sampler=run_sampler,
     threads: GEN["threads"]
     resources:

@@ -25,7 +25,7 @@ rule metric_weights:
 
 rule metrics_image:
     input:
-        **cache_outputs(),
+        unpack(split_inputs),  # the run's protocol split: same test set, its folds' training slices
         weights="results/metrics/weights.json",
         samples=run_samples,
     output:
@@ -33,6 +33,7 @@ rule metrics_image:
         per_zbin=f"{METRICS_DIR}/per_zbin.csv",
     params:
         metrics=settings("metrics_image", "metrics"),
+        scoring=run_scoring,  # Regime A (per replica) or B (merged pool), from the run's protocol
         feature_cache=FEATURE_CACHE,
     threads: config["metrics"]["threads"]
     resources:
@@ -49,7 +50,7 @@ rule metrics_image:
 
 rule metrics_mask:
     input:
-        **cache_outputs(),
+        unpack(split_inputs),
         samples=run_samples,
     output:
         mask=f"{METRICS_DIR}/mask.json",
@@ -58,6 +59,7 @@ rule metrics_mask:
         lesions=f"{METRICS_DIR}/lesions.csv",
     params:
         metrics=settings("metrics_mask", "metrics"),
+        scoring=run_scoring,
     log:
         "results/logs/metrics_mask/{run}_fold{fold}.log",
     benchmark:

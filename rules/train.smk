@@ -10,7 +10,7 @@ rule train:
     wildcard_constraints:
         run=either_of([r for r in RUNS if r not in PRETRAINED]),
     input:
-        **cache_outputs(),
+        unpack(split_inputs),  # the cache, or the run's protocol split view
     output:
         model=f"{TRAIN_DIR}/model.pt",
         log_csv=f"{TRAIN_DIR}/log.csv",

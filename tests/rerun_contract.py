@@ -21,7 +21,8 @@ from slimdiff.rerun import key_rules
 
 # Keys that change which jobs exist rather than a rule's params: test_workflow's check_rerun_contract changes
 # each of them on its own (source and raw_dir together) and checks that only the new jobs are scheduled.
-NOT_DRY_RUN = {"data.source", "data.raw_dir", "experiments"}
+# `protocols` is a map of named protocols whose values reach the rules through the runs (tests/test_paper_protocol.py).
+NOT_DRY_RUN = {"data.source", "data.raw_dir", "experiments", "protocols"}
 # Changed values for keys where the schema alone does not give a valid different one.
 NEW_VALUES = {
     "data.synthetic.voxel_mm": [3.0, 4.0],

@@ -77,7 +77,7 @@ def test_run_metrics_end_to_end(tiny_cache, samples, metric_weights, tmp_path):
 
     merged = merge_run_metrics(tmp_path / "image.json", tmp_path / "mask.json", tmp_path / "metrics.json")
     lesion_columns = {"n_lesions", "lesion_rate_cls1", "lesion_rate_cls0", "area_median"}
-    assert set(merged["summary"]) == {"kid", "fid", "lpips", "mmd_mf"} | lesion_columns
+    assert set(merged["summary"]) == {"kid", "fid", "lpips", "mmd_mf", "mmd_pl"} | lesion_columns
     n_lesions = [r["lesion_stats"]["n_lesions"] for r in msk["replicas"]]
     assert merged["summary"]["n_lesions"]["mean"] == pytest.approx(np.mean(n_lesions))
     assert merged["summary"]["kid"]["mean"] == pytest.approx(np.mean([r["kid_mean"] for r in img["replicas"]]))
@@ -158,9 +158,16 @@ def test_every_metric_is_read_from_its_json_key(tmp_path):
     """merge_run_metrics, the summary table, the baseline and its spread all read the same key per metric."""
     from slimdiff.metrics.evaluate import METRIC_KEYS, METRICS
 
-    assert METRIC_KEYS == {"kid": "kid_mean", "fid": "fid", "lpips": "lpips_mean", "mmd_mf": "mmd_mf_mean"}
+    assert METRIC_KEYS == {
+        "kid": "kid_mean",
+        "fid": "fid",
+        "lpips": "lpips_mean",
+        "mmd_mf": "mmd_mf_mean",
+        "mmd_pl": "mmd_pl_mean",
+    }
     assert METRICS == tuple(METRIC_KEYS)
-    values = {"kid_mean": 0.1, "fid": 20.0, "lpips_mean": 0.3, "mmd_mf_mean": 0.4}
+    values = {"kid_mean": 0.1, "fid": 20.0, "lpips_mean": 0.3, "mmd_mf_mean": 0.4, "mmd_pl_mean": 0.5}
+    mask_keys = ["mmd_mf_mean", "mmd_pl_mean"]
 
     def replica(r: int, scale: float, keys) -> dict:
         return {"replica": r, **{k: values[k] * scale for k in keys}}
@@ -169,20 +176,20 @@ def test_every_metric_is_read_from_its_json_key(tmp_path):
     metric_files = []
     for j, run in enumerate(("x0_lp1.5_sc0.5", "epsilon_lp1.5_sc0.5")):
         scales = (1 + 2 * j, 2 + 2 * j)  # replica 0 and 1
-        image_keys = [k for k in values if k != "mmd_mf_mean"]
+        image_keys = [k for k in values if k not in mask_keys]
         img = {"run": run, "fold": 0, "replicas": [replica(r, s, image_keys) for r, s in enumerate(scales)], **common}
-        msk = {"replicas": [replica(r, s, ["mmd_mf_mean"]) for r, s in enumerate(scales)]}
+        msk = {"replicas": [replica(r, s, mask_keys) for r, s in enumerate(scales)]}
         (tmp_path / "image.json").write_text(json.dumps(img))
         (tmp_path / "mask.json").write_text(json.dumps(msk))
         metric_files.append(tmp_path / f"{run}.json")
         merged = merge_run_metrics(tmp_path / "image.json", tmp_path / "mask.json", metric_files[-1])
         for metric, key in METRIC_KEYS.items():
             assert merged["summary"][metric]["mean"] == pytest.approx(values[key] * np.mean(scales))
-    stds = {"kid_std": 0.01, "lpips_std": 0.03, "mmd_mf_std": 0.04}
+    stds = {"kid_std": 0.01, "lpips_std": 0.03, "mmd_mf_std": 0.04, "mmd_pl_std": 0.05}
     (tmp_path / "baseline.json").write_text(json.dumps({**values, **stds}))
     summary = aggregate(metric_files, tmp_path / "baseline.json", tmp_path / "s.json", tmp_path / "s.csv")
     assert {m: summary["baseline"][m] for m in METRICS} == {m: values[k] for m, k in METRIC_KEYS.items()}
-    assert summary["baseline_std"] == {"kid": 0.01, "fid": None, "lpips": 0.03, "mmd_mf": 0.04}
+    assert summary["baseline_std"] == {"kid": 0.01, "fid": None, "lpips": 0.03, "mmd_mf": 0.04, "mmd_pl": 0.05}
     table = pd.read_csv(tmp_path / "s.csv")
     for metric, key in METRIC_KEYS.items():
         assert table[metric].to_numpy() == pytest.approx(values[key] * np.array([1, 2, 3, 4]))

@@ -3,16 +3,32 @@
 import pytest
 
 from slimdiff.config import ConfigError, validate_config
-from slimdiff.experiments import comparison_family, expand_runs, parse_run, pretrained_runs, run_name
+from slimdiff.experiments import (
+    comparison_family,
+    expand_runs,
+    parse_run,
+    pretrained_runs,
+    run_name,
+    run_protocols,
+)
 
 
-@pytest.mark.parametrize("variant", ["shared", "decoupled", "zero_coupling"])
+@pytest.mark.parametrize("variant", ["shared", "decoupled", "zero_coupling", "bottleneck_only"])
 @pytest.mark.parametrize("coin", ["batch", "sample"])
 @pytest.mark.parametrize("source", ["trained", "pretrained"])
+@pytest.mark.parametrize("protocol", ["", "camera_ready"])
 @pytest.mark.parametrize("p, sc", [(1.5, 0.5), (2.25, 0.0), (2.0, 1e-05)])
-def test_run_names_round_trip(variant, coin, source, p, sc):
-    name = run_name("v", p, sc, variant, coin, source)
-    assert parse_run(name) == {"prediction": "v", "p": p, "sc": sc, "variant": variant, "coin": coin, "source": source}
+def test_run_names_round_trip(variant, coin, source, protocol, p, sc):
+    name = run_name("v", p, sc, variant, coin, source, protocol)
+    assert parse_run(name) == {
+        "prediction": "v",
+        "p": p,
+        "sc": sc,
+        "variant": variant,
+        "coin": coin,
+        "source": source,
+        "protocol": protocol,
+    }
     assert run_name(**parse_run(name)) == name
 
 
@@ -25,7 +41,8 @@ def test_default_names_do_not_change():
 
 
 @pytest.mark.parametrize(
-    "bad", ["x0_lp1.5", "x0_lp1.5_sc0.5-", "x0_lp1.5_sc0.5-sample-decoupled", "x0_lp1.5_sc0.5-big"]
+    "bad",
+    ["x0_lp1.5", "x0_lp1.5_sc0.5-", "x0_lp1.5_sc0.5-sample-decoupled", "x0_lp1.5_sc0.5-big", "x0_lp1.5_sc0.5@"],
 )
 def test_parse_run_refuses_other_names(bad):
     with pytest.raises(ValueError, match="not a run name"):
@@ -101,3 +118,62 @@ def test_a_pretrained_grid_is_one_run_named_pretrained():
 def test_a_pretrained_grid_describes_one_model():
     with pytest.raises(ConfigError, match="`p` takes one value"):
         expand_runs(pretrained_grid(p=[1.5, 2.0]))
+
+
+def two_protocols(**coupling) -> dict:
+    """Table 1's cell on a single split and the same cell, trained longer, on 3 upstream folds."""
+    return validate_config(
+        {
+            "protocols": {
+                "table1": {"split": {"n_folds": 1, "val_fraction": 0.1}, "generation": {"replicas": 5}},
+                "camera_ready": {
+                    "split": {"method": "kfold", "n_folds": 3, "seed": 42},
+                    "training": {"max_epochs": 1000, "batch_size": 16, "devices": 2},
+                    "generation": {"replicas": 12, "n_per_condition": 150},
+                    "scoring": {"regime": "merged", "zbin_kid": {}},
+                },
+            },
+            "experiments": [
+                {"name": "table1", "protocol": "table1", "prediction": ["x0"]},
+                {"name": "coupling", "protocol": "camera_ready", "variant": ["shared", "decoupled"], **coupling},
+            ],
+        }
+    )
+
+
+def test_one_cell_in_two_protocols_is_two_trainings():
+    config = two_protocols()
+    runs = expand_runs(config)
+    assert list(runs) == [
+        "x0_lp1.5_sc0.5@table1",
+        "x0_lp1.5_sc0.5@camera_ready",
+        "x0_lp1.5_sc0.5-decoupled@camera_ready",
+    ]
+    assert runs["x0_lp1.5_sc0.5@table1"]["training"]["folds"] == [0]  # the single split's one fold
+    assert runs["x0_lp1.5_sc0.5@table1"]["training"]["max_epochs"] == 500
+    cr = runs["x0_lp1.5_sc0.5@camera_ready"]["training"]
+    assert cr["folds"] == [0, 1, 2] and (cr["max_epochs"], cr["batch_size"], cr["devices"]) == (1000, 16, 2)
+    resolved = run_protocols(config)
+    assert resolved["x0_lp1.5_sc0.5@table1"]["generation"]["replicas"] == 5
+    assert resolved["x0_lp1.5_sc0.5@table1"]["scoring"]["regime"] == "per_replica"
+    assert resolved["x0_lp1.5_sc0.5@camera_ready"]["generation"]["n_per_condition"] == 150
+    assert resolved["x0_lp1.5_sc0.5@camera_ready"]["scoring"]["zbin_kid"] == {
+        "bins": 7,
+        "subset_size": 30,
+        "subsets": 50,
+    }
+    assert comparison_family("x0_lp1.5_sc0.5@camera_ready", 0) == "fold0@camera_ready/shared/sc0.5"
+
+
+def test_protocol_errors_name_the_grid():
+    with pytest.raises(
+        ConfigError, match="coupling: folds \\[0, 3\\] but protocol 'camera_ready' splits the pool into 3"
+    ):
+        expand_runs(two_protocols(folds=[0, 3]))
+    with pytest.raises(ConfigError, match="protocol 'other' is not in the config's `protocols`"):
+        expand_runs(two_protocols(protocol="other"))
+    same_protocol = validate_config(
+        {"experiments": [{"prediction": ["x0"]}, {"prediction": ["x0"], "overrides": {"training": {"max_epochs": 3}}}]}
+    )
+    with pytest.raises(ConfigError, match="put the grids in different `protocols`"):
+        expand_runs(same_protocol)

@@ -236,6 +236,7 @@ def test_run_names_parse(p):
         "variant": "decoupled",
         "coin": "batch",
         "source": "trained",
+        "protocol": "",  # no named protocol: the config's own sections
     }
 
 

@@ -78,27 +78,6 @@ def test_dry_run_rejects_a_bad_config(tmp_path):
     assert "experiments.0.prediction.0: 'eps' is not one of ['epsilon', 'v', 'x0']" in out
 
 
-def test_dry_run_of_the_full_paper_grid(tmp_path):
-    """config/paper.yaml on a fake raw directory: 23 runs, 29 (run, fold) trainings, 5 replicas x 30 z-bins."""
-    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-    cfg["data"]["raw_dir"] = str(tmp_path / "ds004199")
-    (tmp_path / "ds004199" / "sub-00001" / "anat").mkdir(parents=True)
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout + proc.stderr, re.M))
-    trainings = 9 + 9 + 3 + 2 + 3 + 3  # table1, sc 0, sc 0.8, x0_lp1.5_sc0.5 on folds 1-2, decoupled, zero-coupling
-    assert int(counts["train"]) == trainings
-    assert int(counts["generate"]) == trainings * 5 * 30
-    assert int(counts["gather_samples"]) == trainings * 5
-    for rule in ("metrics_image", "metrics_mask", "run_metrics"):
-        assert int(counts[rule]) == trainings
-    for rule in ("build_cache", "baseline", "aggregate_metrics", "figures", "paper_table"):
-        assert int(counts[rule]) == 1
-    assert "synth_cohort" not in counts
-
-
 def test_raw_source_needs_an_existing_directory(tmp_path):
     path = tiny_config(tmp_path)
     cfg = yaml.safe_load(path.read_text())

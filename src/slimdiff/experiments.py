@@ -8,8 +8,16 @@ folds.
 
 Run names: prediction_lp<p>_sc<probability>, then -<variant> for a non-shared coupling, then -sample when the
 self-conditioning coin is drawn per sample (upstream draws one per batch, which gets no suffix), then
--pretrained for a model that is imported rather than trained (a grid with `pretrained`), e.g.
-x0_lp1.5_sc0.5, x0_lp1.5_sc0.5-decoupled, x0_lp1.5_sc0.5-decoupled-sample, x0_lp1.5_sc0.5-pretrained.
+-pretrained for a model that is imported rather than trained (a grid with `pretrained`), then @<protocol> for
+a grid that names one of the config's `protocols`, e.g. x0_lp1.5_sc0.5, x0_lp1.5_sc0.5-decoupled,
+x0_lp1.5_sc0.5-decoupled-sample, x0_lp1.5_sc0.5-pretrained, x0_lp1.5_sc0.5@camera_ready.
+
+Protocols: a run is what it is trained on and how, not only its cell. A protocol (config `protocols`) gives its
+grids' runs their split (the cache's folds, or a view with other folds), training length and batch, replicas
+and samples, and scoring regime (A: per replica; B: the merged pool). The protocol is part of the run's name,
+so Table 1's x0_lp1.5_sc0.5@table1 (single split, 500 epochs) and the camera-ready x0_lp1.5_sc0.5@camera_ready
+(3 folds, 1,000 epochs, batch 16 x 2 devices) are two trainings in two directories. Within one protocol a run
+that two grids ask for still trains once, on the union of their folds.
 """
 
 from __future__ import annotations
@@ -30,10 +38,16 @@ def _num(x: float) -> str:
 
 
 def run_name(
-    prediction: str, p: float, sc: float, variant: str = "shared", coin: str = "batch", source: str = "trained"
+    prediction: str,
+    p: float,
+    sc: float,
+    variant: str = "shared",
+    coin: str = "batch",
+    source: str = "trained",
+    protocol: str = "",
 ) -> str:
-    """x0_lp1.5_sc0.5, with -variant for a non-shared coupling, -sample for a per-sample coin and -pretrained
-    for an imported model."""
+    """x0_lp1.5_sc0.5, with -variant for a non-shared coupling, -sample for a per-sample coin, -pretrained
+    for an imported model and @protocol for a run of a named protocol."""
     name = f"{prediction}_lp{_num(p)}_sc{_num(sc)}"
     if variant != "shared":
         name += f"-{variant}"
@@ -41,6 +55,8 @@ def run_name(
         name += f"-{coin}"
     if source != "trained":
         name += f"-{source}"
+    if protocol:
+        name += f"@{protocol}"
     return name
 
 
@@ -48,15 +64,16 @@ def run_name(
 _RUN_NAME = re.compile(
     r"(?P<prediction>[a-z0-9]+)_lp(?P<p>[^_]+)_sc(?P<sc>\d+(?:\.\d*)?(?:e[+-]\d+)?)"
     r"(?:-(?P<variant>decoupled|zero_coupling|bottleneck_only))?(?:-(?P<coin>sample))?(?:-(?P<source>pretrained))?"
+    r"(?:@(?P<protocol>[a-z][a-z0-9_]*))?"
 )
 
 
 def parse_run(run: str) -> dict:
-    """x0_lp1.5_sc0.5[-variant][-sample][-pretrained] -> prediction, p, sc, variant, coin, source (the inverse
-    of run_name)."""
+    """x0_lp1.5_sc0.5[-variant][-sample][-pretrained][@protocol] -> prediction, p, sc, variant, coin, source and
+    protocol ("" for the config's own sections): the inverse of run_name."""
     m = _RUN_NAME.fullmatch(run)
     if m is None:
-        raise ConfigError(f"{run!r} is not a run name like x0_lp1.5_sc0.5[-decoupled][-sample][-pretrained]")
+        raise ConfigError(f"{run!r} is not a run name like x0_lp1.5_sc0.5[-decoupled][-sample][-pretrained][@protocol]")
     return {
         "prediction": m["prediction"],
         "p": float(m["p"]),
@@ -64,6 +81,7 @@ def parse_run(run: str) -> dict:
         "variant": m["variant"] or "shared",
         "coin": m["coin"] or "batch",
         "source": m["source"] or "trained",
+        "protocol": m["protocol"] or "",
     }
 
 
@@ -75,13 +93,16 @@ def comparison_family(run: str, fold: int) -> str:
     different training set), so statistics and best/worst marks never pool across families. A per-sample
     self-conditioning coin is a different training too: it joins the variant part (fold0/shared, per-sample
     coin/sc0.5), so family names stay three "/"-separated parts and upstream's batch coin adds nothing. An
-    imported (pretrained) model was trained elsewhere, on other data: it is its own family too.
+    imported (pretrained) model was trained elsewhere, on other data: it is its own family too. So is a run of
+    another protocol (fold 0 of one split is not fold 0 of another): its protocol joins the fold part
+    (fold0@table1/shared/sc0.5).
     """
     c = parse_run(run)
     setting = c["variant"] if c["coin"] == "batch" else f"{c['variant']}, per-sample coin"
     if c["source"] != "trained":
         setting += f", {c['source']}"
-    return f"fold{fold}/{setting}/sc{_num(c['sc'])}"
+    where = f"fold{fold}@{c['protocol']}" if c["protocol"] else f"fold{fold}"
+    return f"{where}/{setting}/sc{_num(c['sc'])}"
 
 
 def _deep_merge(base: dict, update: dict) -> dict:
@@ -118,15 +139,61 @@ GRID_KEYS = (
 )
 
 
+DEFAULT_PROTOCOL = ""  # the runs of grids without `protocol`: the config's own sections, the cache's folds
+
+
+def split_folds(split: dict | None) -> int | None:
+    """How many folds a protocol's split has (None: the cache's own, known only once it is built)."""
+    if split is None:
+        return None
+    return len(split["folds"]) if split["method"] == "subjects" else split["n_folds"]
+
+
+def protocols(config: dict) -> dict[str, dict]:
+    """Every protocol a grid may name, resolved: {name: {split, training, generation, scoring}}.
+
+    The default protocol ("") is the config's own sections: the cache's folds, `generation` as it is and
+    Regime A (per-replica) scoring. A named one takes what it sets and the rest from those sections, so a
+    protocol that sets nothing behaves like the default (but its runs still get their own names).
+    """
+    out = {DEFAULT_PROTOCOL: {"split": None, "training": {}, "generation": dict(config["generation"])}}
+    out[DEFAULT_PROTOCOL]["scoring"] = {"regime": "per_replica", "zbin_kid": None}
+    for name, proto in config.get("protocols", {}).items():
+        split = proto.get("split")
+        if split is not None and split["method"] == "subjects" and not split.get("folds"):
+            raise ConfigError(f"protocols.{name}.split: method subjects needs `folds` (validation subjects per fold)")
+        out[name] = {
+            "split": copy.deepcopy(split),
+            "training": copy.deepcopy(proto.get("training", {})),
+            "generation": {**config["generation"], **proto.get("generation", {})},
+            "scoring": {"regime": "per_replica", "zbin_kid": None, **proto.get("scoring", {})},
+        }
+    return out
+
+
+def run_protocols(config: dict) -> dict[str, dict]:
+    """Run name -> its resolved protocol (see `protocols`)."""
+    resolved = protocols(config)
+    return {run: resolved[parse_run(run)["protocol"]] for run in expand_runs(config)}
+
+
 def expand_runs(config: dict) -> dict[str, dict]:
     """Every run of every grid, as a full run config; `training.folds` holds the folds the run trains on.
 
     A pretrained run's config describes the imported model as its grid claims it (the import checks the claim);
-    its folds are the folds whose test split it is scored on.
+    its folds are the folds whose test split it is scored on. A grid's protocol sets its runs' training values
+    first, then the grid's `overrides`; its folds default to every fold of the protocol's split.
     """
     runs: dict[str, dict] = {}
+    resolved = protocols(config)
     for i, grid in enumerate(experiment_grids(config)):
         label = grid.get("name") or f"experiments[{i}]"
+        protocol = grid.get("protocol") or DEFAULT_PROTOCOL
+        if protocol not in resolved:
+            known = ", ".join(sorted(p for p in resolved if p)) or "none"
+            raise ConfigError(f"{label}: protocol {protocol!r} is not in the config's `protocols` (defined: {known})")
+        proto = resolved[protocol]
+        n_split = split_folds(proto["split"])
         source = "pretrained" if grid["pretrained"] else "trained"
         if grid["pretrained"]:
             _check_single_model_grid(grid, label)
@@ -142,14 +209,22 @@ def expand_runs(config: dict) -> dict[str, dict]:
             cfg["self_conditioning"]["enabled"] = sc > 0
             if coin is not None:
                 cfg["self_conditioning"]["per_sample"] = coin == "sample"
+            cfg = _deep_merge(cfg, {"training": proto["training"]})
             cfg = _deep_merge(cfg, grid["overrides"])
-            cfg["training"]["folds"] = list(grid["folds"] if grid["folds"] is not None else cfg["training"]["folds"])
-            label_name = run_name(prediction, p, sc, variant, coin or "batch")
+            default_folds = list(range(n_split)) if n_split is not None else cfg["training"]["folds"]
+            cfg["training"]["folds"] = list(grid["folds"] if grid["folds"] is not None else default_folds)
+            if n_split is not None and max(cfg["training"]["folds"]) >= n_split:
+                raise ConfigError(
+                    f"{label}: folds {cfg['training']['folds']} but protocol {protocol!r} splits the pool into "
+                    f"{n_split} fold(s) (0..{n_split - 1})"
+                )
+            label_name = run_name(prediction, p, sc, variant, coin or "batch", protocol=protocol)
             validate_config(cfg, source=f"{label} run {label_name} (after overrides)")
             sc_cfg = cfg["self_conditioning"]
             if not sc_cfg["enabled"]:
                 sc_cfg["per_sample"] = False  # no coin is drawn: the two coins would be the same training
-            name = run_name(prediction, p, sc, variant, "sample" if sc_cfg["per_sample"] else "batch", source)
+            coin_name = "sample" if sc_cfg["per_sample"] else "batch"
+            name = run_name(prediction, p, sc, variant, coin_name, source, protocol)
             if name in runs:
                 other = runs[name]
                 folds = sorted(set(other["training"]["folds"]) | set(cfg["training"]["folds"]))
@@ -157,7 +232,8 @@ def expand_runs(config: dict) -> dict[str, dict]:
                 if other != cfg:
                     raise ConfigError(
                         f"run {name} is asked for twice ({label} and an earlier grid) with different settings; "
-                        "give one of them other values or drop the duplicate"
+                        "give one of them other values or drop the duplicate, or put the grids in different "
+                        "`protocols` (a protocol's runs are other trainings, named <run>@<protocol>)"
                     )
             runs[name] = cfg
     return runs
@@ -181,11 +257,13 @@ def pretrained_runs(config: dict) -> dict[str, dict]:
     for grid in experiment_grids(config):
         if grid["pretrained"]:
             prediction, p, sc, variant = (grid[k][0] for k in ("prediction", "p", "self_conditioning", "variant"))
+            protocol = grid.get("protocol") or DEFAULT_PROTOCOL
             matches = [
                 r
                 for r in runs
                 if (c := parse_run(r))["source"] == "pretrained"
-                and (c["prediction"], c["p"], c["sc"], c["variant"]) == (prediction, p, sc, variant)
+                and (c["prediction"], c["p"], c["sc"], c["variant"], c["protocol"])
+                == (prediction, p, sc, variant, protocol)
             ]
             for r in matches:
                 if r in out and out[r] != grid["pretrained"]:

@@ -14,8 +14,10 @@ from slimdiff.generation.runner import generate_to_dir  # noqa: E402
 from slimdiff.generation.sampling import Condition  # noqa: E402
 
 torch.set_num_threads(snakemake.threads)  # noqa: F821
-# params hold what the samples depend on; the whole section (batch size, channels_last: runtime) is the config's.
-gen, sampler = snakemake.config["generation"], snakemake.params.sampler  # noqa: F821
+# params hold what the samples depend on (the run's protocol's generation settings); the runtime values (batch
+# size, channels_last) are the config's.
+gen = {**snakemake.config["generation"], **snakemake.params.generation}  # noqa: F821
+sampler = snakemake.params.sampler  # noqa: F821
 samples = [str(p) for p in snakemake.output if str(p).endswith(".npz")]  # noqa: F821 - one or every z-bin
 zbins = [int(Path(p).stem.removeprefix("zbin")) for p in samples]  # generation.job_unit decides how many
 written = generate_to_dir(

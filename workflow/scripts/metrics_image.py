@@ -25,4 +25,5 @@ evaluate_images(
     run=snakemake.wildcards.run,  # noqa: F821
     device=pick_device("auto"),
     weights=json.loads(Path(snakemake.input.weights).read_text()),  # noqa: F821
+    scoring=dict(snakemake.params.scoring),  # noqa: F821 - the run's protocol: per replica or merged
 )

@@ -17,4 +17,5 @@ evaluate_masks(
     fold=int(snakemake.wildcards.fold),  # noqa: F821
     cfg=dict(snakemake.config["metrics"]),  # noqa: F821
     run=snakemake.wildcards.run,  # noqa: F821
+    scoring=dict(snakemake.params.scoring),  # noqa: F821 - the run's protocol: per replica or merged
 )

@@ -26,11 +26,14 @@ from slimdiff.experiments import comparison_family, parse_run
 from slimdiff.io import as_float, write_text
 from slimdiff.metrics.morphology import MIN_LESION_PX, MIN_LESIONS
 
-METRIC_COLUMNS = [("kid", "KID"), ("lpips", "LPIPS"), ("mmd_mf", "MMD-MF"), ("fid", "FID")]
+# KID | LPIPS | MMD-MF | MMD-PL, the camera-ready table's columns, then FID. MMD-PL is a column only when the
+# metrics have it (summary.csv written since it was computed), so older results keep their table.
+METRIC_COLUMNS = [("kid", "KID"), ("lpips", "LPIPS"), ("mmd_mf", "MMD-MF"), ("mmd_pl", "MMD-PL"), ("fid", "FID")]
+OPTIONAL_METRICS = {"mmd_pl"}
 # Not ranked: how many lesions a run draws (metrics/lesion_stats.py), against the real test set's own values.
 LESION_COLUMNS = ["n_lesions", "lesion_rate_cls1", "lesion_rate_cls0", "area_median"]
 PRED_ORDER = {"epsilon": 0, "v": 1, "x0": 2}
-VARIANT_ORDER = {"shared": 0, "decoupled": 1, "zero_coupling": 2}
+VARIANT_ORDER = {"shared": 0, "decoupled": 1, "zero_coupling": 2, "bottleneck_only": 3}
 PRED_LABEL = {"epsilon": "ε", "v": "v", "x0": "x0"}
 PRED_TEX = {"epsilon": r"$\epsilon$", "v": r"$\mathbf{v}$", "x0": r"$\mathbf{x}_0$"}
 
@@ -59,12 +62,15 @@ def config_table(
     dice_*_std) and the real-only row (real_only_row) just before the baseline; without it neither exists.
     The real-vs-real baseline is the last row.
     """
+    metrics = [(m, label) for m, label in METRIC_COLUMNS if m not in OPTIONAL_METRICS or m in per_replica]
     rows = []
     for (run, fold), g in per_replica.groupby(["run", "fold"]):
         row = {"run": run, **parse_run(run), "fold": str(fold), "family": comparison_family(run, fold)}
         row["kind"] = CONFIGURATION
         row["replicas"] = len(g)
-        for m, _ in METRIC_COLUMNS:
+        if "scoring" in g:  # Regime A (per replica) or B (one merged pool per fold)
+            row["scoring"] = str(g["scoring"].iloc[0])
+        for m, _ in metrics:
             v = g[m].dropna()
             row[f"{m}_mean"] = float(v.mean()) if len(v) else math.nan
             row[f"{m}_std"] = float(v.std(ddof=1)) if len(v) > 1 else (0.0 if len(v) else math.nan)
@@ -80,7 +86,7 @@ def config_table(
         row = {"run": run, **parse_run(run), "fold": ",".join(g["fold"]), "family": ACROSS_FOLDS}
         row["kind"] = CONFIGURATION
         row["replicas"] = int(g["replicas"].sum())
-        stems = [m for m, _ in METRIC_COLUMNS] + ([c for _, c, _ in DICE_COLUMNS] if utility else [])
+        stems = [m for m, _ in metrics] + ([c for _, c, _ in DICE_COLUMNS] if utility else [])
         for m in stems:
             row[f"{m}_mean"], row[f"{m}_std"] = across_folds(g[f"{m}_mean"])
         for m in LESION_COLUMNS:
@@ -98,7 +104,7 @@ def config_table(
         .drop(columns=["_family_rank", "_pred", "_variant"])
         .reset_index(drop=True)
     )
-    differences = difference_rows(regime_b)
+    differences = difference_rows(regime_b, [m for m, _ in metrics])
     if differences:
         table = pd.concat([table, pd.DataFrame(differences)], ignore_index=True)
     if utility:
@@ -114,7 +120,7 @@ def config_table(
         "kind": BASELINE,
         "replicas": 0,
     }
-    for m, _ in METRIC_COLUMNS:
+    for m, _ in metrics:
         base[f"{m}_mean"], base[f"{m}_std"] = as_float(baseline.get(m)), math.nan  # null (undefined) -> NaN
     for m in LESION_COLUMNS:
         value = baseline.get(m)
@@ -169,7 +175,8 @@ def real_only_row(utility: dict) -> dict:
         "replicas": 0,
     }
     for m, _ in METRIC_COLUMNS:
-        row[f"{m}_mean"], row[f"{m}_std"] = math.nan, math.nan
+        if m not in OPTIONAL_METRICS:  # an optional column exists only when the runs' metrics have it
+            row[f"{m}_mean"], row[f"{m}_std"] = math.nan, math.nan
     for m in LESION_COLUMNS:
         row[m] = math.nan
     for _, column, _ in DICE_COLUMNS:
@@ -177,7 +184,7 @@ def real_only_row(utility: dict) -> dict:
     return row
 
 
-def difference_rows(regime_b: dict | None) -> list[dict]:
+def difference_rows(regime_b: dict | None, metrics: list[str] | None = None) -> list[dict]:
     """One across-folds row per Regime B comparison (summary.json `regime_b`, as written or as read back).
 
     The metric columns hold the paired difference delta = other variant - shared over the paired folds (mean
@@ -199,7 +206,7 @@ def difference_rows(regime_b: dict | None) -> list[dict]:
                 "kind": DIFFERENCE,
                 "replicas": 0,
             }
-            for m, _ in METRIC_COLUMNS:
+            for m in metrics or [m for m, _ in METRIC_COLUMNS if m not in OPTIONAL_METRICS]:
                 result = comparison.get(m) or {}
                 difference = result.get("difference") or {}
                 row[f"{m}_mean"] = as_float(difference.get("mean"))
@@ -217,11 +224,13 @@ def difference_rows(regime_b: dict | None) -> list[dict]:
 
 
 def _family_order(family: str, size: int) -> tuple:
-    """Larger families first (Table 1), then by fold, variant (shared first) and self-conditioning."""
+    """Larger families first (Table 1), then by protocol, fold, variant (shared first) and self-conditioning."""
     if family == ACROSS_FOLDS:
-        return (1, 0, 0, 0, 0.0)
+        return (1, 0, "", 0, 0, 0.0)
     fold, variant, sc = family.split("/")
-    return (0, -size, int(fold.removeprefix("fold")), VARIANT_ORDER.get(variant, 9), float(sc.removeprefix("sc")))
+    fold, _, protocol = fold.partition("@")
+    number = int(fold.removeprefix("fold"))
+    return (0, -size, protocol, number, VARIANT_ORDER.get(variant.split(",")[0], 9), float(sc.removeprefix("sc")))
 
 
 def best_worst(table: pd.DataFrame, metric: str) -> tuple[set[int], set[int]]:
@@ -253,7 +262,9 @@ def family_title(family: str) -> str:
     if family == ACROSS_FOLDS:
         return "across folds: mean ± std of the per-fold means"
     fold, variant, sc = family.split("/")
-    return f"{fold.replace('fold', 'fold ')}, {variant}, sc {sc.removeprefix('sc')}"
+    fold, _, protocol = fold.partition("@")
+    where = f"{protocol}, " if protocol else ""
+    return f"{where}{fold.replace('fold', 'fold ')}, {variant}, sc {sc.removeprefix('sc')}"
 
 
 def _fmt(mean: float, std: float, digits: int) -> str:
@@ -323,7 +334,7 @@ def _lesion_cells(row) -> tuple[str, str]:
     return rate, "n/a" if math.isnan(area) else f"{area:.0f}"
 
 
-DIGITS = {"kid": 4, "lpips": 4, "mmd_mf": 3, "fid": 1}
+DIGITS = {"kid": 4, "lpips": 4, "mmd_mf": 3, "mmd_pl": 3, "fid": 1}
 DICE_DIGITS = 4
 LESION_HEADERS = ["Lesion rate c1 / c0", "Lesion area (px)"]
 LESION_NOTE = (
@@ -362,6 +373,25 @@ REGIME_B_NOTE = (
 )
 
 
+MMD_PL_NOTE = (
+    "MMD-PL (paired lesions, camera-ready): per lesion of each generated mask, five features of its own image"
+    " (contrast to a 5-px ring, z-score in the brain, texture, edge alignment, bright fraction), compared with the"
+    " real test lesions' by the cubic-kernel MMD on features z-scored with the real ones; per-feature W1 and the"
+    " bright fraction are in each run's metrics/mask.json (paired_lesion)."
+)
+MERGED_NOTE = (
+    "Merged-pool runs (a protocol with scoring regime merged, Regime B as upstream's camera-ready table): all"
+    " replicas of a run and fold pooled and scored once, so a fold has one value (its ± 0) and the across-folds"
+    " rows give mean ± population std over the folds; the pool's own spread over subsets or pairs is in"
+    " metrics.json (within_std)."
+)
+
+
+def metric_columns(table: pd.DataFrame) -> list[tuple[str, str]]:
+    """The metric columns this table has (MMD-PL only when its metrics were computed)."""
+    return [(m, label) for m, label in METRIC_COLUMNS if f"{m}_mean" in table]
+
+
 def _folds_text(folds: str) -> str:
     """'0' -> 'fold 0'; '0,1,2' -> 'folds 0, 1, 2'; '' -> 'no fold'."""
     if not folds:
@@ -390,6 +420,8 @@ def _label(row) -> tuple[str, str]:
         settings.append("per-sample coin")
     if row.get("source") == "pretrained":
         settings.append("pretrained")
+    if row.get("protocol") and isinstance(row.get("protocol"), str):
+        settings.append(row["protocol"].replace("_", "-"))
     setting = f" ({', '.join(settings)})" if settings else ""
     md = f"{PRED_LABEL[row['prediction']]}, p={row['p']:g}, sc {row['sc']:g}{setting}"
     tex = f"{PRED_TEX[row['prediction']]} & {row['p']:g} & {row['sc']:g}{setting}"
@@ -416,8 +448,16 @@ def _notes(table: pd.DataFrame, sections: bool) -> str:
         notes += "\n\n" + DICE_NOTE.format(folds=reference)
     kind = table["kind"] if "kind" in table else pd.Series(CONFIGURATION, index=table.index)
     differences = kind == DIFFERENCE
-    if table.loc[~kind.isin([DIFFERENCE, REAL_ONLY]), [f"{m}_mean" for m, _ in METRIC_COLUMNS]].isna().any(axis=None):
+    if (
+        table.loc[~kind.isin([DIFFERENCE, REAL_ONLY]), [f"{m}_mean" for m, _ in metric_columns(table)]]
+        .isna()
+        .any(axis=None)
+    ):
         notes += "\n\n" + NOT_AVAILABLE
+    if "mmd_pl_mean" in table:
+        notes += "\n\n" + MMD_PL_NOTE
+    if "scoring" in table and (table["scoring"] == "merged").any():
+        notes += "\n\n" + MERGED_NOTE
     if differences.any():
         notes += "\n\n" + REGIME_B_NOTE
     return notes
@@ -425,15 +465,16 @@ def _notes(table: pd.DataFrame, sections: bool) -> str:
 
 def to_markdown(table: pd.DataFrame) -> str:
     dice = [header for _, _, header in DICE_COLUMNS] if has_dice(table) else []
-    headers = [label for _, label in METRIC_COLUMNS] + LESION_HEADERS + dice
+    columns = metric_columns(table)
+    headers = [label for _, label in columns] + LESION_HEADERS + dice
     lines = ["| configuration | " + " | ".join(headers) + " |", "|" + "---|" * (len(headers) + 1)]
-    marks = {m: best_worst(table, m) for m, _ in METRIC_COLUMNS}
+    marks = {m: best_worst(table, m) for m, _ in columns}
     sections = has_sections(table)
     for i, row in table.iterrows():
         if sections and row["family"] and (i == 0 or row["family"] != table["family"].iloc[i - 1]):
             lines.append(f"| *{family_title(row['family'])}* |" + " |" * len(headers))
         cells = []
-        for m, _ in METRIC_COLUMNS:
+        for m, _ in columns:
             text = _cell(row, m)
             best, worst = marks[m]
             if i in best:
@@ -448,14 +489,15 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def to_latex(table: pd.DataFrame) -> str:
-    marks = {m: best_worst(table, m) for m, _ in METRIC_COLUMNS}
+    metrics = metric_columns(table)
+    marks = {m: best_worst(table, m) for m, _ in metrics}
     dice = [f"{header} $\\uparrow$" for _, _, header in DICE_COLUMNS] if has_dice(table) else []
-    columns = 3 + len(METRIC_COLUMNS) + len(LESION_HEADERS) + len(dice)
+    columns = 3 + len(metrics) + len(LESION_HEADERS) + len(dice)
     lines = [
         r"\begin{tabular}{lll" + "c" * (columns - 3) + "}",
         r"\toprule",
         "Pred. & $p$ & sc & "
-        + " & ".join([f"{label} $\\downarrow$" for _, label in METRIC_COLUMNS] + LESION_HEADERS + dice)
+        + " & ".join([f"{label} $\\downarrow$" for _, label in metrics] + LESION_HEADERS + dice)
         + r" \\",
         r"\midrule",
     ]
@@ -470,7 +512,7 @@ def to_latex(table: pd.DataFrame) -> str:
             title = family_title(row["family"]).replace("±", r"$\pm$")
             lines.append(rf"\multicolumn{{{columns}}}{{l}}{{\textit{{{title}}}}} \\")
         cells = []
-        for m, _ in METRIC_COLUMNS:
+        for m, _ in metrics:
             text = _cell(row, m)
             text = text.replace("±", r"$\pm$").replace("d_z", "$d_z$").replace("; p ", "; $p$ ").replace("n/a", "--")
             best, worst = marks[m]

@@ -30,9 +30,9 @@ from slimdiff.metrics.morphology import lesion_features, mmd_mf, tau_sweep, wass
 
 log = logging.getLogger(__name__)
 
-# Each metric's value in a replica's entry of image.json/mask.json and in the baseline JSON: KID, LPIPS and
-# MMD-MF are means over subsets or pairs (their spread is `<metric>_std`), FID is one number.
-METRIC_KEYS = {"kid": "kid_mean", "fid": "fid", "lpips": "lpips_mean", "mmd_mf": "mmd_mf_mean"}
+# Each metric's value in a replica's entry of image.json/mask.json and in the baseline JSON: KID, LPIPS,
+# MMD-MF and MMD-PL are means over subsets or pairs (their spread is `<metric>_std`), FID is one number.
+METRIC_KEYS = {"kid": "kid_mean", "fid": "fid", "lpips": "lpips_mean", "mmd_mf": "mmd_mf_mean", "mmd_pl": "mmd_pl_mean"}
 METRICS = tuple(METRIC_KEYS)
 
 
@@ -98,9 +98,22 @@ def _provenance(cfg: dict, weights: dict | None) -> dict:
 
 
 def evaluate_images(
-    cache_dir, sample_files, out_dir, fold: int, cfg: dict, run: str, device: str = "cpu", weights: dict | None = None
+    cache_dir,
+    sample_files,
+    out_dir,
+    fold: int,
+    cfg: dict,
+    run: str,
+    device: str = "cpu",
+    weights: dict | None = None,
+    scoring: dict | None = None,
 ) -> dict:
-    """image.json (per replica KID, FID, LPIPS; memorisation) and per_zbin.csv for one run and fold."""
+    """image.json (per replica KID, FID, LPIPS; memorisation) and per_zbin.csv for one run and fold.
+
+    `scoring` is the run's protocol's: Regime B (`merged`) scores the pool of all replicas once instead, and
+    `zbin_kid` adds the camera-ready per-z-bin KID (metrics/protocol_scoring.py).
+    """
+    from slimdiff.metrics import protocol_scoring
     from slimdiff.metrics.features import InceptionFeatures
     from slimdiff.metrics.kid_fid import zbin_kid
     from slimdiff.metrics.lpips_metric import LPIPSMetric
@@ -111,14 +124,14 @@ def evaluate_images(
     lpips_metric = LPIPSMetric(cfg["lpips_net"], device=device)
     real = real_split(cache_dir, fold, "test")
     real_feats = inception.cached(real["images"], feature_cache)
-    replicas = load_replicas(sample_files)
+    replicas = protocol_scoring.scored_sets(load_replicas(sample_files), scoring)
     if not replicas:
         raise MissingInputError(f"run {run}: no sample files given")
     per_replica, fake_feats = [], {}
     for r, fake in replicas.items():
         fake_feats[r] = inception.cached(fake["images"], feature_cache)
         m = image_metrics(real, fake, real_feats, fake_feats[r], lpips_metric, cfg)
-        per_replica.append({"replica": r, "n_synthetic": len(fake["images"]), **m})
+        per_replica.append({"replica": r, **protocol_scoring.set_info(fake), "n_synthetic": len(fake["images"]), **m})
         log.info(
             "%s fold %d replica %d: KID %.4f FID %.2f LPIPS %.4f",
             run,
@@ -160,30 +173,51 @@ def evaluate_images(
         "run": run,
         "fold": fold,
         "n_real_test": len(real["images"]),
+        "scoring": (scoring or {}).get("regime", protocol_scoring.PER_REPLICA),
         "replicas": per_replica,
         "memorization": memo,
         "inception_weights_sha256": inception.weights_sha256,
         **_provenance(cfg, weights),
     }
+    if scoring and scoring.get("zbin_kid"):
+        result["zbin_kid"] = protocol_scoring.camera_ready_zbin_kid(
+            real_feats,
+            real["z_bin"],
+            pooled_feats,
+            pooled["z_bin"],
+            load_cache(cache_dir).meta["z_bins"],
+            scoring["zbin_kid"],
+            cfg["seed"],
+        )
     write_text(out_dir / "per_zbin.csv", pd.DataFrame(zrows).to_csv(index=False))
     write_json(out_dir / "image.json", result)
     return result
 
 
-def evaluate_masks(cache_dir, sample_files, out_dir, fold: int, cfg: dict, run: str) -> dict:
-    """mask.json (per replica MMD-MF), morphology.csv (per-feature Wasserstein) and tau_sweep.csv."""
+def evaluate_masks(
+    cache_dir, sample_files, out_dir, fold: int, cfg: dict, run: str, scoring: dict | None = None
+) -> dict:
+    """mask.json (per replica MMD-MF and MMD-PL), morphology.csv (per-feature Wasserstein) and tau_sweep.csv.
+
+    Regime B (`scoring` merged) scores the pool of all replicas once instead of each replica.
+    """
+    from slimdiff.metrics import protocol_scoring
+
     out_dir = Path(out_dir)
     real = real_split(cache_dir, fold, "test")
-    replicas = load_replicas(sample_files)
+    replicas = protocol_scoring.scored_sets(load_replicas(sample_files), scoring)
+    real_pl = protocol_scoring.real_lesion_features(real)
     per_replica, morph = [], []
     lesions = [lesion_features(real["masks"], 0.0).assign(source="real", replica=-1)]
     brain = load_cache(cache_dir).meta["config"]["cache"]["brain_threshold"]  # what "on brain" meant for the cache
     real_stats = lesion_stats(real["images"], real["masks"], real["class"], 0.0, brain)
     for r, fake in replicas.items():
-        m = mask_metrics(real["masks"], fake["masks"], cfg)
+        m = _merge_replica(
+            mask_metrics(real["masks"], fake["masks"], cfg), protocol_scoring.paired_lesion_entry(real_pl, fake, cfg)
+        )
         morph.append({"replica": r, **m.pop("wasserstein")})
         stats_r = lesion_stats(fake["images"], fake["masks"], fake["class"], cfg["tau"], brain)
-        per_replica.append({"replica": r, **m, "lesion_stats": stats_r})
+        per_replica.append({"replica": r, **protocol_scoring.set_info(fake), **m, "lesion_stats": stats_r})
         log.info(
             "%s fold %d replica %d: %d lesions; class-1 samples with a lesion %.0f %%, class-0 %.0f %%",
             run,
@@ -206,6 +240,7 @@ def evaluate_masks(cache_dir, sample_files, out_dir, fold: int, cfg: dict, run: 
     result = {
         "run": run,
         "fold": fold,
+        "scoring": (scoring or {}).get("regime", protocol_scoring.PER_REPLICA),
         "replicas": per_replica,
         "real_lesion_stats": real_stats,
         **_provenance(cfg, None),
@@ -232,13 +267,19 @@ def merge_run_metrics(image_json, mask_json, out_json) -> dict:
         summary[name] = _over_replicas([as_float(r.get(key)) for r in replicas], key)
     for name in LESION_COLUMNS:
         summary[name] = _over_replicas([_lesion_value(r, name) for r in replicas], f"lesion_stats.{name}")
+    if img.get("scoring") == "merged":  # one pooled set: its spread over subsets (KID, MMD) or pairs (LPIPS)
+        for name, key in METRIC_KEYS.items():
+            within = replicas[0].get(key.replace("_mean", "_std")) if key.endswith("_mean") and replicas else None
+            summary[name]["within_std"] = as_float(within)
     result = {
         "run": img["run"],
         "fold": img["fold"],
+        "scoring": img.get("scoring", "per_replica"),
         "summary": summary,
         "replicas": replicas,
         "real_lesion_stats": msk.get("real_lesion_stats"),
         "memorization": img["memorization"],
+        **({"zbin_kid": img["zbin_kid"]} if "zbin_kid" in img else {}),
         "n_real_test": img["n_real_test"],
         "weights": img["weights"],
         "versions": img["versions"],
@@ -285,6 +326,9 @@ def evaluate_baseline(
         cfg,
     )
     m = _merge_replica(m, mask_metrics(test["masks"], train["masks"], dict(cfg, tau=0.0)))
+    from slimdiff.metrics.protocol_scoring import paired_lesion_entry, real_lesion_features
+
+    m = _merge_replica(m, paired_lesion_entry(real_lesion_features(test), train, dict(cfg, tau=0.0)))
     brain = load_cache(cache_dir).meta["config"]["cache"]["brain_threshold"]
     m["lesion_stats"] = lesion_stats(test["images"], test["masks"], test["class"], 0.0, brain)  # the real test set
     result = {
@@ -391,6 +435,11 @@ def aggregate(
     paired = regime_b(runs, table)
     if paired:
         summary["regime_b"] = paired
+    from slimdiff.metrics.protocol_scoring import zbin_kid_across_folds
+
+    zbin = zbin_kid_across_folds(runs)  # the camera-ready per-z-bin KID, where a protocol asked for it
+    if zbin:
+        summary["zbin_kid"] = zbin
     if utility is not None:
         summary["utility"] = utility
     summary.update(
@@ -415,6 +464,7 @@ def replica_table(runs: list[dict]) -> pd.DataFrame:
                     **parse_run(m["run"]),
                     "family": comparison_family(m["run"], m["fold"]),
                     "replica": rep["replica"],
+                    "scoring": m.get("scoring", "per_replica"),  # merged: the replica is the pool of all of them
                     **{name: as_float(rep.get(key)) for name, key in METRIC_KEYS.items()},
                     **{name: _lesion_value(rep, name) for name in LESION_COLUMNS},
                 }

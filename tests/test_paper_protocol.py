@@ -1,0 +1,156 @@
+"""The paper's protocols: Table 1 and the camera-ready grid, each with its own split, training, replicas and
+scoring, from one cache and one command (issue #33).
+
+The dry run of config/paper.yaml checks the plan against the spec's numbers (evaluation.md §6.5 and §7,
+method.md §7.3-7.4): 21 Table 1 trainings on one split, 4 architectures x 3 folds for the camera-ready table,
+5 replicas x 50 and 12 replicas x 150 per (z-bin, class), one scoring job per (run, fold). The split views are
+checked on a real (tiny) cache: the same test set, upstream's folds, the single split's 10 %.
+"""
+
+import re
+from collections import defaultdict
+
+import pytest
+import yaml
+from conftest import REPO
+from test_workflow import snakemake
+
+from slimdiff.config import ConfigError, resolve_config, validate_config
+from slimdiff.data.cache import load_cache
+from slimdiff.data.splits import fold_membership, kfold_validation, write_split_view
+from slimdiff.experiments import expand_runs, run_folds, run_protocols
+
+TABLE1_TRAININGS = 9 + 9 + 3  # Lp x prediction at sc 0.5, the same at sc 0, sc 0.8 at Lp 2.0 (method.md §7.3: 21)
+CAMERA_READY = ["shared", "decoupled", "zero_coupling", "bottleneck_only"]  # x 3 folds (method.md §7.4)
+Z_BINS = 30
+
+
+def paper_config() -> dict:
+    return validate_config(resolve_config([str(REPO / "config" / "paper.yaml")]))
+
+
+def test_paper_config_has_both_protocols():
+    config = paper_config()
+    runs, protocols = expand_runs(config), run_protocols(config)
+    table1 = [r for r in runs if r.endswith("@table1")]
+    camera = [r for r in runs if r.endswith("@camera_ready")]
+    assert len(table1) == TABLE1_TRAININGS and len(camera) == len(CAMERA_READY) and len(runs) == 25
+    assert all(runs[r]["training"]["folds"] == [0] for r in table1)
+    assert all(runs[r]["training"]["folds"] == [0, 1, 2] for r in camera)
+    assert len(run_folds(runs)) == TABLE1_TRAININGS + 3 * len(CAMERA_READY)
+    t1 = protocols["x0_lp1.5_sc0.5@table1"]
+    assert t1["split"] == {"method": "stratified", "n_folds": 1, "val_fraction": 0.1, "seed": 42, "burden_strata": 4}
+    assert (t1["generation"]["replicas"], t1["generation"]["n_per_condition"]) == (5, 50)
+    assert t1["scoring"]["regime"] == "per_replica"
+    cr = protocols["x0_lp1.5_sc0.5@camera_ready"]
+    assert cr["split"]["method"] == "kfold" and (cr["split"]["n_folds"], cr["split"]["seed"]) == (3, 42)
+    assert (cr["generation"]["replicas"], cr["generation"]["n_per_condition"]) == (12, 150)  # 108,000 per cell
+    assert cr["scoring"] == {"regime": "merged", "zbin_kid": {"bins": 7, "subset_size": 30, "subsets": 50}}
+    # the same cell, two trainings: 500 epochs at batch 16 on one device; 1,000 at 16 x 2 devices (effective 32)
+    t1_train, cr_train = runs["x0_lp1.5_sc0.5@table1"]["training"], runs["x0_lp1.5_sc0.5@camera_ready"]["training"]
+    assert (t1_train["max_epochs"], t1_train["batch_size"], t1_train["devices"]) == (500, 16, 1)
+    assert (cr_train["max_epochs"], cr_train["batch_size"], cr_train["devices"]) == (1000, 16, 2)
+    assert cr_train["early_stopping_patience"] == 25
+    twin = runs["x0_lp1.5_sc0.0-zero_coupling@camera_ready"]
+    assert twin["loss"]["mask_p"] == 2.0 and twin["loss"]["uncertainty_weighting"] is True
+    bottleneck = runs["x0_lp1.5_sc0.0-bottleneck_only@camera_ready"]
+    assert bottleneck["model"]["variant"] == "bottleneck_only" and bottleneck["training"]["batch_size"] == 4
+
+
+def test_the_camera_ready_variants_are_compared_with_the_shared_cell():
+    """Upstream's table sets shared, decoupled and zero-coupling (sc 0) side by side: all pair with shared."""
+    from slimdiff.metrics.pairing import variant_pairs
+
+    pairs = variant_pairs(run_folds(expand_runs(paper_config())))
+    camera = pairs["x0_lp1.5_sc0.5@camera_ready"]
+    assert set(camera) == {"decoupled", "zero_coupling", "bottleneck_only"}
+    assert all(p["paired_folds"] == [0, 1, 2] for p in camera.values())
+    assert camera["bottleneck_only"]["run"] == "x0_lp1.5_sc0.0-bottleneck_only@camera_ready"
+    assert not any(r.endswith("@table1") for r in pairs)  # Table 1 has no other variant
+
+
+def dry_run_jobs(text: str) -> dict[str, list[dict]]:
+    """rule -> [{input, wildcards}] of each job in a (non-quiet) dry run."""
+    jobs = defaultdict(list)
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
+        m = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if not m:
+            continue
+        inputs = re.search(r"input: ([^\n]+)", block)
+        found = re.search(r"wildcards: ([^\n]+)", block)
+        wildcards = dict(item.split("=", 1) for item in found.group(1).split(", ")) if found else {}
+        jobs[m.group(1)].append({"input": inputs.group(1) if inputs else "", "wildcards": wildcards})
+    return jobs
+
+
+def test_dry_run_shows_both_grids_with_their_protocols(tmp_path):
+    """One command plans both grids from one cache: splits, trainings, replicas and scoring jobs per protocol."""
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    cfg["data"]["raw_dir"] = str(tmp_path / "ds004199")
+    (tmp_path / "ds004199" / "sub-00001" / "anat").mkdir(parents=True)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "-n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout + proc.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", text, re.M))
+    jobs = dry_run_jobs(text)
+    trainings = TABLE1_TRAININGS + 3 * len(CAMERA_READY)
+    assert int(counts["train"]) == trainings == 33
+    assert int(counts["build_cache"]) == 1 and int(counts["split_view"]) == 2  # one cache, a view per protocol
+    assert sorted(j["wildcards"]["protocol"] for j in jobs["split_view"]) == ["camera_ready", "table1"]
+    for job in jobs["train"]:  # each run trains on its own protocol's split
+        run, fold = job["wildcards"]["run"], int(job["wildcards"]["fold"])
+        protocol = run.split("@")[1]
+        assert f"results/splits/{protocol}/index.csv" in job["input"], (run, job["input"])
+        assert fold == 0 if protocol == "table1" else fold in (0, 1, 2)
+    per_protocol = defaultdict(int)
+    for job in jobs["train"]:
+        per_protocol[job["wildcards"]["run"].split("@")[1]] += 1
+    assert per_protocol == {"table1": TABLE1_TRAININGS, "camera_ready": 12}
+    replicas = TABLE1_TRAININGS * 5 + 12 * 12  # Regime A: 5 replicas; B: 12 per cell and fold
+    assert int(counts["gather_samples"]) == replicas
+    assert int(counts["generate"]) == replicas * Z_BINS  # paper.yaml: one job per z-bin
+    for rule in ("metrics_image", "metrics_mask", "run_metrics"):  # one scoring job per (run, fold)
+        assert int(counts[rule]) == trainings
+        assert all("results/splits/" in j["input"] for j in jobs[rule] if rule != "run_metrics")
+    for rule in ("baseline", "aggregate_metrics", "figures", "paper_table"):
+        assert int(counts[rule]) == 1
+
+
+@pytest.fixture(scope="module")
+def cache(tiny_cache):
+    return load_cache(tiny_cache)
+
+
+def test_split_views_keep_the_test_set_and_change_the_folds(cache, tmp_path):
+    single = write_split_view(
+        cache.path, tmp_path / "t1", {"method": "stratified", "n_folds": 1, "val_fraction": 0.1}, "t1"
+    )
+    pool = sorted(set(cache.index["subject"]) - set(cache.splits["test"]))
+    assert single["test"] == cache.splits["test"] and len(single["folds"]) == 1
+    assert len(single["folds"][0]["val"]) == max(1, round(0.1 * len(pool)))
+    view = load_cache(tmp_path / "t1")  # a complete cache: the arrays are the cache's, the folds the view's
+    assert view.images.shape == cache.images.shape and view.splits["fold_method"] == "stratified"
+    member = fold_membership(view.index, 0)
+    assert set(view.index.loc[member == "test", "subject"]) == set(cache.splits["test"])
+    assert set(view.index.loc[member == "val", "subject"]) == set(single["folds"][0]["val"])
+
+    upstream = write_split_view(cache.path, tmp_path / "cr", {"method": "kfold", "n_folds": 2, "seed": 42}, "cr")
+    assert [set(f["val"]) for f in upstream["folds"]] == kfold_validation(pool, 2, 42)
+    assert set(upstream["folds"][0]["val"]) | set(upstream["folds"][1]["val"]) == set(pool)
+
+    given = write_split_view(
+        cache.path, tmp_path / "own", {"method": "subjects", "folds": [pool[:1], pool[1:2]]}, "own"
+    )
+    assert [f["val"] for f in given["folds"]] == [pool[:1], pool[1:2]]
+    with pytest.raises(ConfigError, match="protocols.bad.split: .* are test subjects"):
+        write_split_view(cache.path, tmp_path / "bad", {"method": "subjects", "folds": [cache.splits["test"]]}, "bad")
+
+
+def test_upstream_kfold_is_sklearns():
+    sklearn = pytest.importorskip("sklearn.model_selection")
+    for n in (6, 7, 52, 66):
+        pool = [f"sub-{i:05d}" for i in range(n)]
+        expected = [{pool[j] for j in test} for _, test in sklearn.KFold(3, shuffle=True, random_state=42).split(pool)]
+        assert kfold_validation(pool, 3, 42) == expected
