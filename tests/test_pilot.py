@@ -190,10 +190,10 @@ def test_report_extrapolates_known_answers(tmp_path):
         bench, ours, paper, sizes, sizes.scaled(4), 4, paper["cluster"], {"train": "train", "generate": "generate"}
     )
     r = costing.per_rule.set_index("rule")
-    # train: pilot 1 step + ceil(4/4) = 1 val batch = 2 units -> 10 s wall, 20 s CPU per unit.
-    # paper: 2 runs x 2 folds, each 10 epochs x (80 / 4 = 20 steps + ceil(16 / 4) = 4 val batches) = 240 units.
-    assert r.loc["train", "pilot_units"] == 2 and r.loc["train", "paper_units"] == 4 * 240
-    assert math.isclose(r.loc["train", "paper_cpu_h"], 20.0 * 960 / 3600)
+    # train: pilot 1 step x 4 slices + 4 validation slices = 8 units -> 2.5 s wall, 5 s CPU per slice.
+    # paper: 2 runs x 2 folds, each 10 epochs x (80 training + 16 validation slices) = 960 units.
+    assert r.loc["train", "pilot_units"] == 8 and r.loc["train", "paper_units"] == 4 * 960
+    assert math.isclose(r.loc["train", "paper_cpu_h"], 5.0 * 4 * 960 / 3600)
     assert r.loc["train", "within_request"] is True or r.loc["train", "within_request"] == True  # noqa: E712
     # generate: pilot 3 z-bins x 2 classes x 1 x 2 steps = 12 units -> 1 s wall per unit; paper: per-z-bin jobs,
     # 4 run-folds x 5 replicas x 3 z-bins jobs of 2 x 10 samples x 300 steps.

@@ -365,10 +365,11 @@ def _samples_per_replica(config: Mapping[str, Any]) -> int:
     return config["data"]["cache"]["z_bins"] * len(gen["classes"]) * gen["n_per_condition"]
 
 
-def _train_batches(run_cfg: Mapping[str, Any], n_train: float, n_val: float) -> float:
-    """Optimiser steps plus validation batches of one training (max_epochs: early stopping may end it sooner)."""
+def _train_slices(run_cfg: Mapping[str, Any], n_train: float, n_val: float) -> float:
+    """Slices one training pushes through the network: optimiser steps x batch plus the validation slices of
+    every epoch (max_epochs: early stopping may end it sooner). Slices, not steps: runs differ in batch size."""
     tr = run_cfg["training"]
-    bs = tr["batch_size"]
+    bs = tr["batch_size"] * tr.get("devices", 1)  # the effective batch of a DDP run
     per_epoch = math.floor(n_train / bs) if n_train >= bs else 1.0
     if tr.get("steps_per_epoch"):
         per_epoch = min(per_epoch, tr["steps_per_epoch"])
@@ -377,7 +378,7 @@ def _train_batches(run_cfg: Mapping[str, Any], n_train: float, n_val: float) -> 
     if tr["max_steps"] > 0 and tr["max_steps"] < steps:
         steps, epochs = tr["max_steps"], math.floor(tr["max_steps"] / per_epoch)
     val = n_val if tr["val_max_slices"] is None else min(n_val, tr["val_max_slices"])
-    return steps + epochs * math.ceil(val / bs)
+    return steps * bs + epochs * val
 
 
 def work_units(rule: str, job: Job, config: Mapping[str, Any], runs: Mapping[str, dict], sizes: DataSizes) -> float:
@@ -385,7 +386,7 @@ def work_units(rule: str, job: Job, config: Mapping[str, Any], runs: Mapping[str
     gen, metrics, util = config["generation"], config["metrics"], config["utility"]
     run_cfg = runs.get(job.run) if job.run is not None else None
     if rule == "train" and run_cfg is not None:
-        return _train_batches(run_cfg, *sizes.fold(job.fold or 0))
+        return _train_slices(run_cfg, *sizes.fold(job.fold or 0))
     if rule == "generate" and run_cfg is not None:
         samples = _samples_per_replica(config) / (config["data"]["cache"]["z_bins"] if job.zbin is not None else 1)
         return samples * run_cfg["sampler"]["steps"]
@@ -402,7 +403,7 @@ def work_units(rule: str, job: Job, config: Mapping[str, Any], runs: Mapping[str
 
 
 UNIT_NAMES = {
-    "train": "optimiser step or validation batch",
+    "train": "slice (training or validation)",
     "generate": "sample x DDIM step",
     "metrics_image": "synthetic image or LPIPS pair",
     "metrics_mask": "synthetic sample",
@@ -615,8 +616,9 @@ def render(costing: Costing, stamp: Mapping[str, Any], command: str, rule_check:
         "",
         "Time per unit of work = the pilot's time / its units (job start-up included, so an upper bound for "
         "short pilot jobs); units of the paper grid from the resolved paper config (runs x folds, replicas, "
-        "z-bins x classes x samples, sampler steps, max_epochs x batches of the fold's slices, LPIPS pairs, utility "
-        "arms x seeds x steps). Training counts max_epochs: early stopping ends most runs sooner.",
+        "z-bins x classes x samples, sampler steps, max_epochs x the fold's training and validation slices, "
+        "LPIPS pairs, utility arms x seeds x steps). Training counts max_epochs: early stopping ends most runs "
+        "sooner.",
         "",
         "| rule | unit | pilot units | wall s / unit | CPU s / unit | paper jobs | paper units | "
         "paper wall h (pilot's threads) | paper CPU core-h |",
