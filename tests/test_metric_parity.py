@@ -305,3 +305,74 @@ def test_regime_b_fold_aggregation_is_the_population_std():
     assert s < np.std([11.68, 1.96, 1.48], ddof=1)  # not the sample std (5.76)
     m, s = across_folds(pd.Series([2.0, np.nan, 4.0]))  # an undefined fold is left out, as upstream's nanmean
     assert (m, s) == (3.0, 1.0)
+
+
+def test_the_options_reach_the_feature_extractors(tiny_cache, tmp_path, monkeypatch):
+    """metrics.kid_fid_pixels and metrics.memorization_features pick the pixel path and layer that
+    evaluate_images and evaluate_baseline extract with (stub networks: only the wiring is checked here)."""
+    import slimdiff.metrics.features as features_module
+    import slimdiff.metrics.lpips_metric as lpips_module
+    from slimdiff.config import validate_config
+    from slimdiff.generation.outputs import write_samples
+    from slimdiff.metrics.evaluate import evaluate_baseline, evaluate_images, real_split
+
+    made = []
+
+    class StubInception:
+        def __init__(self, weights=None, device="cpu", batch_size=64, pixels="fixed", feature="2048"):
+            made.append((pixels, feature))
+            self.pixels, self.feature, self.weights_sha256 = pixels, feature, "stub"
+
+        def cached(self, images, cache_dir, progress=False):
+            x = np.asarray(images, np.float64).reshape(len(images), -1)
+            return np.stack([x.mean(1), x.std(1), (x > 0).mean(1)], 1)
+
+    class StubLPIPS:
+        def __init__(self, net="vgg", device="cpu", batch_size=32):
+            pass
+
+        def unpaired(self, real, fake, n_pairs=1000, seed=42, min_images=1):
+            return {"lpips_mean": 0.3, "lpips_std": 0.0, "lpips_pairs": 1}
+
+    monkeypatch.setattr(features_module, "InceptionFeatures", StubInception)
+    monkeypatch.setattr(lpips_module, "LPIPSMetric", StubLPIPS)
+    real = real_split(tiny_cache, 0, "test")
+    n = len(real["images"])
+    sample = {"images": real["images"], "masks": real["masks"], "z_bin": real["z_bin"], "class": real["class"]}
+    sample.update(token=np.zeros(n, int), k=np.zeros(n, int), seed=np.arange(n))
+    files = [tmp_path / "samples" / "zbin00.npz"]
+    write_samples(files[0], sample, {"run": "x0_lp1.5_sc0.5", "fold": 0, "replica": 0})
+    small = {"kid_subsets": 2, "zbin_kid_subsets": 2, "lpips_pairs": 2, "zbin_lpips_pairs": 2, "mmd_subsets": 2}
+    for options, expected in (
+        ({}, {("fixed", "2048")}),
+        (
+            {"kid_fid_pixels": "upstream", "memorization_features": "logits"},
+            {("upstream", "2048"), ("upstream_no_wrap", "logits_unbiased")},
+        ),
+    ):
+        cfg = validate_config({"metrics": {**small, **options}})["metrics"]
+        made.clear()
+        evaluate_images(tiny_cache, files, tmp_path / "out", 0, cfg, "x0_lp1.5_sc0.5")
+        assert set(made) == expected, options
+        made.clear()
+        evaluate_baseline(tiny_cache, tmp_path / "baseline.json", 0, cfg)
+        assert set(made) == {(cfg["kid_fid_pixels"], "2048")}, options
+
+
+def test_feature_cache_keys_differ_by_pixel_path_and_layer():
+    """One feature cache serves every run: a config switched to upstream's pixels or logits must never read the
+    fixed path's features, and the fixed path's keys are the ones caches were written with before the options."""
+    import hashlib
+
+    from slimdiff.metrics.features import PIXEL_PATHS, feature_cache_key
+
+    images = np.linspace(-1, 1, 2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4)
+    keys = {
+        (pixels, feature): feature_cache_key(images, "w", pixels, feature)
+        for pixels in PIXEL_PATHS
+        for feature in ("2048", "logits_unbiased")
+    }
+    assert len(set(keys.values())) == len(keys)
+    before = hashlib.sha256(f"{images.dtype}{images.shape}w{PIXEL_PATHS['fixed']}".encode())
+    before.update(images.tobytes())
+    assert keys["fixed", "2048"] == before.hexdigest()[:32]

@@ -40,7 +40,6 @@ PIXEL_PATHS = {
     "upstream": "float-bilinear-299/uint8-truncated/x255-wraparound",
     "upstream_no_wrap": "float-bilinear-299/uint8-truncated",
 }
-PIXEL_PATH = PIXEL_PATHS["fixed"]
 FEATURE_DIMS = {"2048": 2048, "logits_unbiased": 1008}
 UPSTREAM_SIZE = 299
 
@@ -81,6 +80,16 @@ def inception_input(images: np.ndarray | torch.Tensor, pixels: str = "fixed") ->
     if pixels in ("upstream", "upstream_no_wrap"):
         return to_upstream_inception_uint8(images, wrap=pixels == "upstream")
     raise ValueError(f"pixel path {pixels!r}: expected one of {sorted(PIXEL_PATHS)}")
+
+
+def feature_cache_key(images: np.ndarray, weights_sha256: str, pixels: str = "fixed", feature: str = "2048") -> str:
+    """The cache name of a feature set: the pixels' content, the weights, the pixel path and the layer, so that
+    features of another path or layer are never reused (pool3 keys are as before the options: old caches hold)."""
+    arr = np.ascontiguousarray(images)
+    layer = "" if feature == "2048" else f"/{feature}"
+    key = hashlib.sha256(f"{arr.dtype}{arr.shape}{weights_sha256}{PIXEL_PATHS[pixels]}{layer}".encode())
+    key.update(arr.tobytes())
+    return key.hexdigest()[:32]
 
 
 class InceptionFeatures:
@@ -132,11 +141,7 @@ class InceptionFeatures:
         if cache_dir is None:
             return self(images, progress)
         arr = np.ascontiguousarray(images)
-        key = hashlib.sha256()
-        layer = "" if self.feature == "2048" else f"/{self.feature}"  # pool3 keys unchanged: old caches stay valid
-        key.update(f"{arr.dtype}{arr.shape}{self.weights_sha256}{PIXEL_PATHS[self.pixels]}{layer}".encode())
-        key.update(arr.tobytes())
-        path = Path(cache_dir) / f"{key.hexdigest()[:32]}.npy"
+        path = Path(cache_dir) / f"{feature_cache_key(arr, self.weights_sha256, self.pixels, self.feature)}.npy"
         if path.exists():
             return np.load(path)
         feats = self(arr, progress)
