@@ -37,6 +37,8 @@ NEW_VALUES = {
     "data.cohort.acquisition": ["3D"],
     "data.cohort.participants": [{"column": "group", "keep": ["fcd"]}],
     "data.ingest.brain_mask_suffix": "_mask",
+    "preprocess.brain_extraction.synthstrip.weights": "/nonexistent/synthstrip.1.pt",
+    "preprocess.brain_extraction.synthstrip.sha256": "ab" * 32,
     "model.channels": [8, 24],
     "model.attention_levels": [False, False],
     "model.twin.channels": [12, 24],

