@@ -15,6 +15,17 @@ if cfg["brain_extraction"]["backend"] == "hd-bet" and cfg["brain_extraction"]["h
 
     lease_gpu()  # before torch touches CUDA: this job sees one leased device
 
+if cfg["brain_extraction"]["backend"] in ("hd-bet", "synthstrip"):
+    import torch  # noqa: E402
+
+    # the network's CPU work stays within the job's declared threads (torch would take every core)
+    torch.set_num_threads(max(1, snakemake.threads))  # noqa: F821
+
+if cfg["n4"]["enabled"]:
+    import SimpleITK as sitk  # noqa: E402
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, snakemake.threads))  # noqa: F821
+
 from slimdiff.preprocess.cohort import preprocess_one  # noqa: E402
 
 preprocess_one(
