@@ -253,6 +253,8 @@ def test_as_acquired_synthetic_heads_through_the_stage_to_the_cache(tmp_path):
         head = np.asarray(nib.load(flair).dataobj, dtype=np.float32)
         truth = np.asarray(nib.load(raw / TRUTH_DIR / sid / "anat" / f"{sid}_desc-brain_mask.nii.gz").dataobj) > 0
         assert (head[~truth] > 0.5 * np.median(head[truth])).sum() > 0.05 * truth.sum(), "scalp around the brain"
+        wm = np.asarray(nib.load(raw / TRUTH_DIR / sid / "anat" / f"{sid}_label-WM_mask.nii.gz").dataobj) > 0
+        assert wm.any() and not (wm & ~truth).any(), "pure white matter, inside the brain"
         # the mask-file backend reads the known mask beside the FLAIR
         shutil.copy(raw / TRUTH_DIR / sid / "anat" / f"{sid}_desc-brain_mask.nii.gz",
                     flair.with_name(f"{sid}_acq-T2sel_desc-brain_mask.nii.gz"))  # fmt: skip
