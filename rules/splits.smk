@@ -16,6 +16,8 @@ rule split_view:
         split=lambda w: PROTOCOLS[w.protocol]["split"],
     log:
         "results/logs/split_view/{protocol}.log",
+    benchmark:
+        "results/benchmarks/split_view/{protocol}.tsv"
     conda:
         "../envs/slimdiff.yaml"
     script:

@@ -29,6 +29,7 @@ COUNT_KEYS = (
     "generation.replicas",
     "generation.n_per_condition",
     "generation.job_unit",  # same samples in fewer processes
+    "training.devices",  # one device: the paper's 2-device DDP needs 2 GPUs (or twice the memory on a CPU)
     "metrics.kid_subsets",
     "metrics.zbin_kid_subsets",
     "metrics.lpips_pairs",
@@ -38,6 +39,12 @@ COUNT_KEYS = (
     "utility.steps",
 )
 INPUT_KEYS = ("data.raw_dir", "data.source", "data.synthetic.", "preprocess.brain_extraction.backend")
+
+
+def _count_key(key: str) -> str:
+    """protocols.<name>.training.max_epochs -> training.max_epochs: a protocol's counts are counts too."""
+    parts = key.split(".")
+    return ".".join(parts[2:]) if parts[0] == "protocols" else key
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -65,7 +72,7 @@ def test_pilot_changes_counts_only():
         _flat({k: v for k, v in ours.items() if k != "experiments"}),
     )
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    allowed = [k for k in changed if k in COUNT_KEYS or k.startswith(INPUT_KEYS)]
+    allowed = [k for k in changed if _count_key(k) in COUNT_KEYS or k.startswith(INPUT_KEYS)]
     assert changed == allowed, f"pilot.yaml changes more than counts: {sorted(set(changed) - set(allowed))}"
     assert ours["data"]["cache"]["roi_size"] == [160, 160, 160] and ours["data"]["cache"]["z_bins"] == 30
     assert (
@@ -84,13 +91,14 @@ def test_pilot_runs_cover_the_papers_code_paths():
         seen: dict[str, set] = {}
         for name, cfg in runs.items():
             parsed = parse_run(name)
-            for key in ("prediction", "variant"):
+            for key in ("prediction", "variant", "protocol"):
                 seen.setdefault(key, set()).add(parsed[key])
             seen.setdefault("self_conditioning", set()).add(
                 cfg["self_conditioning"]["probability"] if cfg["self_conditioning"]["enabled"] else 0.0
             )
             seen.setdefault("p", set()).add(cfg["loss"]["p"])
-            for key, value in _flat({"loss": cfg["loss"], "model": cfg["model"]}).items():
+            learned = {"loss": cfg["loss"], "model": cfg["model"], "batch": cfg["training"]["batch_size"]}
+            for key, value in _flat(learned).items():
                 seen.setdefault(key, set()).add(repr(value))
         return seen
 
@@ -118,9 +126,10 @@ def test_pilot_dag_has_exactly_the_paper_dag_rules(tmp_path):
     assert pilot.rule_set_problems(pilot.job_rules(pilot_jobs), want, "the pilot's DAG") == []
     assert {"preprocess", "train", "generate", "metrics_image", "utility", "figures"} <= want
     assert "synth_cohort" not in pilot_jobs, "the pilot reads its cohort as raw data, as the paper does"
-    assert pilot_jobs["preprocess"] == 4 and pilot_jobs["train"] == len(
-        [r for r, _ in run_folds(expand_runs(pilot.resolved(PILOT))) if not r.endswith("-pretrained")]
-    )
+    ours = pilot.resolved(PILOT)
+    imported = pretrained_runs(ours)
+    trained = [r for r, _ in run_folds(expand_runs(ours)) if r not in imported]
+    assert pilot_jobs["preprocess"] == 4 and pilot_jobs["train"] == len(trained)
 
 
 def test_rule_set_problems_names_both_directions():

@@ -275,8 +275,12 @@ def read_benchmarks(workdir: str | Path) -> pd.DataFrame:
                 if (m := _GPU_PEAK.search(line)) is not None:
                     row["gpu_peak_mib"], row["gpu"] = float(m[1]), m[2].strip()
         rows.append(row)
+    measured = {(r["rule"], r["job"]) for r in rows}
+    for log in sorted((workdir / "results" / "logs").glob("*/*.log")):
+        if (log.parent.name, log.stem) not in measured:  # a rule without a benchmark directive: ran, unmeasured
+            rows.append({"rule": log.parent.name, "job": log.stem, "gpu": ""})
     columns = ["rule", "job", "wall_s", "cpu_s", "max_rss_mb", "gpu_peak_mib", "gpu"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=columns).astype({c: float for c in columns[2:6]})
 
 
 def gpu_sections(rules_dir: str | Path = REPO / "rules") -> dict[str, str]:
@@ -299,6 +303,7 @@ STAGES = {
     "preprocess": "data",
     "preprocess_cohort": "data",
     "build_cache": "data",
+    "split_view": "data",
     "cache_qc": "data",
     "train": "train",
     "import_pretrained": "train",
@@ -445,6 +450,8 @@ def paper_jobs(rule: str, config: Mapping[str, Any], subjects: int) -> list[Job]
         return [Job(rule, f"fold{f}", fold=f) for f in sorted({f for _, f in pairs})]
     if rule == "preprocess":
         return [Job(rule, f"sub-{i:05d}") for i in range(subjects)]
+    if rule == "split_view":
+        return [Job(rule, name) for name, protocol in config.get("protocols", {}).items() if protocol.get("split")]
     return [Job(rule, rule)]
 
 
@@ -487,8 +494,10 @@ def extrapolate(
         units = [work_units(rule, parse_job(rule, name), pilot_cfg, pilot_runs, pilot_sizes) for name in jobs["job"]]
         todo = paper_jobs(rule, paper_cfg, paper_raw_subjects)
         paper_units = sum(work_units(rule, j, paper_cfg, paper_runs, paper_sizes) for j in todo)
-        per_unit_wall = jobs["wall_s"].sum() / sum(units)
-        per_unit_cpu = jobs["cpu_s"].sum() / sum(units)
+        wall, cpu = jobs["wall_s"].sum(min_count=1), jobs["cpu_s"].sum(min_count=1)  # NaN: no benchmark file
+        per_unit_wall, per_unit_cpu = wall / sum(units), cpu / sum(units)
+        if math.isnan(wall):
+            notes.append(f"rule {rule}: ran (its log), but has no benchmark directive: not measured")
         section = gpu_rules.get(rule)
         request = requests.get(section, {}).get("mem_mb") if section else None
         peak = jobs["max_rss_mb"].max()
@@ -498,9 +507,9 @@ def extrapolate(
                 "rule": rule,
                 "stage": STAGES.get(rule, "other"),
                 "jobs": len(jobs),
-                "wall_s": jobs["wall_s"].sum(),
+                "wall_s": wall,
                 "max_wall_s": jobs["wall_s"].max(),
-                "cpu_s": jobs["cpu_s"].sum(),
+                "cpu_s": cpu,
                 "peak_rss_mb": peak,
                 "request_mb": request,
                 "within_request": None if request is None or math.isnan(peak) else bool(peak <= request),
