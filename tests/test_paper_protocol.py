@@ -154,3 +154,33 @@ def test_upstream_kfold_is_sklearns():
         pool = [f"sub-{i:05d}" for i in range(n)]
         expected = [{pool[j] for j in test} for _, test in sklearn.KFold(3, shuffle=True, random_state=42).split(pool)]
         assert kfold_validation(pool, 3, 42) == expected
+
+
+def test_merged_scoring_pools_every_replica_under_one_entry():
+    import numpy as np
+
+    from slimdiff.metrics.protocol_scoring import scored_sets, set_info
+
+    replicas = {r: {"images": np.full((3, 2, 2), r), "z_bin": np.arange(3)} for r in (0, 1, 2)}
+    assert scored_sets(replicas, {"regime": "per_replica"}) is replicas
+    merged = scored_sets(replicas, {"regime": "merged"})
+    assert list(merged) == [0] and len(merged[0]["images"]) == 9
+    assert set_info(merged[0]) == {"pooled_replicas": [0, 1, 2]} and set_info(replicas[1]) == {}
+
+
+def test_camera_ready_zbin_kid_bins_and_fold_aggregate():
+    from scipy import stats
+
+    from slimdiff.metrics.protocol_scoring import camera_ready_bins, zbin_kid_across_folds
+
+    assert camera_ready_bins(30, 7) == [0, 4, 9, 14, 19, 24, 29]  # evaluation.md §1.4
+    assert camera_ready_bins(3, 7) == [0, 1, 2]
+    metrics = [
+        {"run": "r@cr", "fold": f, "zbin_kid": [{"z_bin": 0, "kid_mean": v}, {"z_bin": 4, "kid_mean": None}]}
+        for f, v in enumerate((0.1, 0.2, 0.3))
+    ]
+    out = zbin_kid_across_folds(metrics)
+    entry = out["r@cr"]["0"]
+    assert entry["mean"] == pytest.approx(0.2) and entry["sd"] == pytest.approx(0.1) and entry["n_folds"] == 3
+    assert entry["ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * 0.1 / 3**0.5)  # t = 4.303 with 3 folds
+    assert "4" not in out["r@cr"]  # undefined on every fold: no entry

@@ -15,6 +15,8 @@ from test_figures import BASELINE, more_folds, per_replica, write_fixture
 from test_workflow import snakemake
 
 from slimdiff.cli import figures as figures_cli
+from slimdiff.data.cache import load_cache
+from slimdiff.data.splits import kfold_validation
 from slimdiff.figures.table import DIFFERENCE, config_table, to_latex, to_markdown
 from slimdiff.io import read_json, write_json
 from slimdiff.metrics.evaluate import aggregate
@@ -199,18 +201,28 @@ def test_paired_figure_only_with_regime_b(tmp_path, regime_b):
 
 @pytest.mark.pipeline
 def test_pipeline_with_two_folds_and_two_variants(tmp_path, metric_weights):
-    """Two folds x {shared, decoupled} through Snakemake: regime_b, the table's difference row, the figure."""
+    """A camera-ready protocol through Snakemake: upstream's k-fold split as a view of the cache, {shared,
+    bottleneck_only} on both folds, two replicas scored as one merged pool (Regime B) with MMD-PL and the
+    per-z-bin KID of a few bins; regime_b, the table's MMD-PL column and difference row, the figure."""
     proj = copy_project(tmp_path / "proj")
     path = proj / "config" / "config.yaml"
     cfg = yaml.safe_load(path.read_text())
+    cfg["protocols"] = {
+        "camera_ready": {
+            "split": {"method": "kfold", "n_folds": 2, "seed": 42},
+            "generation": {"replicas": 2},
+            "scoring": {"regime": "merged", "zbin_kid": {"bins": 2, "subset_size": 4, "subsets": 3}},
+        }
+    }
     cfg["experiments"] = {
+        "protocol": "camera_ready",
         "prediction": ["x0"],
         "p": [1.5],
         "self_conditioning": [0.5],
-        "variant": ["shared", "decoupled"],
-        "folds": [0, 1],
+        "variant": ["shared", "bottleneck_only"],
     }
-    cfg["generation"]["job_unit"] = "replica"  # one sampling process per run and fold
+    cfg["model"]["bottleneck_only"] = {"channels": [8, 16], "num_head_channels": 8, "norm_num_groups": 4}
+    cfg["generation"]["job_unit"] = "replica"  # one sampling process per run, fold and replica
     cfg["sampler"]["steps"] = 2
     cfg["training"]["max_epochs"] = 1
     cfg["metrics"]["threads"] = 1  # two image-metric jobs side by side on the two cores
@@ -218,19 +230,36 @@ def test_pipeline_with_two_folds_and_two_variants(tmp_path, metric_weights):
     targets = ["results/paper/table.md", "results/figures/coupling_by_fold.png"]
     proc = snakemake(proj, "--cores", "2", *targets, "--resources", "gpu=2", snakefile=proj / "Snakefile")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    shared, twin = "x0_lp1.5_sc0.5@camera_ready", "x0_lp1.5_sc0.5-bottleneck_only@camera_ready"
+
+    cache, view = load_cache(proj / "results" / "cache"), load_cache(proj / "results" / "splits" / "camera_ready")
+    pool = sorted(set(cache.index["subject"]) - set(cache.splits["test"]))
+    assert view.splits["test"] == cache.splits["test"]  # one test set for every protocol
+    assert [set(f["val"]) for f in view.splits["folds"]] == kfold_validation(pool, 2, 42)  # upstream's folds
+    for run in (shared, twin):
+        for fold in (0, 1):
+            metrics = read_json(proj / "results" / "runs" / run / f"fold{fold}" / "metrics" / "metrics.json")
+            assert metrics["scoring"] == "merged" and len(metrics["replicas"]) == 1  # one merged pool per fold
+            pool_entry = metrics["replicas"][0]
+            assert pool_entry["pooled_replicas"] == [0, 1] and pool_entry["n_synthetic"] == 2 * 3 * 2
+            assert {"kid", "lpips", "mmd_mf", "mmd_pl"} <= set(metrics["summary"])
+            assert "frac_bright_real" in pool_entry["paired_lesion"]  # MMD-PL's falsification number
+            assert [row["z_bin"] for row in metrics["zbin_kid"]] == [0, 2]  # floor(linspace(0, 2, 2))
+
     summary = read_json(proj / "results" / "metrics" / "summary.json")
-    comparison = summary["regime_b"]["x0_lp1.5_sc0.5"]["decoupled_vs_shared"]
+    comparison = summary["regime_b"][shared]["bottleneck_only_vs_shared"]
     assert comparison["paired_folds"] == [0, 1] and comparison["unpaired_folds"] == {}
+    assert "mmd_pl" in comparison and set(summary["zbin_kid"]) == {shared, twin}
     for metric in ("kid", "lpips", "fid"):
         r = comparison[metric]
         assert r["n_pairs"] == 2 and set(r["shared"]["per_fold"]) == {"0", "1"}
-        for fold in ("0", "1"):  # the per-fold value is the run's metrics.json summary mean
-            run = summary["runs"][f"x0_lp1.5_sc0.5-decoupled/fold{fold}"]
-            assert r["decoupled"]["per_fold"][fold] == pytest.approx(run[metric]["mean"])
+        for fold in ("0", "1"):  # the per-fold value is the merged pool's, the run's metrics.json summary mean
+            run = summary["runs"][f"{twin}/fold{fold}"]
+            assert r["bottleneck_only"]["per_fold"][fold] == pytest.approx(run[metric]["mean"])
         assert r["wilcoxon_p"] is None or r["wilcoxon_p"] >= 0.5  # n = 2: 0.5 is the smallest exact p
     table = pd.read_csv(proj / "results" / "paper" / "table.csv")
-    assert (table["kind"] == DIFFERENCE).sum() == 1
-    assert (
-        "Δ decoupled − shared: x0, p=1.5, sc 0.5 (folds 0, 1)" in (proj / "results" / "paper" / "table.md").read_text()
-    )
+    assert (table["kind"] == DIFFERENCE).sum() == 1 and "mmd_pl_mean" in table
+    md = (proj / "results" / "paper" / "table.md").read_text()
+    assert "| KID | LPIPS | MMD-MF | MMD-PL | FID |" in md and "Merged-pool runs" in md
+    assert "Δ bottleneck_only − shared: x0, p=1.5, sc 0.5 (folds 0, 1)" in md
     assert (proj / "results" / "figures" / "coupling_by_fold.pdf").exists()
