@@ -184,3 +184,23 @@ def test_camera_ready_zbin_kid_bins_and_fold_aggregate():
     assert entry["mean"] == pytest.approx(0.2) and entry["sd"] == pytest.approx(0.1) and entry["n_folds"] == 3
     assert entry["ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * 0.1 / 3**0.5)  # t = 4.303 with 3 folds
     assert "4" not in out["r@cr"]  # undefined on every fold: no entry
+
+
+def test_paired_lesion_summary_across_folds():
+    """MMD-PL's per-feature W1 and bright fraction: per fold the mean of its scored sets, then mean and
+    population std across folds (upstream's paired_lesion_mmd_summary)."""
+    from slimdiff.metrics.protocol_scoring import paired_lesion_across_folds
+
+    def fold(f: int, w: float, bright: float) -> dict:
+        pl = {"wasserstein": {"delta": w, "z_in": None}, "frac_bright_synth": bright, "frac_bright_real": 0.235}
+        return {"run": "r@cr", "fold": f, "replicas": [{"replica": 0, "paired_lesion": pl}]}
+
+    out = paired_lesion_across_folds(
+        [fold(0, 0.1, 0.1), fold(1, 0.3, 0.2), {"run": "old", "fold": 0, "replicas": [{}]}]
+    )
+    assert set(out) == {"r@cr"}
+    assert out["r@cr"]["wasserstein"]["delta"]["mean"] == pytest.approx(0.2)
+    assert out["r@cr"]["wasserstein"]["delta"]["std"] == pytest.approx(0.1)  # ddof 0
+    assert "z_in" not in out["r@cr"]["wasserstein"]  # undefined on every fold
+    assert out["r@cr"]["frac_bright_synth"]["mean"] == pytest.approx(0.15)
+    assert out["r@cr"]["frac_bright_real"]["std"] == 0.0

@@ -435,11 +435,14 @@ def aggregate(
     paired = regime_b(runs, table)
     if paired:
         summary["regime_b"] = paired
-    from slimdiff.metrics.protocol_scoring import zbin_kid_across_folds
+    from slimdiff.metrics.protocol_scoring import paired_lesion_across_folds, zbin_kid_across_folds
 
     zbin = zbin_kid_across_folds(runs)  # the camera-ready per-z-bin KID, where a protocol asked for it
     if zbin:
         summary["zbin_kid"] = zbin
+    paired_lesion = paired_lesion_across_folds(runs)  # MMD-PL's per-feature W1 and bright fraction per run
+    if paired_lesion:
+        summary["paired_lesion"] = paired_lesion
     if utility is not None:
         summary["utility"] = utility
     summary.update(

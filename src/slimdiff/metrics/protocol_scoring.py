@@ -122,3 +122,39 @@ def zbin_kid_across_folds(metrics: list[dict]) -> dict:
                 entry["null_reasons"] = {"sd": "one fold", "ci95": "one fold"}
             out.setdefault(run, {})[str(b)] = entry
     return out
+
+
+def paired_lesion_across_folds(metrics: list[dict]) -> dict:
+    """{run: {wasserstein: {feature: {mean, std, per_fold}}, frac_bright_synth: {...}, frac_bright_real: {...}}}.
+
+    Upstream's MMD-PL summary (paired_lesion_mmd_summary.csv): per run, each fold's per-feature W1 and bright
+    fractions (the mean over the fold's scored sets: one merged pool, or the replicas), then the mean and
+    population std (ddof 0) across folds, as the camera-ready tables. Runs without MMD-PL are left out.
+    """
+    per_run: dict[str, dict[str, dict[int, float]]] = {}
+    for m in metrics:
+        sets = [r["paired_lesion"] for r in m.get("replicas", []) if isinstance(r.get("paired_lesion"), dict)]
+        if not sets:
+            continue
+        values: dict[str, list[float]] = {}
+        for pl in sets:
+            for name, v in (pl.get("wasserstein") or {}).items():
+                if name != "null_reasons":
+                    values.setdefault(f"wasserstein.{name}", []).append(v)
+            for name in ("frac_bright_synth", "frac_bright_real"):
+                values.setdefault(name, []).append(pl.get(name))
+        for key, vs in values.items():
+            finite = [float(v) for v in vs if v is not None and math.isfinite(float(v))]
+            if finite:
+                per_run.setdefault(m["run"], {}).setdefault(key, {})[int(m["fold"])] = float(np.mean(finite))
+    out: dict = {}
+    for run, keys in sorted(per_run.items()):
+        for key, per_fold in keys.items():
+            v = np.array(list(per_fold.values()))
+            entry = {"mean": float(v.mean()), "std": float(v.std(ddof=0)), "per_fold": dict(sorted(per_fold.items()))}
+            group, _, name = key.partition(".")
+            if name:
+                out.setdefault(run, {}).setdefault(group, {})[name] = entry
+            else:
+                out.setdefault(run, {})[key] = entry
+    return out
