@@ -204,3 +204,26 @@ def test_paired_lesion_summary_across_folds():
     assert "z_in" not in out["r@cr"]["wasserstein"]  # undefined on every fold
     assert out["r@cr"]["frac_bright_synth"]["mean"] == pytest.approx(0.15)
     assert out["r@cr"]["frac_bright_real"]["std"] == 0.0
+
+
+def test_camera_ready_table_rows_of_merged_pools():
+    """Per fold: the pool's value ± its spread over subsets; across folds: mean ± population std (ddof 0)."""
+    import pandas as pd
+
+    from slimdiff.figures.table import ACROSS_FOLDS, config_table, to_markdown
+
+    rows = []
+    for run in ("x0_lp1.5_sc0.5@cr", "x0_lp1.5_sc0.5-bottleneck_only@cr"):
+        for fold, kid in enumerate((0.0188, 0.0184, 0.0261)):
+            values = {"kid": kid, "lpips": 0.30, "mmd_mf": 1.0 + fold, "mmd_pl": 2.0 * fold, "fid": 10.0}
+            within = {"kid_within": 0.0007, "lpips_within": 0.06, "mmd_mf_within": 0.5, "mmd_pl_within": 1.5}
+            rows.append({"run": run, "fold": fold, "replica": 0, "scoring": "merged", **values, **within})
+    table = config_table(pd.DataFrame(rows), {"kid": 0.0, "lpips": 0.2, "mmd_mf": 0.1, "mmd_pl": 0.3, "fid": 1.0})
+    per_fold = table[(table["run"] == "x0_lp1.5_sc0.5@cr") & (table["fold"] == "0")].iloc[0]
+    assert per_fold["kid_mean"] == 0.0188 and per_fold["kid_std"] == 0.0007 and per_fold["mmd_pl_std"] == 1.5
+    across = table[(table["run"] == "x0_lp1.5_sc0.5@cr") & (table["family"] == ACROSS_FOLDS)].iloc[0]
+    # the paper's shared camera-ready KID, 0.021 ± 0.004, from its per-fold values (evaluation.md §6.4)
+    assert across["kid_mean"] == pytest.approx(0.0211) and across["kid_std"] == pytest.approx(0.0035393, rel=1e-4)
+    md = to_markdown(table)
+    assert "| KID | LPIPS | MMD-MF | MMD-PL | FID |" in md and "cr, fold 0, shared, sc 0.5" in md
+    assert "x0, p=1.5, sc 0.5 (bottleneck_only, cr)" in md and "Merged-pool runs" in md

@@ -74,6 +74,8 @@ def config_table(
             v = g[m].dropna()
             row[f"{m}_mean"] = float(v.mean()) if len(v) else math.nan
             row[f"{m}_std"] = float(v.std(ddof=1)) if len(v) > 1 else (0.0 if len(v) else math.nan)
+            if len(g) == 1 and f"{m}_within" in g and pd.notna(g[f"{m}_within"].iloc[0]):  # a merged pool
+                row[f"{m}_std"] = float(g[f"{m}_within"].iloc[0])  # its spread over subsets or pairs, as upstream
         for m in LESION_COLUMNS:
             row[m] = float(g[m].mean()) if m in g and g[m].notna().any() else math.nan
         if utility:
@@ -381,9 +383,9 @@ MMD_PL_NOTE = (
 )
 MERGED_NOTE = (
     "Merged-pool runs (a protocol with scoring regime merged, Regime B as upstream's camera-ready table): all"
-    " replicas of a run and fold pooled and scored once, so a fold has one value (its ± 0) and the across-folds"
-    " rows give mean ± population std over the folds; the pool's own spread over subsets or pairs is in"
-    " metrics.json (within_std)."
+    " replicas of a run and fold pooled and scored once, so a fold has one value, given ± the pool's own spread"
+    " over subsets (KID, MMD-MF, MMD-PL) or pairs (LPIPS) as upstream's per-fold table; the across-folds rows give"
+    " mean ± population std of the per-fold values."
 )
 
 

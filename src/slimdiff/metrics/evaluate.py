@@ -470,9 +470,19 @@ def replica_table(runs: list[dict]) -> pd.DataFrame:
                     "scoring": m.get("scoring", "per_replica"),  # merged: the replica is the pool of all of them
                     **{name: as_float(rep.get(key)) for name, key in METRIC_KEYS.items()},
                     **{name: _lesion_value(rep, name) for name in LESION_COLUMNS},
+                    **(_within(rep) if m.get("scoring") == "merged" else {}),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _within(pool: dict) -> dict:
+    """A merged pool's own spread (`<metric>_within`): over subsets (KID, MMD-MF, MMD-PL) or pairs (LPIPS)."""
+    return {
+        f"{name}_within": as_float(pool.get(key[: -len("_mean")] + "_std"))
+        for name, key in METRIC_KEYS.items()
+        if key.endswith("_mean")
+    }
 
 
 def regime_a(table: pd.DataFrame) -> dict:
