@@ -28,7 +28,7 @@ rule train:
     # and metrics of the runs already trained.
     priority: 10
     resources:
-        **train_resources(gpu_resources("train"), RUNS),
+        **train_resources(gpu_resources("train"), RUNS, on_cluster=lambda: workflow.non_local_exec),
     log:
         "results/logs/train/{run}_fold{fold}.log",
     benchmark:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import REPO, copy_project
 
@@ -61,3 +62,44 @@ def test_tiny_pipeline_through_the_slurm_profile(slurm_cluster, tmp_path, metric
     # CPU rules ran as SLURM jobs too; local rules (weights, aggregation, figures) stayed on the submit host
     assert "in SLURM job" in (proj / "results" / "logs" / "build_cache" / "build_cache.log").read_text()
     assert "in SLURM job" not in (proj / "results" / "logs" / "metric_weights" / "metric_weights.log").read_text()
+
+
+def test_a_2_device_training_through_the_slurm_profile(slurm_cluster, tmp_path):
+    """training.devices: 2 under `snakemake --profile slurm`: one SLURM job with 2 GPUs and 2 tasks on its node,
+    in which the job starts its 2 ranks with srun and Lightning's SLURMEnvironment agrees (tasks per node =
+    devices); then a longer max_epochs reruns the job, which resumes from last.ckpt, and exports model.pt."""
+    import yaml
+    from test_ddp import DDP_RUN, ddp_project
+
+    from slimdiff.model.file import read_model_file
+
+    proj = ddp_project(tmp_path / "proj", max_epochs=1)
+    target = f"results/runs/{DDP_RUN}/fold0/train/model.pt"
+    cmd = [
+        "timeout", "-k", "20", "600",
+        str(BIN / "snakemake"), "--profile", "slurm", target,
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+        "--latency-wait", "5", "--max-threads", "2",
+    ]  # fmt: skip
+    train = proj / "results" / "runs" / DDP_RUN / "fold0" / "train"
+    log_path = proj / "results" / "logs" / "train" / f"{DDP_RUN}_fold0.log"
+    for epochs in (1, 2):
+        cfg_path = proj / "config" / "config.yaml"
+        cfg = yaml.safe_load(cfg_path.read_text())
+        cfg["training"]["max_epochs"] = epochs
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=proj, timeout=660)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+        log = log_path.read_text()
+        job = re.search(r"in SLURM job (\d+)", log)
+        assert job, log[:2000]
+        # the job's geometry as SLURM granted it (kept by slurmctld for MinJobAge after the job ended)
+        shown = subprocess.run(["scontrol", "show", "job", job.group(1)], capture_output=True, text=True).stdout
+        assert "NumTasks=2" in shown and re.search(r"gres/gpu[:=]2|gpu:2", shown), shown
+        assert "DDP: srun --nodes=1 --ntasks=2 --ntasks-per-node=2" in log
+        for rank in (0, 1):
+            assert f"DDP rank {rank} of 2 on cpu (SLURMEnvironment), batch 4 per device, 8 in all" in log, log[-3000:]
+        assert pd.read_csv(train / "log.csv")["epoch"].tolist() == list(range(epochs))
+    assert "resuming from" in log
+    prov = read_model_file(train / "model.pt")["provenance"]
+    assert (prov["world_size"], prov["effective_batch_size"], prov["epoch"]) == (2, 8, 1)

@@ -1,5 +1,6 @@
 """Rule train: one run of the experiment grid on one fold (resumes from last.ckpt after a kill)."""
 
+import logging
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,8 +13,17 @@ from slimdiff.gpu_lease import lease_gpu  # noqa: E402
 # First, so every library logger writes to the rule log. The lease is ours, not to_rule_log's: a DDP training
 # (training.devices = N, the rule's gpu=N) takes its N devices at once (slimdiff.gpu_lease).
 to_rule_log(SimpleNamespace(**{k: getattr(snakemake, k) for k in ("log", "rule", "threads")}, resources={}))  # noqa: F821
+# training.devices, not resources.gpu: Snakemake caps the resource at the global `--resources gpu=M`, but the job
+# needs its N devices all the same (and the lease keeps them from any other job).
 if snakemake.resources.get("gpu", 0):  # noqa: F821
-    lease_gpu(int(snakemake.resources.gpu))  # noqa: F821 - held until the job's process exits, kill included
+    if snakemake.resources.gpu < snakemake.params.devices:  # noqa: F821
+        logging.getLogger("slimdiff").warning(
+            "Snakemake counts this job as gpu=%d (its --resources gpu limit) but it trains on %d devices: "
+            "on a GPU machine pass --resources gpu=N with N at least that",
+            snakemake.resources.gpu,  # noqa: F821
+            snakemake.params.devices,  # noqa: F821
+        )
+    lease_gpu(snakemake.params.devices)  # noqa: F821 - held until the job's process exits, kill included
 
 from slimdiff.experiments import expand_runs  # noqa: E402
 from slimdiff.training.runner import train_run  # noqa: E402

@@ -114,13 +114,13 @@ def _local(command: list[str], world: int, out, err) -> list[subprocess.Popen]:
 
 
 def _srun(command: list[str], world: int, out, err) -> subprocess.Popen:
-    """One srun step of `world` tasks on this node. The job step's own task geometry was stripped from our
-    environment by the executor, so the geometry is given in full; --kill-on-bad-exit stops every task when
-    one fails."""
+    """One srun step of `world` tasks on this node. The executor stripped the allocation's task geometry from
+    our environment, so it is given in full; the step gets the job's GPUs (CUDA_VISIBLE_DEVICES lists all N in
+    every task; Lightning takes cuda:LOCAL_RANK). A step named after its command would be "bash" or "python";
+    Lightning reads the name "bash" as an interactive shell and ignores SLURM, hence a name of our own.
+    --kill-on-bad-exit stops every task when one fails."""
     srun = ["srun", "--nodes=1", f"--ntasks={world}", f"--ntasks-per-node={world}", "--kill-on-bad-exit=1"]
-    gpus = os.environ.get("SLURM_GPUS_ON_NODE") or os.environ.get("SLURM_GPUS")
-    if gpus:
-        srun.append(f"--gpus={world}")  # every task sees all N devices; Lightning picks cuda:LOCAL_RANK
+    srun.append("--job-name=slimdiff-ddp")
     log.info("DDP: %s", " ".join(srun + command))
     return subprocess.Popen(srun + command, env={**os.environ, LAUNCHER_ENV: "srun"}, stdout=out, stderr=err)
 
@@ -165,23 +165,41 @@ def devices_param(runs: dict) -> Callable:
     return lambda wildcards: runs[wildcards.run]["training"]["devices"]
 
 
-def train_resources(base: dict, runs: dict) -> dict:
+def train_resources(base: dict, runs: dict, on_cluster: Callable[[], bool] = lambda: False) -> dict:
     """Rule train's resources: `base` (the config's cluster request) with gpu = training.devices and, for a DDP
     run, the SLURM geometry Lightning's SLURMEnvironment checks: N tasks on one node (tasks per node =
     devices), plus `mpi` so that the SLURM executor runs the job in its allocation, where launch() starts the
-    ranks with srun. Locally `tasks_per_node`, `nodes` and `mpi` are unused; a single-device run gets none."""
+    ranks with srun. Locally `tasks_per_node`, `nodes` and `mpi` are unused; a single-device run gets none.
+
+    On a cluster (`on_cluster()`: Snakemake submits the jobs, workflow.non_local_exec, known only once jobs are
+    made, so asked then) a DDP run asks for its GPUs as `gres=gpu[:model]:N` (sbatch --gres), not `gpu=N`
+    (--gpus): Snakemake caps every integer resource of a job at the global limit, and profiles/default, which
+    Snakemake loads with the cluster profile and ranks above it, sets `gpu: 1` for workstations, so `gpu=2`
+    would be submitted as --gpus=1. A string resource is not capped.
+    """
     devices = devices_param(runs)
+    model = base.get("gpu_model")
 
     def several(value):
         return lambda wildcards: value(devices(wildcards)) if devices(wildcards) > 1 else None
 
-    return {
+    def gres(n: int) -> str | None:
+        return (f"gpu:{model}:{n}" if model else f"gpu:{n}") if on_cluster() else None
+
+    def unless_gres(value):
+        return lambda wildcards: None if devices(wildcards) > 1 and on_cluster() else value(wildcards)
+
+    resources = {
         **base,
-        "gpu": devices,
+        "gpu": unless_gres(devices),
+        "gres": several(gres),
         "tasks_per_node": several(lambda n: n),
         "nodes": several(lambda n: 1),
         "mpi": several(lambda n: "srun"),
     }
+    if model:
+        resources["gpu_model"] = unless_gres(lambda wildcards: model)
+    return resources
 
 
 def main(argv: list[str]) -> int:
