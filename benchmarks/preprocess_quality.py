@@ -286,10 +286,11 @@ def report(
         if (stage["wm_peak_error"].abs() > 0.02).any():
             lines += [
                 "The stage's own peak (`kde_peak_all_brain`) lands at the set value in every subject; what misses is "
-                "the *white-matter* peak measured against truth: the largest mode of the whole brain's density "
-                "sits above pure white matter's. The error is the same with the true mask, so it is not the "
-                "extraction; it grows with the white-matter CV left after N4, i.e. with the bias field N4 left in "
-                "(a finer first B-spline knot spacing, preprocess.n4.spline_distance_mm, removes more of it).",
+                "the *white-matter* peak measured against truth. The error is the same with the true mask "
+                "(mask-file), so it is not the extraction. The KDE method's FLAIR rule takes the largest mode of "
+                "the whole brain's density as white matter; in these synthetic brains (tissue from MNI152 "
+                "probability maps: many grey/white partial-volume voxels, grey matter ~1.4x white) that mode can "
+                "sit between pure white and grey matter, by a different amount in each subject.",
                 "",
             ]
     lines += ["## Per subject", ""]
