@@ -177,3 +177,17 @@ def test_protocol_errors_name_the_grid():
     )
     with pytest.raises(ConfigError, match="put the grids in different `protocols`"):
         expand_runs(same_protocol)
+
+
+def test_a_pretrained_grid_may_name_a_protocol():
+    config = validate_config(
+        {
+            "protocols": {"table1": {"split": {"n_folds": 1}}},
+            "experiments": [
+                {"protocol": "table1", "prediction": ["x0"]},
+                {"protocol": "table1", "prediction": ["x0"], "pretrained": {"file": "pretrained/m.ckpt"}},
+            ],
+        }
+    )
+    assert list(expand_runs(config)) == ["x0_lp1.5_sc0.5@table1", "x0_lp1.5_sc0.5-pretrained@table1"]
+    assert list(pretrained_runs(config)) == ["x0_lp1.5_sc0.5-pretrained@table1"]
