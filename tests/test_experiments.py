@@ -170,6 +170,9 @@ def test_protocol_errors_name_the_grid():
         ConfigError, match="coupling: folds \\[0, 3\\] but protocol 'camera_ready' splits the pool into 3"
     ):
         expand_runs(two_protocols(folds=[0, 3]))
+    kfold_of_one = validate_config({"protocols": {"cr": {"split": {"method": "kfold", "n_folds": 1}}}})
+    with pytest.raises(ConfigError, match="protocols.cr.split: method kfold needs n_folds >= 2"):
+        expand_runs(kfold_of_one)
     with pytest.raises(ConfigError, match="protocol 'other' is not in the config's `protocols`"):
         expand_runs(two_protocols(protocol="other"))
     same_protocol = validate_config(

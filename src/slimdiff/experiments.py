@@ -162,6 +162,10 @@ def protocols(config: dict) -> dict[str, dict]:
         split = proto.get("split")
         if split is not None and split["method"] == "subjects" and not split.get("folds"):
             raise ConfigError(f"protocols.{name}.split: method subjects needs `folds` (validation subjects per fold)")
+        if split is not None and split["method"] == "kfold" and split["n_folds"] < 2:
+            raise ConfigError(
+                f"protocols.{name}.split: method kfold needs n_folds >= 2 (one split: method stratified, n_folds 1)"
+            )
         out[name] = {
             "split": copy.deepcopy(split),
             "training": copy.deepcopy(proto.get("training", {})),
