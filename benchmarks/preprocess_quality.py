@@ -60,7 +60,8 @@ def _ras(path: Path):
     from slimdiff.preprocess.orient import to_canonical
 
     img = to_canonical(nib.load(path))
-    return np.asarray(img.dataobj), img
+    data = np.asarray(img.dataobj)
+    return (data[..., 0] if data.ndim == 4 else data), img  # ROBEX's mask is stored (x, y, z, 1)
 
 
 def _cv(values) -> float:
@@ -129,6 +130,10 @@ def synthetic_rows(args: argparse.Namespace, work: Path) -> tuple[list[dict], di
         for backend in args.backends:
             if backend in skipped or backend == "none":
                 continue
+            if (sid, backend) in args.done:
+                rows.append(args.done[sid, backend])
+                print(f"{sid} {backend}: kept from {args.csv.name} (--resume)", flush=True)
+                continue
             out = work / backend / sid
             t0, c0 = time.perf_counter(), time.process_time()
             sidecar = preprocess_one(raw, sid, out, _stage_config(backend, args), "stop")
@@ -157,6 +162,7 @@ def synthetic_rows(args: argparse.Namespace, work: Path) -> tuple[list[dict], di
                 }
             )
             print(f"{sid} {backend}: {rows[-1]}", flush=True)
+            _save(args.csv, rows)  # a later crash keeps what was measured (--resume)
     return rows, skipped
 
 
@@ -189,6 +195,9 @@ def robex_rows(args: argparse.Namespace, work: Path, skipped: dict[str, str]) ->
     truth, _ = _ras(mask_path)
     rows = []
     for backend in ["none", *[b for b in args.backends if b not in ("none", "mask-file") and b not in skipped]]:
+        if ("robex", backend) in args.done:
+            rows.append(args.done["robex", backend])
+            continue
         cfg = _stage_config(backend, args)["brain_extraction"]
         t0, c0 = time.perf_counter(), time.process_time()
         mask, _ = brain.extract(backend, canonical, head_path, None, cfg.get("hd_bet"), cfg.get("synthstrip"))
@@ -203,6 +212,31 @@ def robex_rows(args: argparse.Namespace, work: Path, skipped: dict[str, str]) ->
         )
         print(rows[-1], flush=True)
     return rows
+
+
+def _save(path: Path, rows: list[dict]) -> None:
+    import pandas as pd
+
+    from slimdiff.io import write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, pd.DataFrame(rows).to_csv(index=False))
+
+
+def _measured(path: Path, resume: bool) -> dict[tuple[str, str], dict]:
+    """(subject or "robex", backend) -> the row a previous run wrote to the CSV, with --resume; else nothing.
+    The stage's rows (the hours of HD-BET on a CPU) are reused, the cheap no-extraction baseline is redone."""
+    import pandas as pd
+
+    if not resume or not path.is_file():
+        return {}
+    out = {}
+    for row in pd.read_csv(path).to_dict("records"):
+        row = {k: v for k, v in row.items() if not (isinstance(v, float) and v != v)}
+        key = "robex" if "case" in row else row.get("subject")
+        if key and (key == "robex" or row.get("backend") != "none"):
+            out[key, row["backend"]] = row
+    return out
 
 
 def _commit() -> str:
@@ -245,6 +279,15 @@ def report(
         "",
         f"Command: `{command}`",
         "",
+        *(
+            [
+                f"{len(args.done)} rows were measured by an earlier run of the same command and kept (--resume): "
+                "their times are that run's.",
+                "",
+            ]
+            if args.done
+            else []
+        ),
         f"Data: {args.subjects} subjects of the synthetic cohort in its as-acquired form (seed {args.seed}): "
         "head with scalp and skull, a smooth multiplicative bias field, a scanner intensity scale, ~1 mm "
         "anisotropic voxels in a random scanner orientation; the true brain mask and pure white matter "
@@ -336,8 +379,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--synthstrip-sha256", help="its sha256 (preprocess.brain_extraction.synthstrip.sha256)")
     parser.add_argument("--out", default=str(REPO / "docs/results/preprocessing.md"))
     parser.add_argument("--keep", help="keep the work folder here instead of a temporary one")
+    parser.add_argument(
+        "--resume", action="store_true", help="reuse the rows of the CSV beside --out (same settings assumed)"
+    )
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    args.csv = Path(args.out).with_suffix(".csv")
+    args.done = _measured(args.csv, args.resume)
     _limit_threads(args.threads)
     import torch
 
@@ -358,10 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     text = report(rows, robex, skipped, args, command, (load_start, os.getloadavg()[0]), commit)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_text(args.out, text)
-    import pandas as pd
-
-    # the numbers behind the page, for a reader who wants more than the tables
-    write_text(Path(args.out).with_suffix(".csv"), pd.DataFrame(rows + robex).to_csv(index=False))
+    _save(args.csv, rows + robex)  # the numbers behind the page, for a reader who wants more than the tables
     print(text)
 
 
