@@ -243,7 +243,7 @@ def test_a_2_device_run_trains_resumes_and_exports_through_snakemake(tmp_path):
     bin_dir = os.path.dirname(sys.executable)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    cmd = [f"{bin_dir}/snakemake", "--cores", "2", "--resources", "gpu=2", target]
+    cmd = [f"{bin_dir}/snakemake", target, "--cores", "2", "--resources", "gpu=2"]  # target first: not a resource
     proc = subprocess.Popen(
         cmd, cwd=proj, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -256,6 +256,9 @@ def test_a_2_device_run_trains_resumes_and_exports_through_snakemake(tmp_path):
     proc.wait()
     assert not (train / "model.pt").exists()
 
+    # as `make run` does: the killed Snakemake's lock is stale, the workflow's own check removes it
+    unlock = subprocess.run([sys.executable, "-m", "slimdiff.workflow_lock"], cwd=proj, env=env, capture_output=True)
+    assert unlock.returncode == 0, unlock.stderr
     again = subprocess.run(cmd, cwd=proj, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     log = (proj / "results" / "logs" / "train" / f"{DDP_RUN}_fold0.log").read_text()
