@@ -342,6 +342,10 @@ def _fit_rank(cache_dir: str, out_dir: str, run_cfg: dict, fold: int, device: st
     trainer = _trainer(tr, device, precision, out_dir, world, ours)  # `ours` last: tests add callbacks
     if trainer.global_rank != rank:
         raise RuntimeError(f"Lightning placed this process at rank {trainer.global_rank}, its launcher at {rank}")
+    if world > 1:
+        environment = type(trainer.strategy.cluster_environment).__name__
+        log.info("DDP rank %d of %d on %s (%s), batch %d per device, %d in all", rank, world, device, environment,
+                 tr["batch_size"], tr["batch_size"] * world)  # fmt: skip
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.exists() else None)
     if not trainer.is_global_zero:
         return
