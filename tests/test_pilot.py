@@ -214,6 +214,13 @@ def test_report_extrapolates_known_answers(tmp_path):
     # metrics_image: 6 images + 10 + 2 x 3 pairs = 22 units; paper 5 x 60 + 100 + 20 x 3 = 460 per run-fold.
     assert math.isclose(r.loc["metrics_image", "paper_cpu_h"], 16.0 / 22 * 4 * 460 / 3600)
     assert r.loc["figures", "paper_units"] == 1 and math.isclose(r.loc["figures", "paper_cpu_h"], 3.0 / 3600)
+    # With the training's epoch seconds (log.csv): 10 of its 20 s are the 8 units, the rest is start-up, once a job.
+    split = pilot.extrapolate(
+        bench, ours, paper, sizes, sizes.scaled(4), 4, paper["cluster"], {}, {("train", "x0_lp1.5_sc0.5_fold0"): 10.0}
+    )
+    t = split.per_rule.set_index("rule").loc["train"]
+    assert math.isclose(t["wall_s_per_unit"], 10.0 / 8) and math.isclose(t["overhead_s_per_job"], 10.0)
+    assert math.isclose(t["paper_cpu_h"], (20.0 / 8 * 3840 + 20.0 * 4) / 3600)  # CPU split as the wall time
     stages = costing.per_stage.set_index("stage")
     assert math.isclose(stages.loc["train", "paper_cpu_h"], r.loc["train", "paper_cpu_h"])
     text = pilot.render(costing, {"commit": "abc", "cpu": "test CPU", "cores": 2}, "make pilot", [], "synthetic")

@@ -483,8 +483,14 @@ def extrapolate(
     paper_raw_subjects: int,
     requests: Mapping[str, Mapping[str, Any]],
     gpu_rules: Mapping[str, str],
+    work_seconds: Mapping[tuple[str, str], float] | None = None,
 ) -> Costing:
-    """Seconds per unit of work measured by the pilot x units of the paper grid (both from resolved configs)."""
+    """Seconds per unit of work measured by the pilot x units of the paper grid (both from resolved configs).
+
+    `work_seconds` ({(rule, job): seconds}) is the part of a job's wall time spent on its units, where the job
+    says so (a training's epochs in log.csv): the rest (start-up, export) is then costed once per paper job,
+    and the job's CPU time is split in the same ratio. Without it a job's whole time is per unit: an upper bound.
+    """
     from slimdiff.experiments import expand_runs
 
     pilot_runs, paper_runs = expand_runs(pilot_cfg), expand_runs(paper_cfg)
@@ -496,6 +502,13 @@ def extrapolate(
         paper_units = sum(work_units(rule, j, paper_cfg, paper_runs, paper_sizes) for j in todo)
         wall, cpu = jobs["wall_s"].sum(min_count=1), jobs["cpu_s"].sum(min_count=1)  # NaN: no benchmark file
         per_unit_wall, per_unit_cpu = wall / sum(units), cpu / sum(units)
+        overhead_wall = overhead_cpu = 0.0  # per job
+        split = [(work_seconds or {}).get((rule, name)) for name in jobs["job"]]
+        if split and all(w is not None and w > 0 for w in split) and not math.isnan(wall):
+            work_wall = sum(split)
+            work_cpu = sum(w * c / max(t, 1e-9) for w, c, t in zip(split, jobs["cpu_s"], jobs["wall_s"], strict=True))
+            per_unit_wall, per_unit_cpu = work_wall / sum(units), work_cpu / sum(units)
+            overhead_wall, overhead_cpu = (wall - work_wall) / len(jobs), (cpu - work_cpu) / len(jobs)
         if math.isnan(wall):
             notes.append(f"rule {rule}: ran (its log), but has no benchmark directive: not measured")
         section = gpu_rules.get(rule)
@@ -521,8 +534,9 @@ def extrapolate(
                 "cpu_s_per_unit": per_unit_cpu,
                 "paper_jobs": len(todo),
                 "paper_units": paper_units,
-                "paper_wall_h": per_unit_wall * paper_units / 3600,
-                "paper_cpu_h": per_unit_cpu * paper_units / 3600,
+                "overhead_s_per_job": overhead_wall,
+                "paper_wall_h": (per_unit_wall * paper_units + overhead_wall * len(todo)) / 3600,
+                "paper_cpu_h": (per_unit_cpu * paper_units + overhead_cpu * len(todo)) / 3600,
                 "gpu_tagged": section is not None,
             }
         )
@@ -624,19 +638,21 @@ def render(costing: Costing, stamp: Mapping[str, Any], command: str, rule_check:
         "## The full paper grid, extrapolated",
         "",
         "Time per unit of work = the pilot's time / its units (job start-up included, so an upper bound for "
-        "short pilot jobs); units of the paper grid from the resolved paper config (runs x folds, replicas, "
+        "short pilot jobs; for training the epochs' seconds in log.csv, the rest of the job counted once per "
+        "job); units of the paper grid from the resolved paper config (runs x folds, replicas, "
         "z-bins x classes x samples, sampler steps, max_epochs x the fold's training and validation slices, "
         "LPIPS pairs, utility arms x seeds x steps). Training counts max_epochs: early stopping ends most runs "
         "sooner.",
         "",
-        "| rule | unit | pilot units | wall s / unit | CPU s / unit | paper jobs | paper units | "
+        "| rule | unit | pilot units | wall s / unit | CPU s / unit | start-up s / job | paper jobs | paper units | "
         "paper wall h (pilot's threads) | paper CPU core-h |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for _, x in r.iterrows():
         lines.append(
             f"| {x['rule']} | {x['unit']} | {_fmt(x['pilot_units'], 0)} | {_fmt(x['wall_s_per_unit'], 3)} | "
-            f"{_fmt(x['cpu_s_per_unit'], 3)} | {x['paper_jobs']} | {_fmt(x['paper_units'], 0)} | "
+            f"{_fmt(x['cpu_s_per_unit'], 3)} | {_fmt(x['overhead_s_per_job']) if x['overhead_s_per_job'] else '-'} | "
+            f"{x['paper_jobs']} | {_fmt(x['paper_units'], 0)} | "
             f"{_fmt(x['paper_wall_h'], 2)} | {_fmt(x['paper_cpu_h'], 2)} |"
         )
     s = costing.per_stage
@@ -687,6 +703,20 @@ def rule_check(workdir: str | Path, run_config: str | Path, paper_file: str | Pa
     return problems
 
 
+def training_seconds(workdir: str | Path, bench: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """{("train", job): seconds of its epochs} from each training's log.csv (steps and validation, without the
+    job's start-up and export)."""
+    out = {}
+    for name in bench.loc[bench["rule"] == "train", "job"]:
+        job = parse_job("train", name)
+        log_csv = Path(workdir) / "results" / "runs" / str(job.run) / f"fold{job.fold}" / "train" / "log.csv"
+        if job.run is not None and log_csv.is_file():
+            seconds = pd.read_csv(log_csv)["seconds"].sum()
+            if seconds > 0:
+                out[("train", name)] = float(seconds)
+    return out
+
+
 def report(
     workdir: str | Path,
     run_config: str | Path,
@@ -727,6 +757,7 @@ def report(
         raw_n,
         paper_cfg["cluster"],
         gpu_sections(),
+        training_seconds(workdir, bench),
     )
     problems = rule_check(workdir, run_config, paper_file)
     text = render(costing, machine_stamp(), command, problems, extra)
