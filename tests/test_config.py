@@ -54,7 +54,8 @@ def test_shipped_configs_validate():
 
     runs = {name: expand_runs(load_config(REPO / "config" / name)) for name in ("config.yaml", "paper.yaml")}
     assert sorted(runs["config.yaml"]) == ["epsilon_lp1.5_sc0.5", "v_lp1.5_sc0.5", "x0_lp1.5_sc0.5"]
-    assert len(runs["paper.yaml"]) == 23  # Table 1, the self-conditioning ablation, the coupling comparison
+    # Table 1 and the self-conditioning ablation on one split (21 runs), the camera-ready coupling grid (4 runs)
+    assert len(runs["paper.yaml"]) == 25
     overlay = load_config(REPO / "config" / "ablation-cpu.yaml")  # extends config.yaml
     assert len(expand_runs(overlay)) == 9  # Table 1's 3 x 3 grid at the default's scale
 
