@@ -46,6 +46,7 @@ NEW_VALUES = {
     "loss.mask_p": 2.0,
     "loss.uncertainty_log_var_init": [0.1, 0.2],
     "training.val_max_slices": 7,
+    "training.steps_per_epoch": 2,
     "training.folds": [0, 1],
     "training.mask_dice_timesteps": [50],
     "utility.seeds": [0, 2],
