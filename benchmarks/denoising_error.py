@@ -1,4 +1,4 @@
-"""How well does a trained model denoise real slices at each noise level? Behind the README's "Image realism".
+"""How well does a trained model denoise real slices at each noise level? Behind docs/results/levers.md.
 
     python benchmarks/denoising_error.py results/runs/*/fold0/train/model.pt \
         [--cache results/cache] [--fold 0] [--out results/benchmarks/denoising_error.json]

@@ -1,6 +1,6 @@
 """Which training levers buy image realism within the embedded default's budget? Train one run of the grid
 under config overrides, sample one replica, and score it the way the pipeline does (KID against the real
-test slices of fold 0, lesion rate and area). Behind the README's "Image realism" numbers.
+test slices of fold 0, lesion rate and area). Behind the numbers in docs/results/levers.md.
 
     python benchmarks/realism_levers.py --variants training.lr=1e-3 training.lr=2e-3 \
         "training.lr=2e-3;training.seed=34" --jobs 2 --out results/benchmarks/realism_levers.json

@@ -4,7 +4,7 @@
     python -m slimdiff.config_reference --check    # exit 1 when the page is stale or a key has no description
 
 The schema is the one definition of every key (type, default, description, the rules it reruns); this page is a
-view of it for people, one table per top-level section. tests/test_config_reference.py runs the check.
+view of it for people, one table per top-level section. tests/test_docs.py runs the check.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ PAGE = REPO / "docs" / "reference" / "configuration.md"
 HEADER = """# Configuration reference
 
 <!-- Generated from config/schema.yaml by `python -m slimdiff.config_reference` (make docs). Do not edit by hand:
-     change the schema's descriptions and regenerate; tests/test_config_reference.py fails when this is stale. -->
+     change the schema's descriptions and regenerate; tests/test_docs.py fails when this is stale. -->
 
 Every key the pipeline reads, as config/schema.yaml validates it. A config file names only what it changes;
 `extends:` overlays another file, and `--config key=value` on the Snakemake command line comes last
