@@ -99,8 +99,8 @@ def test_train_lists_the_runs_of_a_config_with_their_folds(capsys):
 
     assert main(["--list-runs", "--config", str(REPO / "config" / "paper.yaml")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 23
-    assert "x0_lp1.5_sc0.5  folds [0, 1, 2]" in lines and "epsilon_lp2.0_sc0.8  folds [0]" in lines
+    assert len(lines) == 25  # Table 1 and its ablation (one split), the camera-ready coupling grid
+    assert "x0_lp1.5_sc0.5@camera_ready  folds [0, 1, 2]" in lines and "epsilon_lp2.0_sc0.8@table1  folds [0]" in lines
 
 
 # A command whose library call fails: with an expected input error, or with a bug (any other exception).

@@ -35,13 +35,24 @@ def differences(got: dict, want: dict) -> list[str]:
     return [f"{k}: {a.get(k, missing)!r} != intended {b.get(k, missing)!r}" for k in keys]
 
 
+def deep_overlay(base: dict, overlay: dict) -> dict:
+    out = dict(base)
+    for key, value in overlay.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = deep_overlay(base[key], value) if both else value
+    return out
+
+
 def intended(name: str) -> dict:
     """What each shipped config means, written out by hand: the paper and the default stand alone, the CPU
-    ablation is the default with its grid replaced."""
+    ablation is the default with its grid replaced, the pilot is the paper with counts changed."""
     read = {n: yaml.safe_load((REPO / "config" / n).read_text()) for n in SHIPPED}
     if name == "ablation-cpu.yaml":
         overlay = {k: v for k, v in read[name].items() if k != "extends"}
         return validate_config({**read["config.yaml"], **overlay})
+    if name == "pilot.yaml":  # the paper's config with counts changed: nested keys overlaid, lists replaced
+        overlay = {k: v for k, v in read[name].items() if k != "extends"}
+        return validate_config(deep_overlay(read["paper.yaml"], overlay))
     assert "extends" not in read[name], f"{name} is a new overlay: say here what it is meant to resolve to"
     return validate_config(read[name])
 
@@ -108,6 +119,7 @@ def project(tmp_path_factory) -> Path:
         shutil.copytree(REPO / name, proj / name, ignore=shutil.ignore_patterns("__pycache__"))
     (proj / "slurm").symlink_to("profiles/slurm")
     (proj / "data" / "ds004199").mkdir(parents=True)
+    (proj / "raw").mkdir()  # pilot.yaml's (slimdiff-pilot prepare writes the cohort there)
     return proj
 
 
