@@ -203,6 +203,7 @@ def tiny_config(tmp: Path) -> Path:
     data["qc"] = {"examples_per_zbin": 2}
     tiny = {
         "data": data,
+        "preprocess": {"brain_extraction": {"backend": "none"}},
         "model": TINY_MODEL,
         "training": {"batch_size": 8, "max_epochs": 1, "threads": 1},
         "sampler": {"steps": 3},
