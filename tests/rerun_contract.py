@@ -22,7 +22,9 @@ from slimdiff.rerun import key_rules
 # Keys that change which jobs exist rather than a rule's params: test_workflow's check_rerun_contract changes
 # each of them on its own (source and raw_dir together) and checks that only the new jobs are scheduled.
 # `protocols` is a map of named protocols whose values reach the rules through the runs (tests/test_paper_protocol.py).
-NOT_DRY_RUN = {"data.source", "data.raw_dir", "experiments", "protocols"}
+# `data.synthetic.as_acquired` cannot change alone: heads with skull need a brain-extraction backend, which adds the
+# preprocess stage's jobs (tests/test_preprocess*.py run that path; test_rerun.py shows the key reaches synth_cohort).
+NOT_DRY_RUN = {"data.source", "data.raw_dir", "experiments", "protocols", "data.synthetic.as_acquired"}
 # Changed values for keys where the schema alone does not give a valid different one.
 NEW_VALUES = {
     "data.synthetic.voxel_mm": [3.0, 4.0],
