@@ -44,7 +44,17 @@ def test_partial_section_keeps_other_defaults():
 def test_invalid_config_names_the_key(bad, where):
     with pytest.raises(ConfigError) as err:
         validate_config(bad, source="my.yaml")
-    assert "my.yaml" in str(err.value) and where in str(err.value)
+    assert f"my.yaml: {where}" in str(err.value).splitlines()[0]
+
+
+def test_every_problem_is_one_line_with_the_source_and_key_path():
+    bad = {"training": {"lr": -1}, "data": {"cache": {"z_bins": 0}}}
+    with pytest.raises(ConfigError) as err:
+        validate_config(bad, source="my.yaml")
+    assert str(err.value).splitlines() == [
+        "my.yaml: data.cache.z_bins: 0 is less than the minimum of 1",
+        "my.yaml: training.lr: -1 is less than or equal to the minimum of 0",
+    ]
 
 
 def test_shipped_configs_validate():

@@ -194,3 +194,22 @@ def test_a_pretrained_grid_may_name_a_protocol():
     )
     assert list(expand_runs(config)) == ["x0_lp1.5_sc0.5@table1", "x0_lp1.5_sc0.5-pretrained@table1"]
     assert list(pretrained_runs(config)) == ["x0_lp1.5_sc0.5-pretrained@table1"]
+
+
+@pytest.mark.parametrize(
+    "grids, line",
+    [
+        ([{}, {"prediction": ["eps"]}], "config: experiments.1.prediction.0: 'eps' is not one of"),
+        ({"p": [0]}, "config: experiments.p.0: 0 is less than or equal to the minimum of 0"),
+    ],
+)
+def test_a_bad_grid_is_named_by_its_key_path_as_validate_config_names_it(grids, line):
+    """An unvalidated config's grids are checked again, with the same error lines as the whole config."""
+    from slimdiff.experiments import experiment_grids
+
+    with pytest.raises(ConfigError) as err:
+        experiment_grids({"experiments": grids})
+    assert str(err.value).startswith(line)
+    with pytest.raises(ConfigError) as whole:
+        validate_config({"experiments": grids}, source="config")
+    assert line in str(whole.value)

@@ -154,24 +154,24 @@ def test_compact_overrides_replace_and_add(tiny_model, tmp_path):
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"format": "tabular", "samples": []}, "format must be 'detailed' (a 'samples' list) or 'compact'"),
+        ({"format": "tabular", "samples": []}, "format: must be 'detailed' (a 'samples' list) or 'compact'"),
         ({}, "unknown format None"),
-        ({"samples": [{"zbin": 1, "lesion": 1}, {"zbin": 1, "control": 2}]}, "duplicate z-bin 1"),
-        ({"defaults": {"zbins": "1,1"}}, "duplicate z-bins"),
-        ({"defaults": {"zbins": "all"}, "overrides": [{"zbin": 2}, {"zbin": 2}]}, "duplicate z-bin 2"),
-        ({"samples": [{"zbin": 4, "lesion": 1}]}, "z-bin 4 is out of range"),
-        ({"samples": [{"zbin": -1, "lesion": 1}]}, "out of range"),
-        ({"defaults": {"zbins": "2-9"}}, "out of range"),
-        ({"samples": [{"zbin": 0, "lesion": -2}]}, "non-negative integer"),
-        ({"samples": [{"zbin": 0, "control": 1.5}]}, "non-negative integer"),
-        ({"defaults": {"lesion": "3"}}, "non-negative integer"),
-        ({"samples": [{"zbin": 0}], "colour": "red"}, "unknown keys ['colour']"),
+        ({"samples": [{"zbin": 1, "lesion": 1}, {"zbin": 1, "control": 2}]}, "samples.1.zbin: duplicate z-bin 1"),
+        ({"defaults": {"zbins": "1,1"}}, "defaults.zbins: duplicate z-bins [1]"),
+        ({"defaults": {"zbins": "all"}, "overrides": [{"zbin": 2}, {"zbin": 2}]}, "overrides.1.zbin: duplicate"),
+        ({"samples": [{"zbin": 4, "lesion": 1}]}, "samples.0.zbin: z-bin 4 is out of range"),
+        ({"samples": [{"zbin": -1, "lesion": 1}]}, "samples.0.zbin: z-bin -1 is out of range"),
+        ({"defaults": {"zbins": "2-9"}}, "defaults.zbins: z-bin 4 is out of range"),
+        ({"samples": [{"zbin": 0, "lesion": -2}]}, "samples.0.lesion: must be a non-negative integer, got -2"),
+        ({"samples": [{"zbin": 0, "control": 1.5}]}, "samples.0.control: must be a non-negative integer"),
+        ({"defaults": {"lesion": "3"}}, "defaults.lesion: must be a non-negative integer, got '3'"),
+        ({"samples": [{"zbin": 0}], "colour": "red"}, "unknown keys ['colour'] (comments must start with '_')"),
     ],
 )
 def test_spec_errors(tiny_model, tmp_path, fields, message):
     with pytest.raises(SpecError) as err:
         parse_spec(write_spec(tmp_path, tiny_model, **fields))
-    assert message in str(err.value) and "spec.json" in str(err.value)
+    assert f"spec.json: {message}" in str(err.value)
 
 
 def test_spec_errors_name_the_key_path_of_every_problem(tmp_path):
@@ -185,18 +185,20 @@ def test_spec_errors_name_the_key_path_of_every_problem(tmp_path):
     spec = write_spec(tmp_path, tmp_path / "missing.pt", **fields)
     with pytest.raises(SpecError) as err:
         parse_spec(spec)
-    message = str(err.value)
-    assert message.startswith(f"{spec}: ") and "model file not found" not in message
-    for problem in (
-        "samples[1]: unknown keys ['lesions'] (comments must start with '_')",
-        "samples[2]: missing required key 'zbin'",
-        "samples[3] must be an object with a 'zbin'",
-        "samples[4].zbin must be an integer z-bin, got '2'",
-        "defaults.zbins must be 'all', 'a-b', 'a,b,c', a list of integers or an integer, got 2.5",
-        "dtype must be float16 or float32, got 'bfloat16'",
-        "seed must be a non-negative integer, got 1.0",
-    ):
-        assert problem in message
+    lines = str(err.value).splitlines()
+    assert "model file not found" not in str(err.value)
+    assert lines == [
+        f"{spec}: {problem}"
+        for problem in (  # one line each, in key order
+            "defaults.zbins: must be 'all', 'a-b', 'a,b,c', a list of integers or an integer, got 2.5",
+            "dtype: must be float16 or float32, got 'bfloat16'",
+            "samples.1: unknown keys ['lesions'] (comments must start with '_')",
+            "samples.2: missing required key 'zbin'",
+            "samples.3: must be an object with a 'zbin' and 'control' and/or 'lesion' counts, got 3",
+            "samples.4.zbin: must be an integer z-bin, got '2'",
+            "seed: must be a non-negative integer, got 1.0",
+        )
+    ]
 
 
 def test_spec_schema_fills_the_defaults():
@@ -213,7 +215,7 @@ def test_spec_schema_fills_the_defaults():
     assert spec["samples"] == [{"zbin": 1, "_note": "x", "control": 0, "lesion": 0}]
     with pytest.raises(SpecError, match="spec.json: missing required key 'output_dir'"):
         validate_spec({"checkpoint_path": "m.pt"}, Path("spec.json"))
-    with pytest.raises(SpecError, match="spec.json: the spec must be a JSON object, got"):
+    with pytest.raises(SpecError, match="spec.json: must be a JSON object, got"):
         validate_spec([1], Path("spec.json"))
 
 

@@ -20,9 +20,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
+from slimdiff import schema
 from slimdiff.errors import SlimdiffInputError
 
 
@@ -32,46 +32,16 @@ class ConfigError(SlimdiffInputError, ValueError):
 
 
 def load_schema() -> dict[str, Any]:
+    """config/schema.yaml (shipped in the package), parsed: every config key, its type, default and description."""
     text = resources.files("slimdiff").joinpath("schema.yaml").read_text()
     return yaml.safe_load(text)
 
 
-def _validator_filling_defaults(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
-    """A Draft 2020-12 validator that also writes each property's `default` into the instance.
-
-    Defaults are filled before the property itself is validated, so nested objects with `default: {}`
-    receive their own defaults in turn (the same behaviour as snakemake.utils.validate).
-    """
-    base = jsonschema.Draft202012Validator
-
-    def set_defaults(validator, properties, instance, schema_):
-        if isinstance(instance, dict):
-            for name, sub in properties.items():
-                if "default" in sub and name not in instance:
-                    instance[name] = copy.deepcopy(sub["default"])
-        yield from base.VALIDATORS["properties"](validator, properties, instance, schema_)
-
-    cls = jsonschema.validators.extend(base, {"properties": set_defaults})
-    return cls(schema)
-
-
-def _innermost(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
-    """For "not valid under any of the given schemas", the sub-error that says what is actually wrong."""
-    while error.validator in ("anyOf", "oneOf") and error.context:
-        # Skip the branches that fail only because the value has another type (a list given to the object form).
-        deeper = [e for e in error.context if not (e.validator == "type" and not e.relative_path)]
-        error = jsonschema.exceptions.best_match(deeper or error.context)
-    return error
-
-
 def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """Return a deep copy of `config` with defaults filled in; raise ConfigError naming every problem."""
+    """Return a deep copy of `config` with defaults filled in; raise ConfigError naming every problem, one line
+    each as `source: key.path: message` (slimdiff.schema)."""
     filled = copy.deepcopy(config) if config is not None else {}
-    validator = _validator_filling_defaults(load_schema())
-    errors = sorted(validator.iter_errors(filled), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = [f"  - {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in map(_innermost, errors)]
-        raise ConfigError(f"{source} does not match config/schema.yaml:\n" + "\n".join(lines))
+    schema.check(filled, schema.validator_filling_defaults(load_schema()), source, ConfigError)
     return filled
 
 

@@ -27,7 +27,8 @@ import itertools
 import re
 from typing import Any
 
-from slimdiff.config import ConfigError, _validator_filling_defaults, load_schema, validate_config
+from slimdiff.config import ConfigError, load_schema, validate_config
+from slimdiff.schema import check, validator_filling_defaults
 
 RUN_SECTIONS = ("model", "diffusion", "sampler", "self_conditioning", "loss", "training")
 
@@ -116,14 +117,13 @@ def experiment_grids(config: dict) -> list[dict[str, Any]]:
     """The config's grids as a list, each with the schema's defaults filled in."""
     grids = config.get("experiments", {})
     grids = grids if isinstance(grids, list) else [grids]
-    schema = load_schema()
-    validator = _validator_filling_defaults({"$defs": schema["$defs"], "$ref": "#/$defs/grid"})
+    defs = load_schema()["$defs"]
+    validator = validator_filling_defaults({"$defs": defs, "$ref": "#/$defs/grid"})
     filled = []
     for i, grid in enumerate(grids):
         grid = copy.deepcopy(grid)
-        errors = [f"experiments[{i}]: {e.message}" for e in validator.iter_errors(grid)]
-        if errors:
-            raise ConfigError("\n".join(errors))
+        at = ("experiments", i) if isinstance(config.get("experiments"), list) else ("experiments",)
+        check(grid, validator, "config", ConfigError, at=at)  # the key paths validate_config names
         filled.append(grid)
     return filled
 

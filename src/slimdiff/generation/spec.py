@@ -9,9 +9,9 @@ with "_" are comments.
 * compact:  "defaults": {"control": 2, "lesion": 2, "zbins": "all" | "0-9" | "1,4,7" | [1, 4] | 3},
             "overrides": [{"zbin": 4, "lesion": 10}, ...]               (sorted by z-bin)
 
-SPEC_SCHEMA (JSON Schema, validated like the pipeline config, defaults filled in) checks the shape of a spec
-and names the key path of every problem; what depends on the model (z-bins in range) and the z-bin lists
-are checked after it.
+SPEC_SCHEMA (JSON Schema, validated like the pipeline config by slimdiff.schema, defaults filled in) checks
+the shape of a spec and names the key path of every problem; what depends on the model (z-bins in range) and
+the z-bin lists are checked after it, their errors in the same `spec.json: key.path: message` form.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from slimdiff.config import _innermost, _validator_filling_defaults
+from slimdiff import schema
 from slimdiff.errors import SlimdiffInputError
 from slimdiff.generation.sampling import Condition
 from slimdiff.model.file import ModelFileError, read_model_file
@@ -148,44 +148,26 @@ def parse_spec(spec_path: str | Path) -> GenerationPlan:
 
 
 def validate_spec(spec, spec_path: Path) -> dict:
-    """The spec with SPEC_SCHEMA's defaults filled in; a SpecError lists every problem with its key path."""
-    validator = _validator_filling_defaults(SPEC_SCHEMA)
-    # An integer is a JSON number without a fraction: 1.0 is not a count (JSON Schema itself would accept it).
-    integers_only = type(validator).TYPE_CHECKER.redefine("integer", lambda _, v: type(v) is int)
-    validator = jsonschema.validators.extend(type(validator), type_checker=integers_only)(SPEC_SCHEMA)
-    errors = sorted(validator.iter_errors(spec), key=lambda e: [str(k) for k in e.absolute_path])
-    problems = list(dict.fromkeys(problem for e in errors for problem in _problems(e)))
-    if problems:
-        raise SpecError(f"{spec_path}: " + "; ".join(problems))
+    """The spec with SPEC_SCHEMA's defaults filled in; a SpecError lists every problem with its key path, one line
+    each (`spec.json: samples.1: unknown keys ['lesions'] ...`, slimdiff.schema's format)."""
+    validator = schema.validator_filling_defaults(SPEC_SCHEMA, integers_only=True)  # 1.0 is not a count
+    schema.check(spec, validator, str(spec_path), SpecError, explain=_explain)
     return spec
 
 
-def _key_path(path) -> str:
-    """samples[2].lesion from the path ("samples", 2, "lesion")."""
-    text = ""
-    for key in path:
-        if isinstance(key, int):
-            text += f"[{key}]"
-        else:
-            text += f".{key}" if text else str(key)
-    return text
-
-
-def _problems(error: jsonschema.ValidationError) -> list[str]:
-    """What is wrong, at which key path: unknown and missing keys by name, a wrong value by what it must be."""
-    where = _key_path(error.absolute_path)
-    prefix = f"{where}: " if where else ""
+def _explain(error: jsonschema.ValidationError) -> list[schema.Problem]:
+    """Unknown and missing keys by name, a wrong value by what it must be (the node's `description`)."""
+    where = error.absolute_path
     if error.validator == "additionalProperties":
         known = error.schema.get("properties", {})
         patterns = error.schema.get("patternProperties", {})
         unknown = sorted(k for k in error.instance if k not in known and not any(re.search(p, k) for p in patterns))
-        return [f"{prefix}unknown keys {unknown} (comments must start with '_')"]
+        return [(where, f"unknown keys {unknown} (comments must start with '_')")]
     if error.validator == "required":
-        return [f"{prefix}missing required key {k!r}" for k in error.validator_value if k not in error.instance]
+        return [(where, f"missing required key {k!r}") for k in error.validator_value if k not in error.instance]
     if "description" in error.schema:
-        return [f"{where or 'the spec'} must be {error.schema['description']}, got {error.instance!r}"]
-    inner = _innermost(error)
-    return [f"{_key_path(inner.absolute_path) or 'the spec'}: {inner.message}"]
+        return [(where, f"must be {error.schema['description']}, got {error.instance!r}")]
+    return schema.explain(error)
 
 
 def _read_json(spec_path: Path):
@@ -230,9 +212,9 @@ def _detailed_entries(samples: list[dict], n_bins: int, spec_path: Path) -> list
     """The samples list in its order; each z-bin at most once."""
     entries, seen = [], set()
     for i, item in enumerate(samples):
-        z = _zbin(item["zbin"], n_bins, f"samples[{i}]", spec_path)
+        z = _zbin(item["zbin"], n_bins, f"samples.{i}.zbin", spec_path)
         if z in seen:
-            raise SpecError(f"{spec_path}: duplicate z-bin {z} in samples (samples[{i}])")
+            raise SpecError(f"{spec_path}: samples.{i}.zbin: duplicate z-bin {z} in samples")
         seen.add(z)
         entries.append((z, item["control"], item["lesion"]))
     return entries
@@ -244,9 +226,9 @@ def _compact_entries(defaults: dict, overrides: list[dict], n_bins: int, spec_pa
     table = {z: (dc, dl) for z in _parse_zbins(defaults["zbins"], n_bins, spec_path)}
     seen = set()
     for i, item in enumerate(overrides):
-        z = _zbin(item["zbin"], n_bins, f"overrides[{i}]", spec_path)
+        z = _zbin(item["zbin"], n_bins, f"overrides.{i}.zbin", spec_path)
         if z in seen:
-            raise SpecError(f"{spec_path}: duplicate z-bin {z} in overrides (overrides[{i}])")
+            raise SpecError(f"{spec_path}: overrides.{i}.zbin: duplicate z-bin {z} in overrides")
         seen.add(z)
         table[z] = (item.get("control", dc), item.get("lesion", dl))
     return [(z, *table[z]) for z in sorted(table)]
@@ -254,7 +236,7 @@ def _compact_entries(defaults: dict, overrides: list[dict], n_bins: int, spec_pa
 
 def _zbin(value: int, n_bins: int, where: str, spec: Path) -> int:
     if not 0 <= value < n_bins:
-        raise SpecError(f"{spec}: {where} z-bin {value} is out of range: the model has z-bins 0-{n_bins - 1}")
+        raise SpecError(f"{spec}: {where}: z-bin {value} is out of range: the model has z-bins 0-{n_bins - 1}")
     return value
 
 
@@ -270,21 +252,21 @@ def _parse_zbins(value, n_bins: int, spec: Path) -> list[int]:
         try:
             lo, hi = (int(v) for v in value.split("-"))
         except ValueError:
-            raise SpecError(f"{spec}: defaults.zbins range {value!r} is not 'a-b'") from None
+            raise SpecError(f"{spec}: defaults.zbins: range {value!r} is not 'a-b'") from None
         if lo > hi:
-            raise SpecError(f"{spec}: defaults.zbins range {value!r} is empty")
+            raise SpecError(f"{spec}: defaults.zbins: range {value!r} is empty")
         numbers = range(lo, hi + 1)
     else:
         try:
             numbers = [int(v) for v in value.split(",")]
         except ValueError:
             raise SpecError(
-                f"{spec}: defaults.zbins {value!r} is not 'all', 'a-b', 'a,b,c', a list or an integer"
+                f"{spec}: defaults.zbins: {value!r} is not 'all', 'a-b', 'a,b,c', a list or an integer"
             ) from None
     bins = [_zbin(v, n_bins, "defaults.zbins", spec) for v in numbers]
     dupes = sorted({b for b in bins if bins.count(b) > 1})
     if dupes:
-        raise SpecError(f"{spec}: duplicate z-bins in defaults.zbins: {dupes}")
+        raise SpecError(f"{spec}: defaults.zbins: duplicate z-bins {dupes}")
     return bins
 
 
