@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import itertools
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from slimdiff.config import ConfigError, load_schema, validate_config
 from slimdiff.schema import check, validator_filling_defaults
@@ -102,8 +102,41 @@ def comparison_family(run: str, fold: int) -> str:
     setting = c["variant"] if c["coin"] == "batch" else f"{c['variant']}, per-sample coin"
     if c["source"] != "trained":
         setting += f", {c['source']}"
-    where = f"fold{fold}@{c['protocol']}" if c["protocol"] else f"fold{fold}"
-    return f"{where}/{setting}/sc{_num(c['sc'])}"
+    return str(Family(int(fold), c["protocol"], setting, c["sc"]))
+
+
+class Family(NamedTuple):
+    """A comparison family's parts. Its name (str) is what summary.json and table.csv key families by;
+    parse_family reads one back, so the table sorts and titles families without re-splitting the name."""
+
+    fold: int
+    protocol: str  # "" for the config's own sections
+    setting: str  # the variant, then ", per-sample coin" and ", pretrained" where they apply
+    sc: float
+
+    @property
+    def variant(self) -> str:
+        return self.setting.split(",")[0]
+
+    @property
+    def sc_text(self) -> str:
+        """The self-conditioning probability as run names write it (0.5, 1.0)."""
+        return _num(self.sc)
+
+    def __str__(self) -> str:
+        where = f"fold{self.fold}@{self.protocol}" if self.protocol else f"fold{self.fold}"
+        return f"{where}/{self.setting}/sc{self.sc_text}"
+
+
+_FAMILY = re.compile(r"fold(?P<fold>\d+)(?:@(?P<protocol>[^/]+))?/(?P<setting>[^/]+)/sc(?P<sc>[^/]+)")
+
+
+def parse_family(family: str) -> Family:
+    """fold0@table1/shared, per-sample coin/sc0.5 -> Family: the inverse of comparison_family."""
+    m = _FAMILY.fullmatch(family)
+    if m is None:
+        raise ValueError(f"{family!r} is not a comparison family like fold0/shared/sc0.5")
+    return Family(int(m["fold"]), m["protocol"] or "", m["setting"], float(m["sc"]))
 
 
 def _deep_merge(base: dict, update: dict) -> dict:

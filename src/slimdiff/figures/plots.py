@@ -20,8 +20,9 @@ Figures are matplotlib Figure objects saved directly, without pyplot: no global 
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Mapping
+from os import PathLike
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from slimdiff.experiments import comparison_family, parse_run
-from slimdiff.figures.table import DICE_METRIC, PRED_ORDER, PRED_TEX, family_title
+from slimdiff.figures.labels import DICE_METRIC, PRED_ORDER, PRED_TEX, family_title
 from slimdiff.io import as_float, atomic_path, read_json
 from slimdiff.metrics.morphology import FEATURES
+from slimdiff.names import FIGURE_METRICS, AggregatedFiles, parse_fold_key, parse_run_fold_key
 
 # Paul Tol colours used by the paper: epsilon orange, v teal, x0 wine.
 COLOURS = {"epsilon": "#EE7733", "v": "#009988", "x0": "#882255"}
@@ -100,14 +102,14 @@ def first_fold(frame: pd.DataFrame) -> pd.DataFrame:
 def similarity_figure(summary_csv, summary_json, out_dir, dpi: int = DEFAULT_DPI) -> list[Path]:
     """The primary family's runs (one fold, one variant, one self-conditioning), so boxes never mix folds."""
     table = pd.read_csv(summary_csv)
-    summary = json.loads(Path(summary_json).read_text())
+    summary = read_json(summary_json)
     family = primary_family(table)
     table = table[[comparison_family(r, f) == family for r, f in zip(table["run"], table["fold"], strict=True)]]
     runs = config_order(table["run"])
     with rc_context(STYLE):
         fig = Figure(figsize=(7.0, 2.6))
         axes = fig.subplots(1, 3)
-        for ax, (metric, title) in zip(axes, [("kid", "KID"), ("lpips", "LPIPS"), ("mmd_mf", "MMD-MF")], strict=True):
+        for ax, (metric, title) in zip(axes, [(m.name, m.label) for m in FIGURE_METRICS], strict=True):
             data = [table.loc[table["run"] == r, metric].dropna().to_numpy() for r in runs]
             pos = np.arange(len(runs))
             for x, r, d in zip(pos, runs, data, strict=True):
@@ -320,7 +322,6 @@ def lesion_feature_figure(lesions: pd.DataFrame, out_dir, dpi: int = DEFAULT_DPI
 
 
 MARKERS = ["o", "s", "^", "D", "v"]
-COUPLING_METRICS = [("kid", "KID"), ("lpips", "LPIPS"), ("mmd_mf", "MMD-MF")]
 
 
 def paired_comparisons(regime_b: dict | None) -> list[tuple[str, str, dict]]:
@@ -343,11 +344,11 @@ def coupling_figure(regime_b: dict, out_dir, dpi: int = DEFAULT_DPI) -> list[Pat
     rows = paired_comparisons(regime_b)
     with rc_context(STYLE):
         fig = Figure(figsize=(7.0, 2.5 * len(rows)))
-        axes = fig.subplots(len(rows), len(COUPLING_METRICS), squeeze=False)
+        axes = fig.subplots(len(rows), len(FIGURE_METRICS), squeeze=False)
         for ax_row, (shared, other, comparison) in zip(axes, rows, strict=True):
             c = parse_run(shared)
             colour = COLOURS.get(c["prediction"], "grey")
-            for ax, (metric, title) in zip(ax_row, COUPLING_METRICS, strict=True):
+            for ax, (metric, title) in zip(ax_row, [(m.name, m.label) for m in FIGURE_METRICS], strict=True):
                 result = comparison.get(metric) or {}
                 a = (result.get("shared") or {}).get("per_fold") or {}
                 b = (result.get(other) or {}).get("per_fold") or {}
@@ -373,7 +374,7 @@ def coupling_figure(regime_b: dict, out_dir, dpi: int = DEFAULT_DPI) -> list[Pat
                 ax.set_xticks([0, 1], ["shared", other.replace("_", " ")])
                 ax.set_xlim(-0.3, 1.35)
                 ax.set_title(f"{title}\n{_difference_label(result)}", fontsize=7)
-                if len(folds) > 0 and metric == COUPLING_METRICS[0][0]:
+                if len(folds) > 0 and metric == FIGURE_METRICS[0].name:
                     ax.legend(frameon=False, fontsize=6, loc="best")
             ax_row[0].set_ylabel(f"{PRED_TEX.get(c['prediction'], c['prediction'])} p{c['p']:g} sc{c['sc']:g}")
         fig.suptitle("Paired by fold (lower is better; Δ = other variant − shared, > 0: shared better)", fontsize=8)
@@ -406,12 +407,12 @@ def utility_seeds(utility: dict | None) -> dict[int, dict[str, dict[str, list[fl
     """{fold: {run: {arm: Dice per seed}}}; a run's `real` arm is its fold's real-only arm, repeated per run so
     each group shows its own reference. A null (undefined) Dice has no point: only defined values are drawn."""
     utility = utility or {}
-    real = {int(f.removeprefix("fold")): arm for f, arm in (utility.get("real") or {}).items()}
+    real = {parse_fold_key(key): arm for key, arm in (utility.get("real") or {}).items()}
     out: dict[int, dict[str, dict[str, list[float]]]] = {}
     for key, arms in (utility.get("runs") or {}).items():
-        run, fold = key.rsplit("/fold", 1)
-        by_arm = {"real": real.get(int(fold)), **arms}
-        out.setdefault(int(fold), {})[run] = {arm: _seed_dice(by_arm.get(arm)) for arm, _, _ in UTILITY_ARMS}
+        run, fold = parse_run_fold_key(key)
+        by_arm = {"real": real.get(fold), **arms}
+        out.setdefault(fold, {})[run] = {arm: _seed_dice(by_arm.get(arm)) for arm, _, _ in UTILITY_ARMS}
     return out
 
 
@@ -477,29 +478,30 @@ def message_figure(message: str, stem: str, title: str, out_dir, dpi: int = DEFA
         return save(fig, Path(out_dir), stem, dpi)
 
 
-def draw_all(
-    summary_json,
-    summary_csv,
-    per_zbin_csv,
-    morphology_csv,
-    tau_csv,
-    lesions_csv,
-    curves_csv,
-    out_dir,
-    dpi: int = DEFAULT_DPI,
+def draw_figures(
+    files: AggregatedFiles | Mapping[str, str | PathLike], out_dir: str | PathLike, dpi: int = DEFAULT_DPI
 ) -> list[Path]:
-    """Every figure, from the metrics files alone; coupling_by_fold only when summary.json has Regime B; utility
-    always (a message figure when summary.json has no utility section)."""
+    """Every figure, from the aggregated metrics files alone (AggregatedFiles, or a mapping with its keys such as
+    rule figures' inputs); coupling_by_fold only when summary.json has Regime B; utility always (a message
+    figure when summary.json has no utility section)."""
+    files = files if isinstance(files, AggregatedFiles) else AggregatedFiles.from_mapping(files)
     out_dir = Path(out_dir)
-    summary = read_json(summary_json)
+    summary = read_json(files.summary)
     regime_b = summary.get("regime_b")
     return (
-        similarity_figure(summary_csv, summary_json, out_dir, dpi)
-        + per_zbin_figure(pd.read_csv(per_zbin_csv), out_dir, dpi)
-        + morphology_figure(pd.read_csv(morphology_csv), out_dir, dpi)
-        + tau_sensitivity_figure(pd.read_csv(tau_csv), out_dir, dpi)
-        + lesion_feature_figure(pd.read_csv(lesions_csv), out_dir, dpi)
-        + training_figure(pd.read_csv(curves_csv), out_dir, dpi)
+        similarity_figure(files.table, files.summary, out_dir, dpi)
+        + per_zbin_figure(pd.read_csv(files.per_zbin), out_dir, dpi)
+        + morphology_figure(pd.read_csv(files.morphology), out_dir, dpi)
+        + tau_sensitivity_figure(pd.read_csv(files.tau), out_dir, dpi)
+        + lesion_feature_figure(pd.read_csv(files.lesions), out_dir, dpi)
+        + training_figure(pd.read_csv(files.curves), out_dir, dpi)
         + (coupling_figure(regime_b, out_dir, dpi) if paired_comparisons(regime_b) else [])
         + utility_figure(summary.get("utility"), out_dir, dpi)
     )
+
+
+def draw_all(*paths: str | PathLike, dpi: int = DEFAULT_DPI) -> list[Path]:
+    """The older positional form (the seven aggregated files in AggregatedFiles' order, then out_dir), kept only
+    while workflow/scripts/figures.py still calls it; new code calls draw_figures."""
+    *files, out_dir = paths
+    return draw_figures(AggregatedFiles(*files), out_dir, dpi)
