@@ -7,6 +7,17 @@ from slimdiff.config import ConfigError, resolve_config, show_config_if_asked, v
 from slimdiff.experiments import expand_runs, parse_run, pretrained_runs, protocols, run_folds
 from slimdiff.gpu_lease import export_settings
 from slimdiff.metrics.pairing import has_paired_folds, variant_pairs
+from slimdiff.names import (
+    AGGREGATE_DIR,
+    FIGURES_DIR,
+    METRICS_DIR,
+    PAPER_DIR,
+    SAMPLES_DIR,
+    TRAIN_DIR,
+    UTILITY_DIR,
+    UTILITY_REAL_DIR,
+    AggregatedFiles,
+)
 from slimdiff.preprocess.cohort import check_config as check_preprocess_config
 from slimdiff.preprocess.cohort import subject_ids as preprocess_subject_ids
 from slimdiff.preprocess.subject import stage_enabled
@@ -45,13 +56,8 @@ VIEW_PROTOCOLS = sorted({p for p in RUN_PROTOCOL.values() if PROTOCOLS[p]["split
 SPLIT_DIR = "results/splits/{protocol}"
 SPLIT_FILES = ["index.csv", "splits.json", "cache_meta.json"]  # with links to the cache's arrays
 export_settings(config["gpu"])  # GPU jobs of this machine lease devices from this list (env, inherited)
-TRAIN_DIR = "results/runs/{run}/fold{fold}/train"
-SAMPLES_DIR = "results/runs/{run}/fold{fold}/samples/replica{replica}"
 GEN = config["generation"]
 ZBINS = [f"{b:02d}" for b in range(DATA["cache"]["z_bins"])]
-METRICS_DIR = "results/runs/{run}/fold{fold}/metrics"
-UTILITY_DIR = "results/runs/{run}/fold{fold}/utility"
-UTILITY_REAL_DIR = "results/utility/real/fold{fold}"  # the real-only arm: one per fold, shared by every run
 # Inception features are cached by content: the cache never changes a result, so it is no rule's param.
 FEATURE_CACHE = "results/metrics/features"
 
@@ -213,7 +219,7 @@ def generate_outputs(ext):
 def run_samples(wildcards):
     """All z-bin files of all replicas of one run and fold: the synthetic set the metrics score."""
     return expand(
-        "results/runs/{run}/fold{fold}/samples/replica{replica}/zbin{zbin}.npz",
+        f"{SAMPLES_DIR}/zbin{{zbin}}.npz",
         run=wildcards.run,
         fold=wildcards.fold,
         replica=run_replicas(wildcards.run),
@@ -234,16 +240,9 @@ def utility_files():
     }
 
 
-# What rule aggregate_metrics writes under results/metrics (the figures and the table read only these).
-AGGREGATED_METRICS = [
-    "summary.json",
-    "summary.csv",
-    "per_zbin.csv",
-    "morphology.csv",
-    "tau_sweep.csv",
-    "lesions.csv",
-    "training_curves.csv",
-]
+# What rule aggregate_metrics writes under results/metrics, by output key (the figures and the table read only
+# these): slimdiff.names.AggregatedFiles, which slimdiff-figures reads too.
+AGGREGATED = AggregatedFiles.in_dir(AGGREGATE_DIR).as_dict()
 FIGURES = [
     "similarity_metrics",
     "per_zbin",
@@ -270,9 +269,9 @@ def sample_grids():
 def zbin_panel_rows():
     """Per z-bin, one (label, samples file) row per run: its first fold, replica 0."""
     first_fold = {run: cfg["training"]["folds"][0] for run, cfg in RUNS.items()}
-    path = "results/runs/{run}/fold{fold}/samples/replica0/zbin{zbin}.npz"
+    path = f"{SAMPLES_DIR}/zbin{{zbin}}.npz"
     return {
-        z: [(f"{run} f{fold}", path.format(run=run, fold=fold, zbin=z)) for run, fold in first_fold.items()]
+        z: [(f"{run} f{fold}", path.format(run=run, fold=fold, replica=0, zbin=z)) for run, fold in first_fold.items()]
         for z in ZBINS
     }
 
@@ -284,15 +283,15 @@ def computed_targets():
         + trained_models()
         + sample_grids()
         + expand("results/samples/zbin{zbin}.png", zbin=ZBINS)
-        + [f"results/metrics/{f}" for f in AGGREGATED_METRICS]
+        + list(AGGREGATED.values())
     )
 
 
 def final_targets():
     return (
         computed_targets()
-        + ["results/paper/table.md"]
-        + expand("results/figures/{stem}.{ext}", stem=FIGURES, ext=["png", "pdf"])
+        + [f"{PAPER_DIR}/table.md"]
+        + expand(f"{FIGURES_DIR}/{{stem}}.{{ext}}", stem=FIGURES, ext=["png", "pdf"])
     )
 
 

@@ -8,18 +8,18 @@ localrules:
 
 rule paper_table:
     input:
-        summary="results/metrics/summary.json",
-        table="results/metrics/summary.csv",
+        summary=AGGREGATED["summary"],
+        table=AGGREGATED["table"],
     output:
         csv=report(
-            "results/paper/table.csv",
+            f"{PAPER_DIR}/table.csv",
             caption="../report/table.rst",
             category="Paper",
             subcategory="Table",
             labels={"table": "similarity by configuration"},
         ),
-        md="results/paper/table.md",
-        tex="results/paper/table.tex",
+        md=f"{PAPER_DIR}/table.md",
+        tex=f"{PAPER_DIR}/table.tex",
     log:
         "results/logs/paper_table/paper_table.log",
     benchmark:
@@ -32,17 +32,11 @@ rule paper_table:
 
 rule figures:
     input:
-        summary="results/metrics/summary.json",
-        table="results/metrics/summary.csv",
-        per_zbin="results/metrics/per_zbin.csv",
-        morphology="results/metrics/morphology.csv",
-        tau="results/metrics/tau_sweep.csv",
-        lesions="results/metrics/lesions.csv",
-        curves="results/metrics/training_curves.csv",
+        **AGGREGATED,  # the keys of slimdiff.names.AggregatedFiles: plots.draw_figures reads them by name
     output:
         **{
             stem: report(
-                f"results/figures/{stem}.png",
+                f"{FIGURES_DIR}/{stem}.png",
                 caption=f"../report/figures/{stem}.rst",
                 category="Paper",
                 subcategory="Figures",
@@ -50,7 +44,7 @@ rule figures:
             )
             for stem in FIGURES
         },
-        pdfs=expand("results/figures/{stem}.pdf", stem=FIGURES),
+        pdfs=expand(f"{FIGURES_DIR}/{{stem}}.pdf", stem=FIGURES),
     params:
         style=settings("figures", "figures"),
     log:

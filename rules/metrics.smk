@@ -120,14 +120,8 @@ rule aggregate_metrics:
         logs=per_run_files(f"{TRAIN_DIR}/log.csv", TRAINED_RUN_FOLDS),
         **utility_files(),
     output:
-        summary="results/metrics/summary.json",
-        table="results/metrics/summary.csv",
-        per_zbin="results/metrics/per_zbin.csv",
-        morphology="results/metrics/morphology.csv",
-        tau="results/metrics/tau_sweep.csv",
-        lesions="results/metrics/lesions.csv",
-        curves="results/metrics/training_curves.csv",
-        headline=directory("results/metrics/headline"),  # DVC's metrics: one flat JSON per run and fold
+        **AGGREGATED,  # summary.json, summary.csv and the stacked per-run tables, by key
+        headline=directory(f"{AGGREGATE_DIR}/headline"),  # DVC's metrics: one flat JSON per run and fold
     params:
         run_folds=RUN_FOLDS,  # the (run, fold) of each per_run_files() input, in the same order
         trained_run_folds=TRAINED_RUN_FOLDS,  # the same for the training logs (pretrained runs have none)

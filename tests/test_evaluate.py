@@ -156,8 +156,9 @@ def test_collect_run_tables_takes_run_and_fold_from_the_caller(tmp_path):
 
 def test_every_metric_is_read_from_its_json_key(tmp_path):
     """merge_run_metrics, the summary table, the baseline and its spread all read the same key per metric."""
-    from slimdiff.metrics.evaluate import METRIC_KEYS, METRICS
+    from slimdiff.names import METRIC_NAMES, METRICS
 
+    METRIC_KEYS = {m.name: m.entry_key for m in METRICS}  # the one definition of where each value sits
     assert METRIC_KEYS == {
         "kid": "kid_mean",
         "fid": "fid",
@@ -165,7 +166,7 @@ def test_every_metric_is_read_from_its_json_key(tmp_path):
         "mmd_mf": "mmd_mf_mean",
         "mmd_pl": "mmd_pl_mean",
     }
-    assert METRICS == tuple(METRIC_KEYS)
+    assert METRIC_NAMES == tuple(METRIC_KEYS)
     values = {"kid_mean": 0.1, "fid": 20.0, "lpips_mean": 0.3, "mmd_mf_mean": 0.4, "mmd_pl_mean": 0.5}
     mask_keys = ["mmd_mf_mean", "mmd_pl_mean"]
 
@@ -188,7 +189,7 @@ def test_every_metric_is_read_from_its_json_key(tmp_path):
     stds = {"kid_std": 0.01, "lpips_std": 0.03, "mmd_mf_std": 0.04, "mmd_pl_std": 0.05}
     (tmp_path / "baseline.json").write_text(json.dumps({**values, **stds}))
     summary = aggregate(metric_files, tmp_path / "baseline.json", tmp_path / "s.json", tmp_path / "s.csv")
-    assert {m: summary["baseline"][m] for m in METRICS} == {m: values[k] for m, k in METRIC_KEYS.items()}
+    assert {m: summary["baseline"][m] for m in METRIC_NAMES} == {m: values[k] for m, k in METRIC_KEYS.items()}
     assert summary["baseline_std"] == {"kid": 0.01, "fid": None, "lpips": 0.03, "mmd_mf": 0.04, "mmd_pl": 0.05}
     table = pd.read_csv(tmp_path / "s.csv")
     for metric, key in METRIC_KEYS.items():

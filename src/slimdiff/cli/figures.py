@@ -27,21 +27,17 @@ def main(argv: list[str] | None = None) -> int:
         from slimdiff.figures import plots
         from slimdiff.figures.table import CONFIGURATION, write_tables
         from slimdiff.io import read_json
+        from slimdiff.names import AggregatedFiles
 
         res = Path(args.results)
-        summary_csv, summary_json = res / "metrics" / "summary.csv", res / "metrics" / "summary.json"
-        needed = [summary_csv, summary_json]
-        if not args.table_only:
-            needed += [
-                res / "metrics" / n
-                for n in ("per_zbin.csv", "morphology.csv", "tau_sweep.csv", "lesions.csv", "training_curves.csv")
-            ]
-        for f in needed:
+        files = AggregatedFiles.in_dir(res / "metrics")
+        needed = [files.table, files.summary] if args.table_only else list(files.as_dict().values())
+        for f in map(Path, needed):
             if not f.exists():
                 raise MissingInputError(f"{f}: missing; run the metrics stage first")
-        summary = read_json(summary_json)
+        summary = read_json(files.summary)
         table = write_tables(
-            pd.read_csv(summary_csv),
+            pd.read_csv(files.table),
             summary["baseline"],
             args.paper or res / "paper",
             summary.get("regime_b"),
@@ -51,18 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.table_only:
             return
         out = Path(args.figures or res / "figures")
-        m = res / "metrics"
-        plots.draw_all(
-            summary_json,
-            summary_csv,
-            m / "per_zbin.csv",
-            m / "morphology.csv",
-            m / "tau_sweep.csv",
-            m / "lesions.csv",
-            m / "training_curves.csv",
-            out,
-            dpi=args.dpi,
-        )
+        plots.draw_figures(files, out, dpi=args.dpi)
         print(f"{int((table['kind'] == CONFIGURATION).sum())} configurations; figures in {out}")
 
     return run(body, "slimdiff-figures")

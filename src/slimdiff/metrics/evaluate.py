@@ -27,13 +27,9 @@ from slimdiff.io import as_float, read_json, write_json, write_text
 from slimdiff.metrics import stats
 from slimdiff.metrics.lesion_stats import lesion_stats
 from slimdiff.metrics.morphology import lesion_features, mmd_mf, tau_sweep, wasserstein_per_feature
+from slimdiff.names import LESION_COLUMNS, METRIC_NAMES, METRICS, run_fold_key
 
 log = logging.getLogger(__name__)
-
-# Each metric's value in a replica's entry of image.json/mask.json and in the baseline JSON: KID, LPIPS,
-# MMD-MF and MMD-PL are means over subsets or pairs (their spread is `<metric>_std`), FID is one number.
-METRIC_KEYS = {"kid": "kid_mean", "fid": "fid", "lpips": "lpips_mean", "mmd_mf": "mmd_mf_mean", "mmd_pl": "mmd_pl_mean"}
-METRICS = tuple(METRIC_KEYS)
 
 
 def real_split(cache_dir: str | Path, fold: int, role: str) -> dict[str, np.ndarray]:
@@ -263,14 +259,14 @@ def merge_run_metrics(image_json, mask_json, out_json) -> dict:
     masks = {m["replica"]: m for m in msk["replicas"]}
     replicas = [_merge_replica(r, masks.get(r["replica"], {})) for r in img["replicas"]]
     summary = {}
-    for name, key in METRIC_KEYS.items():
-        summary[name] = _over_replicas([as_float(r.get(key)) for r in replicas], key)
+    for m in METRICS:
+        summary[m.name] = _over_replicas([as_float(r.get(m.entry_key)) for r in replicas], m.entry_key)
     for name in LESION_COLUMNS:
         summary[name] = _over_replicas([_lesion_value(r, name) for r in replicas], f"lesion_stats.{name}")
     if img.get("scoring") == "merged":  # one pooled set: its spread over subsets (KID, MMD) or pairs (LPIPS)
-        for name, key in METRIC_KEYS.items():
-            within = replicas[0].get(key.replace("_mean", "_std")) if key.endswith("_mean") and replicas else None
-            summary[name]["within_std"] = as_float(within)
+        for m in METRICS:
+            within = replicas[0].get(m.spread_key) if m.has_spread and replicas else None
+            summary[m.name]["within_std"] = as_float(within)
     result = {
         "run": img["run"],
         "fold": img["fold"],
@@ -296,10 +292,6 @@ def _over_replicas(values: list[float], key: str) -> dict:
         why = f"undefined in every replica (replicas[].{key}; see their null_reasons)"
         out["null_reasons"] = {"mean": why, "std": why}
     return out
-
-
-# Lesion counts carried from mask.json into metrics.json, summary.csv and the table (see lesion_stats.py).
-LESION_COLUMNS = ("n_lesions", "lesion_rate_cls1", "lesion_rate_cls0", "area_median")
 
 
 def _lesion_value(replica: dict, name: str) -> float:
@@ -425,12 +417,12 @@ def aggregate(
     baseline = read_json(baseline_file)
     table = replica_table(runs)
     summary = {
-        "runs": {f"{m['run']}/fold{m['fold']}": m["summary"] for m in runs},
-        "baseline_std": {name: baseline.get(f"{name}_std") for name in METRIC_KEYS},  # FID has none: null
+        "runs": {run_fold_key(m["run"], m["fold"]): m["summary"] for m in runs},
+        "baseline_std": {name: baseline.get(f"{name}_std") for name in METRIC_NAMES},  # FID has none: null
         "baseline": _baseline_values(baseline),
         "statistics": regime_a(table),
         # synthetic vs test nearest-neighbour distances to the training set, per run and fold
-        "memorization": {f"{m['run']}/fold{m['fold']}": m.get("memorization") for m in runs},
+        "memorization": {run_fold_key(m["run"], m["fold"]): m.get("memorization") for m in runs},
     }
     paired = regime_b(runs, table)
     if paired:
@@ -468,7 +460,7 @@ def replica_table(runs: list[dict]) -> pd.DataFrame:
                     "family": comparison_family(m["run"], m["fold"]),
                     "replica": rep["replica"],
                     "scoring": m.get("scoring", "per_replica"),  # merged: the replica is the pool of all of them
-                    **{name: as_float(rep.get(key)) for name, key in METRIC_KEYS.items()},
+                    **{metric.name: as_float(rep.get(metric.entry_key)) for metric in METRICS},
                     **{name: _lesion_value(rep, name) for name in LESION_COLUMNS},
                     **(_within(rep) if m.get("scoring") == "merged" else {}),
                 }
@@ -478,11 +470,7 @@ def replica_table(runs: list[dict]) -> pd.DataFrame:
 
 def _within(pool: dict) -> dict:
     """A merged pool's own spread (`<metric>_within`): over subsets (KID, MMD-MF, MMD-PL) or pairs (LPIPS)."""
-    return {
-        f"{name}_within": as_float(pool.get(key[: -len("_mean")] + "_std"))
-        for name, key in METRIC_KEYS.items()
-        if key.endswith("_mean")
-    }
+    return {f"{m.name}_within": as_float(pool.get(m.spread_key)) for m in METRICS if m.has_spread}
 
 
 def regime_a(table: pd.DataFrame) -> dict:
@@ -499,14 +487,14 @@ def regime_a(table: pd.DataFrame) -> dict:
             for family in order
             if table.loc[table["family"] == family, "run"].nunique() > 1
         }
-        for metric in METRICS
+        for metric in METRIC_NAMES
     }
 
 
 def _baseline_values(baseline: dict) -> dict:
     """The baseline's metrics, and the real test set's own lesion counts."""
     return {
-        **{name: as_float(baseline.get(key)) for name, key in METRIC_KEYS.items()},
+        **{m.name: as_float(baseline.get(m.entry_key)) for m in METRICS},
         **{name: _lesion_value(baseline, name) for name in LESION_COLUMNS},
     }
 
@@ -536,7 +524,7 @@ def regime_b(runs: list[dict], table: pd.DataFrame) -> dict:
                 )
     if not has_paired_folds(pairs):
         return {}
-    value = {(m["run"], int(m["fold"]), metric): _fold_value(m, metric, table) for m in runs for metric in METRICS}
+    value = {(m["run"], int(m["fold"]), metric): _fold_value(m, metric, table) for m in runs for metric in METRIC_NAMES}
     folds = {}
     for m in runs:
         folds.setdefault(m["run"], []).append(int(m["fold"]))
@@ -555,7 +543,7 @@ def regime_b(runs: list[dict], table: pd.DataFrame) -> dict:
                     f"both runs exist on {len(p['paired_folds'])} fold(s); a paired comparison needs {MIN_PAIRS}"
                 )
                 continue
-            for metric in METRICS:
+            for metric in METRIC_NAMES:
                 comparison[metric] = stats.paired_by_fold(
                     {f: value[shared, f, metric] for f in folds[shared]},
                     {f: value[other, f, metric] for f in folds[other]},

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 from slimdiff.io import atomic_dir, write_json
+from slimdiff.names import fold_key, parse_run_fold_key
 
 # Column -> where in a summary.json `runs` entry: the mean over replicas of the image and mask metrics.
 RUN_COLUMNS = {
@@ -61,8 +62,8 @@ def headline(summary: dict) -> dict[str, dict[str, float | None]]:
             col: _stat(metrics.get(name), "std" if col.endswith("_std") else "mean")
             for col, name in RUN_COLUMNS.items()
         }
-        fold = key.rsplit("/", 1)[-1]  # "fold<K>": the real-only arm is per fold
-        arms = {**(util_runs.get(key) or {}), "real": util_real.get(fold)}
+        _, fold = parse_run_fold_key(key)
+        arms = {**(util_runs.get(key) or {}), "real": util_real.get(fold_key(fold))}  # the real-only arm is per fold
         row.update({col: _utility_dice(arms.get(arm)) for col, arm in UTILITY_COLUMNS.items()})
         out[key] = row
     base = summary.get("baseline") or {}

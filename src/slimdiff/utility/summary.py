@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from slimdiff.io import read_json
+from slimdiff.names import fold_key, run_fold_key
 from slimdiff.utility.segmenter import paired_comparison
 
 REAL, SYNTHETIC_ARMS = "real", ("real+syn", "syn")
@@ -28,8 +29,8 @@ def utility_section(run_files: Iterable[str | Path], real_files: Iterable[str | 
     reals = [read_json(p) for p in real_files]
     real_by_fold = {int(r["fold"]): r["results"][REAL] for r in reals}
     section = {
-        "real": {f"fold{fold}": arm for fold, arm in sorted(real_by_fold.items())},
-        "runs": {f"{r['run']}/fold{r['fold']}": {a: r["results"][a] for a in SYNTHETIC_ARMS} for r in runs},
+        "real": {fold_key(fold): arm for fold, arm in sorted(real_by_fold.items())},
+        "runs": {run_fold_key(r["run"], r["fold"]): {a: r["results"][a] for a in SYNTHETIC_ARMS} for r in runs},
         "comparison": {},
     }
     by_run: dict[str, list[dict]] = {}
