@@ -36,6 +36,7 @@ import yaml
 from slimdiff.config import read_config_file, validate_config
 from slimdiff.errors import SlimdiffInputError
 from slimdiff.io import write_json, write_text
+from slimdiff.names import TRAIN_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 PILOT_DIR = Path("results/pilot")
@@ -709,7 +710,7 @@ def training_seconds(workdir: str | Path, bench: pd.DataFrame) -> dict[tuple[str
     out = {}
     for name in bench.loc[bench["rule"] == "train", "job"]:
         job = parse_job("train", name)
-        log_csv = Path(workdir) / "results" / "runs" / str(job.run) / f"fold{job.fold}" / "train" / "log.csv"
+        log_csv = Path(workdir) / TRAIN_DIR.format(run=job.run, fold=job.fold) / "log.csv"
         if job.run is not None and log_csv.is_file():
             seconds = pd.read_csv(log_csv)["seconds"].sum()
             if seconds > 0:
