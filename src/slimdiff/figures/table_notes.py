@@ -65,7 +65,9 @@ MERGED_NOTE = (
 def notes(table: pd.DataFrame, sections: bool) -> str:
     """The lines under the Markdown table; without the utility columns, exactly as before they existed."""
     dice = has_dice(table)
-    lower = "Lower is better for " + ("KID, LPIPS, MMD-MF and FID" if dice else "every metric")
+    labels = [m.label for m in metric_columns(table)]
+    ranked = ", ".join(labels[:-1]) + " and " + labels[-1]
+    lower = "Lower is better for " + (ranked if dice else "every metric")
     text = f"{lower}; best in bold, worst underlined; mean ± std over replicas."
     if sections:
         text = (
