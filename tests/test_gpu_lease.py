@@ -6,13 +6,10 @@ import random
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from slimdiff import gpu_lease
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_devices_come_from_env_then_visible_devices(monkeypatch):
@@ -105,9 +102,8 @@ rule gpu_job:
 """
 
 _JOB = """
-import json, os, sys, time
-sys.path.insert(0, {scripts!r})
-from _log import to_rule_log
+import json, os, time
+from slimdiff.rule_log import to_rule_log
 to_rule_log(snakemake)
 start = time.time()
 time.sleep(2.0)
@@ -119,7 +115,7 @@ open(snakemake.output[0], "w").write(json.dumps(record))
 def test_four_gpu_jobs_on_two_devices_never_share_one(tmp_path):
     """`--resources gpu=2` over the configured devices [0, 1]: 4 jobs, 2 at a time, each on its own device."""
     (tmp_path / "Snakefile").write_text(_SNAKEFILE)
-    (tmp_path / "job.py").write_text(_JOB.format(scripts=str(REPO / "workflow" / "scripts")))
+    (tmp_path / "job.py").write_text(_JOB)
     env = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")}
     env.pop(gpu_lease.DEVICES_ENV, None)
     cmd = ["snakemake", "--cores", "4", "--resources", "gpu=2", "--config", "gpu={devices: [0, 1], lock_dir: locks}"]

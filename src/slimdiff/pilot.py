@@ -37,6 +37,7 @@ from slimdiff.config import read_config_file, validate_config
 from slimdiff.errors import SlimdiffInputError
 from slimdiff.io import write_json, write_text
 from slimdiff.names import TRAIN_DIR
+from slimdiff.rule_log import GPU_PEAK_PREFIX  # the line a CUDA job's rule log ends with
 
 REPO = Path(__file__).resolve().parents[2]
 PILOT_DIR = Path("results/pilot")
@@ -222,7 +223,6 @@ def executed_rules(workdir: str | Path) -> set[str]:
 # Measurements: Snakemake's benchmark files (one per job), the GPU peak line of each job's log.
 
 BENCHMARK_COLUMNS = {"s": "wall_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_s"}
-GPU_PEAK_PREFIX = "peak GPU memory"  # the line workflow/scripts/_log.py writes at a CUDA job's exit
 _GPU_PEAK = re.compile(re.escape(GPU_PEAK_PREFIX) + r" ([0-9.]+) MiB on (.+)$")
 _JOB_NAME = re.compile(
     r"^(?P<run>.+?)_fold(?P<fold>\d+)(?:_replica(?P<replica>\d+))?(?:_zbin(?P<zbin>\d+))?$|^fold(?P<fold_only>\d+)$"

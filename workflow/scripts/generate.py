@@ -1,31 +1,29 @@
 """Rule generate: the samples of one z-bin (or of every z-bin) for one run, fold and replica."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _log import to_rule_log  # noqa: E402
+from slimdiff.rule_log import to_rule_log
 
-to_rule_log(snakemake)  # noqa: F821 - first, so every library logger writes to the rule log
+to_rule_log(snakemake)  # first, so every library logger writes to the rule log
 
-import torch  # noqa: E402
+import torch
 
-from slimdiff.generation.runner import generate_to_dir  # noqa: E402
-from slimdiff.generation.sampling import Condition  # noqa: E402
+from slimdiff.generation.runner import generate_to_dir
+from slimdiff.generation.sampling import Condition
 
-torch.set_num_threads(snakemake.threads)  # noqa: F821
+torch.set_num_threads(snakemake.threads)
 # params hold what the samples depend on (the run's protocol's generation settings); the runtime values (batch
 # size, channels_last) are the config's.
-gen = {**snakemake.config["generation"], **snakemake.params.generation}  # noqa: F821
-sampler = snakemake.params.sampler  # noqa: F821
-samples = [str(p) for p in snakemake.output if str(p).endswith(".npz")]  # noqa: F821 - one or every z-bin
+gen = {**snakemake.config["generation"], **snakemake.params.generation}
+sampler = snakemake.params.sampler
+samples = [str(p) for p in snakemake.output if str(p).endswith(".npz")]  # one or every z-bin
 zbins = [int(Path(p).stem.removeprefix("zbin")) for p in samples]  # generation.job_unit decides how many
 written = generate_to_dir(
-    snakemake.input.model,  # noqa: F821
+    snakemake.input.model,
     Path(samples[0]).parent,
     [Condition(z, c, gen["n_per_condition"]) for z in zbins for c in gen["classes"]],
     seed=gen["seed"],
-    replica=int(snakemake.wildcards.replica),  # noqa: F821
+    replica=int(snakemake.wildcards.replica),
     batch_size=gen["batch_size"],
     dtype=gen["dtype"],
     sampler_overrides={k: sampler[k] for k in ("steps", "eta", "spacing", "guidance_scale")},

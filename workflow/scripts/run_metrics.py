@@ -1,13 +1,9 @@
 """Rule run_metrics: one metrics.json per run and fold (DVC metrics)."""
 
-import sys
-from pathlib import Path
+from slimdiff.rule_log import to_rule_log
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _log import to_rule_log  # noqa: E402
+to_rule_log(snakemake)  # first, so every library logger writes to the rule log
 
-to_rule_log(snakemake)  # noqa: F821 - first, so every library logger writes to the rule log
+from slimdiff.metrics.evaluate import merge_run_metrics
 
-from slimdiff.metrics.evaluate import merge_run_metrics  # noqa: E402
-
-merge_run_metrics(snakemake.input.image, snakemake.input.mask, snakemake.output[0])  # noqa: F821
+merge_run_metrics(snakemake.input.image, snakemake.input.mask, snakemake.output[0])

@@ -1,22 +1,20 @@
 """Rule split_view: a protocol's folds as a view of the cache (same arrays and test set)."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _log import to_rule_log  # noqa: E402
+from slimdiff.rule_log import to_rule_log
 
-to_rule_log(snakemake)  # noqa: F821 - first, so every library logger writes to the rule log
+to_rule_log(snakemake)  # first, so every library logger writes to the rule log
 
-import logging  # noqa: E402
+import logging
 
-from slimdiff.data.splits import write_split_view  # noqa: E402
+from slimdiff.data.splits import write_split_view
 
-protocol = snakemake.wildcards.protocol  # noqa: F821
+protocol = snakemake.wildcards.protocol
 splits = write_split_view(
-    Path(snakemake.input.cache_meta).parent,  # noqa: F821
-    Path(snakemake.output.cache_meta).parent,  # noqa: F821
-    dict(snakemake.params.split),  # noqa: F821
+    Path(snakemake.input.cache_meta).parent,
+    Path(snakemake.output.cache_meta).parent,
+    dict(snakemake.params.split),
     protocol,
 )
 for fold in splits["folds"]:

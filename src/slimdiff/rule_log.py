@@ -1,19 +1,34 @@
-"""Route a Snakemake script's logging, warnings and stderr to the rule's log file; lease a GPU for GPU jobs."""
+"""The glue every workflow script (workflow/scripts/*.py) starts with: route the job's logging, warnings and
+stderr to its rule's log file, and lease a GPU for a GPU job.
+
+It lives in the package, not beside the scripts, so a script imports it like any other module: Snakemake runs a
+script from a copy under .snakemake/scripts, and with `--sdm conda` in envs/slimdiff.yaml, which installs this
+package too. It must be imported before anything imports torch, since the GPU lease sets CUDA_VISIBLE_DEVICES.
+"""
+
+from __future__ import annotations
 
 import atexit
 import logging
 import os
 import platform
 import sys
+from typing import TYPE_CHECKING
 
 from slimdiff import provenance
 from slimdiff.gpu_lease import lease_gpu
 
-GPU_PEAK_PREFIX = "peak GPU memory"  # slimdiff.pilot.GPU_PEAK_PREFIX reads it
+if TYPE_CHECKING:
+    from snakemake.script import Snakemake
+
+GPU_PEAK_PREFIX = "peak GPU memory"  # the line a CUDA job's log ends with; slimdiff.pilot reads it
 
 
-def to_rule_log(snakemake) -> None:
-    """Call first in every rule script, before anything imports torch (the GPU lease must come first)."""
+def to_rule_log(snakemake: Snakemake, *, lease: bool = True) -> None:
+    """Call first in every rule script, before anything imports torch (the GPU lease must come first).
+
+    `lease=False` leaves the GPU lease to the script: a DDP training takes its N devices at once.
+    """
     handle = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115 - lives as long as the job
     sys.stderr = sys.stdout = handle  # progress bars and library prints land in the log too
     logging.basicConfig(
@@ -29,7 +44,7 @@ def to_rule_log(snakemake) -> None:
         if "SLURM_ARRAY_JOB_ID" in env:
             array = f" (array {env['SLURM_ARRAY_JOB_ID']} task {env.get('SLURM_ARRAY_TASK_ID')})"
         logging.getLogger("slimdiff").info("in SLURM job %s%s on %s", env["SLURM_JOB_ID"], array, platform.node())
-    if snakemake.resources.get("gpu", 0):
+    if lease and snakemake.resources.get("gpu", 0):
         lease_gpu()  # held until the job's process exits, crash or kill included
     atexit.register(_log_gpu_peak)
 
