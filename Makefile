@@ -65,15 +65,16 @@ ablation: $(STAMP)
 
 # The paper grid executed for real at the paper's geometry with small counts (config/pilot.yaml), in its own
 # folder results/pilot; ends with the rule check and results/pilot/report.md (measured cost per rule, the full
-# grid's extrapolated cost). RAW_DIR=path runs it on your cohort instead of a generated one (docs/how-to/pilot.md).
+# grid's extrapolated cost), also on the front page of results/pilot/report.html. RAW_DIR=path runs it on your
+# cohort instead of a generated one (docs/how-to/pilot.md).
 PILOT_DIR    := results/pilot
 PILOT_CONFIG ?= config/pilot.yaml
 pilot: $(STAMP)
 	@python -m slimdiff.workflow_lock $(PILOT_DIR)
 	slimdiff-pilot prepare --config $(PILOT_CONFIG) --workdir $(PILOT_DIR) $(if $(RAW_DIR),--raw-dir $(abspath $(RAW_DIR)))
 	snakemake --directory $(PILOT_DIR) --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile $(PILOT_DIR)/config.yaml
-	snakemake --directory $(PILOT_DIR) --cores 1 --configfile $(PILOT_DIR)/config.yaml --report $(CURDIR)/$(PILOT_DIR)/report.html
 	slimdiff-pilot report --workdir $(PILOT_DIR) --command "make pilot$(if $(RAW_DIR), RAW_DIR=$(RAW_DIR))"
+	snakemake --directory $(PILOT_DIR) --cores 1 --configfile $(PILOT_DIR)/config.yaml --report $(CURDIR)/$(PILOT_DIR)/report.html
 
 dryrun: $(STAMP)
 	snakemake -n --configfile config/config.yaml

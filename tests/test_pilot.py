@@ -39,6 +39,7 @@ COUNT_KEYS = (
     "utility.steps",
 )
 INPUT_KEYS = ("data.raw_dir", "data.source", "data.synthetic.", "preprocess.brain_extraction.backend")
+REPORT_KEYS = ("figures.report_pages",)  # the pilot report on the Snakemake report's front page
 
 
 def _count_key(key: str) -> str:
@@ -72,7 +73,7 @@ def test_pilot_changes_counts_only():
         _flat({k: v for k, v in ours.items() if k != "experiments"}),
     )
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    allowed = [k for k in changed if _count_key(k) in COUNT_KEYS or k.startswith(INPUT_KEYS)]
+    allowed = [k for k in changed if _count_key(k) in COUNT_KEYS or k.startswith(INPUT_KEYS + REPORT_KEYS)]
     assert changed == allowed, f"pilot.yaml changes more than counts: {sorted(set(changed) - set(allowed))}"
     assert ours["data"]["cache"]["roi_size"] == [160, 160, 160] and ours["data"]["cache"]["z_bins"] == 30
     assert (
@@ -226,3 +227,31 @@ def test_report_extrapolates_known_answers(tmp_path):
     text = pilot.render(costing, {"commit": "abc", "cpu": "test CPU", "cores": 2}, "make pilot", [], "synthetic")
     assert "| train | 1 | 20.0 |" in text and "every rule of the paper's DAG ran" in text
     assert "GPU peak" in text and "test CPU, 2 cores" in text
+
+
+def test_the_pilot_report_is_on_the_snakemake_reports_front_page(tmp_path, monkeypatch):
+    """report/workflow.rst, rendered as Snakemake renders it (Jinja, then docutils), shows the pages that
+    figures.report_pages names; `slimdiff-pilot prepare` writes a placeholder so the report builds before the
+    pilot report exists."""
+    import jinja2
+    from docutils.core import publish_parts
+
+    workdir = tmp_path / "pilot"
+    pilot.prepare(PILOT, workdir, raw_dir=_fake_cohort(tmp_path / "raw"), paper_file=PAPER)
+    assert "has not finished" in (workdir / "report.md").read_text()
+    config = pilot.resolved(PILOT)
+    assert config["figures"]["report_pages"] == ["report.md"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "report.md").write_text("| rule | jobs |\n|---|---:|\n| train | 10 |\nextrapolated: 42.0 GPU-h\n")
+
+    class Snakemake:
+        pass
+
+    Snakemake.config = config
+    rst = jinja2.Environment().from_string((REPO / "report" / "workflow.rst").read_text())
+    html = publish_parts(rst.render(snakemake=Snakemake, files=[], categories={}), writer_name="html")["html_body"]
+    assert "extrapolated: 42.0 GPU-h" in html and "| train | 10 |" in html
+    default = validate_config({})
+    Snakemake.config = default
+    html = publish_parts(rst.render(snakemake=Snakemake, files=[], categories={}), writer_name="html")["html_body"]
+    assert "GPU-h" not in html

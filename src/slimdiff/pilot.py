@@ -146,6 +146,9 @@ def prepare(
         + yaml.safe_dump(overlay, sort_keys=False),
     )
     config = resolved(run_config)
+    for page in config["figures"]["report_pages"]:  # the Snakemake report includes them: present from the start
+        if not (workdir / page).exists():
+            write_text(workdir / page, "The pilot has not finished: `slimdiff-pilot report` writes this page.\n")
     if raw_dir is None:
         if config["data"]["source"] != "raw":
             raise PilotError(f"{config_file}: the pilot reads its cohort as raw data (data.source: raw)")
