@@ -498,10 +498,3 @@ def draw_figures(
         + (coupling_figure(regime_b, out_dir, dpi) if paired_comparisons(regime_b) else [])
         + utility_figure(summary.get("utility"), out_dir, dpi)
     )
-
-
-def draw_all(*paths: str | PathLike, dpi: int = DEFAULT_DPI) -> list[Path]:
-    """The older positional form (the seven aggregated files in AggregatedFiles' order, then out_dir), kept only
-    while workflow/scripts/figures.py still calls it; new code calls draw_figures."""
-    *files, out_dir = paths
-    return draw_figures(AggregatedFiles(*files), out_dir, dpi)
