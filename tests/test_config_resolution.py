@@ -107,6 +107,9 @@ def test_bad_extends_names_the_file(tmp_path, files, message):
 
 
 # ---- what Snakemake resolves, through each entry point ----
+# Each resolution is a dry run of the workflow (seconds; the paper's grid the longest): the tests below share one
+# project and one worker (xdist group), and a command line resolved once is not resolved again.
+RESOLVE = pytest.mark.xdist_group("resolve_project")
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +126,18 @@ def project(tmp_path_factory) -> Path:
     return proj
 
 
+_resolved: dict[tuple, dict] = {}
+
+
 def resolved_by_snakemake(proj: Path, *args: str) -> dict:
-    """The config the Snakefile resolves for this command line (a dry run of one cheap target)."""
+    """The config the Snakefile resolves for this command line (a dry run of one cheap target), once per
+    project and command line."""
+    if (proj, args) not in _resolved:
+        _resolved[proj, args] = _resolve(proj, *args)
+    return _resolved[proj, args]
+
+
+def _resolve(proj: Path, *args: str) -> dict:
     out = proj / f"resolved-{os.getpid()}-{len(list(proj.glob('resolved-*')))}.yaml"
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SLIMDIFF_SHOW_CONFIG": str(out)}
     cmd = [str(BIN / "snakemake"), "results/cache/cache_meta.json", "-n", "--quiet", *args]
@@ -133,16 +146,19 @@ def resolved_by_snakemake(proj: Path, *args: str) -> dict:
     return yaml.safe_load(out.read_text())
 
 
+@RESOLVE
 @pytest.mark.parametrize("name", SHIPPED)
 def test_configfile_runs_the_named_config(project, name):
     got = resolved_by_snakemake(project, "--configfile", f"config/{name}")
     assert differences(got, intended(name)) == []
 
 
+@RESOLVE
 def test_no_configfile_runs_config_yaml(project):
     assert differences(resolved_by_snakemake(project), intended("config.yaml")) == []
 
 
+@RESOLVE
 def test_paper_by_configfile_equals_paper_copied_over_the_default(project, tmp_path):
     by_flag = resolved_by_snakemake(project, "--configfile", "config/paper.yaml")
     copied = tmp_path / "copied"
@@ -163,6 +179,7 @@ def test_dvc_stages_run_the_config_snakemake_runs():
         assert "--configfile" not in stage["cmd"] and "--config " not in stage["cmd"], name
 
 
+@RESOLVE
 def test_command_line_overrides_come_last(project):
     # (Snakemake reads nested --config values as strings: a string-valued key shows the merge)
     got = resolved_by_snakemake(project, "--configfile", "config/ablation-cpu.yaml", "--config", "data={raw_dir: x}")
@@ -171,6 +188,7 @@ def test_command_line_overrides_come_last(project):
     assert differences(got, want) == []
 
 
+@RESOLVE
 def test_slimdiff_config_prints_what_snakemake_resolves(project):
     proc = subprocess.run(
         [str(BIN / "slimdiff-config"), "config/ablation-cpu.yaml"], capture_output=True, text=True, cwd=project
