@@ -232,7 +232,10 @@ def run_metrics():
 
 
 def utility_files():
-    """The utility stage's results: one per run and fold, and the real-only arm of every fold those use."""
+    """The utility stage's results: one per run and fold, and the real-only arm of every fold those use (none
+    when utility.enabled is off)."""
+    if not config["utility"]["enabled"]:
+        return {"utility": [], "utility_real": []}
     folds = sorted({fold for _, fold in RUN_FOLDS})
     return {
         "utility": per_run_files(f"{UTILITY_DIR}/utility.json"),

@@ -24,7 +24,15 @@ from slimdiff.rerun import key_rules
 # `protocols` is a map of named protocols whose values reach the rules through the runs (tests/test_paper_protocol.py).
 # `data.synthetic.as_acquired` cannot change alone: heads with skull need a brain-extraction backend, which adds the
 # preprocess stage's jobs (tests/test_preprocess*.py run that path; test_rerun.py shows the key reaches synth_cohort).
-NOT_DRY_RUN = {"data.source", "data.raw_dir", "experiments", "protocols", "data.synthetic.as_acquired"}
+# `utility.enabled` adds or removes the utility stage's jobs (tests/test_utility.py::test_the_utility_switch).
+NOT_DRY_RUN = {
+    "data.source",
+    "data.raw_dir",
+    "experiments",
+    "protocols",
+    "data.synthetic.as_acquired",
+    "utility.enabled",
+}
 # Changed values for keys where the schema alone does not give a valid different one.
 NEW_VALUES = {
     "data.synthetic.voxel_mm": [3.0, 4.0],
@@ -52,6 +60,7 @@ NEW_VALUES = {
     "training.folds": [0, 1],
     "training.mask_dice_timesteps": [50],
     "utility.seeds": [0, 2],
+    "figures.report_pages": ["report.md"],
     "utility.channels": [4, 6],
     "utility.strides": [1],
     "generation.classes": [1],

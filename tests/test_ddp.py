@@ -213,63 +213,7 @@ def test_a_failing_rank_stops_the_others_and_the_job(tiny_cache, tmp_path, monke
     assert not (tmp_path / ddp.SPEC_NAME).exists()
 
 
-# ---- through Snakemake ----
-
-DDP_RUN = "x0_lp1.5_sc0.5"
-
-
-def ddp_project(path, max_epochs: int = 2):
-    """The tiny workflow with one run trained on 2 ranks x batch 4."""
-    import yaml
-    from conftest import copy_project
-
-    proj = copy_project(path)
-    cfg_path = proj / "config" / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["experiments"] = {"prediction": ["x0"], "p": [1.5], "self_conditioning": [0.5]}
-    cfg["training"].update({"devices": 2, "batch_size": 4, "max_epochs": max_epochs})
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    return proj
-
-
-@pytest.mark.pipeline
-def test_a_2_device_run_trains_resumes_and_exports_through_snakemake(tmp_path):
-    """`snakemake --cores 2 --resources gpu=2` on the model of a training.devices: 2 run, SIGKILLed (the whole
-    process group: Snakemake, the job, its ranks) mid-training, then the same command again: the job resumes
-    from last.ckpt on 2 ranks and exports model.pt; once more, nothing is left to do."""
-    proj = ddp_project(tmp_path / "proj")
-    train = proj / "results" / "runs" / DDP_RUN / "fold0" / "train"
-    target = f"results/runs/{DDP_RUN}/fold0/train/model.pt"
-    bin_dir = os.path.dirname(sys.executable)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    cmd = [f"{bin_dir}/snakemake", target, "--cores", "2", "--resources", "gpu=2"]  # target first: not a resource
-    proc = subprocess.Popen(
-        cmd, cwd=proj, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 600
-    while not ((train / "last.ckpt").exists() and not (train / "model.pt").exists()):
-        assert proc.poll() is None, f"Snakemake ended (rc {proc.returncode}) before a checkpoint"
-        assert time.monotonic() < deadline, "no checkpoint within 600 s"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (train / "model.pt").exists()
-
-    # as `make run` does: the killed Snakemake's lock is stale, the workflow's own check removes it
-    unlock = subprocess.run([sys.executable, "-m", "slimdiff.workflow_lock"], cwd=proj, env=env, capture_output=True)
-    assert unlock.returncode == 0, unlock.stderr
-    again = subprocess.run(cmd, cwd=proj, env=env, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    log = (proj / "results" / "logs" / "train" / f"{DDP_RUN}_fold0.log").read_text()
-    assert "resuming from" in log
-    assert "DDP rank 0 of 2 on cpu (LightningEnvironment), batch 4 per device, 8 in all" in log
-    assert "DDP rank 1 of 2" in log
-    prov = read_model_file(train / "model.pt")["provenance"]
-    assert (prov["world_size"], prov["batch_size_per_device"], prov["effective_batch_size"]) == (2, 4, 8)
-    assert pd.read_csv(train / "log.csv")["epoch"].tolist() == [0, 1]
-    done = subprocess.run([*cmd, "-n"], cwd=proj, env=env, capture_output=True, text=True, timeout=300)
-    assert "Nothing to be done" in done.stdout + done.stderr
+# Through Snakemake and DVC: tests/test_ddp_dvc.py (DVC's stage `compute` runs `snakemake compute --resources gpu=N`).
 
 
 def test_a_checkpoint_from_before_ddp_resumes_as_a_one_device_run(tmp_path):

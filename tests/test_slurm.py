@@ -69,7 +69,7 @@ def test_a_2_device_training_through_the_slurm_profile(slurm_cluster, tmp_path):
     in which the job starts its 2 ranks with srun and Lightning's SLURMEnvironment agrees (tasks per node =
     devices); then a longer max_epochs reruns the job, which resumes from last.ckpt, and exports model.pt."""
     import yaml
-    from test_ddp import DDP_RUN, ddp_project
+    from test_ddp_dvc import DDP_RUN, ddp_project
 
     from slimdiff.model.file import read_model_file
 

@@ -317,3 +317,35 @@ def test_summary_pairs_each_run_with_the_real_arm_of_the_same_fold_and_seed(tmp_
     syn = section["comparison"]["x0"]["syn"]  # the undefined seed (NaN, written as null) drops its pair
     assert syn["n_pairs"] == 3 and syn["mean_difference"] == pytest.approx((-0.1 - 0.2 - 0.2) / 3)
     assert section["settings"] == {"steps": 3} and section["paired_metric"] == "dice_lesion_slices"
+
+
+def test_the_utility_switch(tmp_path):
+    """utility.enabled off: the dry run of the tiny workflow plans no segmenter jobs and everything else as
+    before; the aggregation script then writes no utility section (slimdiff.metrics.evaluate.aggregate with
+    utility=None, the table without Dice columns: tests/test_figures.py)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import copy_project
+
+    proj = copy_project(tmp_path / "proj")
+    cfg_path = proj / "config" / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+
+    def planned() -> dict[str, int]:
+        cmd = [str(Path(sys.executable).parent / "snakemake"), "-n", "--quiet", "rules"]
+        proc = subprocess.run(cmd, cwd=proj, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout + proc.stderr, re.M)}
+
+    on = planned()
+    cfg["utility"] = {**cfg.get("utility", {}), "enabled": False}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    off = planned()
+    assert on["utility"] >= 1 and on["utility_real"] >= 1
+    assert "utility" not in off and "utility_real" not in off
+    assert {k: v for k, v in on.items() if not k.startswith("utility") and k != "total"} == {
+        k: v for k, v in off.items() if k != "total"
+    }

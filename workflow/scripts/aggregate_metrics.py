@@ -13,15 +13,15 @@ from slimdiff.metrics.evaluate import aggregate, collect_run_tables
 from slimdiff.metrics.headline import write_headline
 from slimdiff.utility.summary import utility_section
 
+i, o = snakemake.input, snakemake.output
 summary = aggregate(
     list(snakemake.input.runs),
     snakemake.input.baseline,
     snakemake.output.summary,
     snakemake.output.table,
     weights=json.loads(Path(snakemake.input.weights).read_text()),
-    utility=utility_section(snakemake.input.utility, snakemake.input.utility_real),
+    utility=utility_section(i.utility, i.utility_real) if i.utility_real else None,  # None: utility.enabled off
 )
-i, o = snakemake.input, snakemake.output
 run_folds = snakemake.params.run_folds  # the (run, fold) of each per-run input, in order
 for name in ("per_zbin", "morphology", "tau", "lesions"):
     collect_run_tables(list(i[name]), run_folds, o[name])
