@@ -41,7 +41,7 @@ def test_fid_and_kid_equal_torch_fidelity_on_the_same_uint8_images(metric_weight
 
     inception = InceptionFeatures(batch_size=16)
     for size in (64, 160):
-        real, fake = brain_like(12, seed=1, size=size), brain_like(12, seed=2, size=size, contrast=0.6)
+        real, fake = brain_like(8, seed=1, size=size), brain_like(8, seed=2, size=size, contrast=0.6)
         ref = torch_fidelity.calculate_metrics(
             input1=Uint8Images(real),  # our kid(real, fake): the same order of subset draws
             input2=Uint8Images(fake),
