@@ -69,10 +69,14 @@ ablation: $(STAMP)
 # cohort instead of a generated one (docs/how-to/pilot.md).
 PILOT_DIR    := results/pilot
 PILOT_CONFIG ?= config/pilot.yaml
+# Memory the pilot's jobs may hold at once: Snakemake starts a job only while the mem_mb requests (the `cluster`
+# section's) of the running ones fit. A training at the paper's geometry takes ~11 GB on a CPU, so two side by
+# side do not fit a 24 GB machine. Default: 90 % of the memory available at the start; PILOT_MEM_MB=N sets it.
+PILOT_MEM_MB ?= $(shell awk '/^MemAvailable:/ {print int($$2 / 1024 * 0.9)}' /proc/meminfo 2>/dev/null)
 pilot: $(STAMP)
 	@python -m slimdiff.workflow_lock $(PILOT_DIR)
 	slimdiff-pilot prepare --config $(PILOT_CONFIG) --workdir $(PILOT_DIR) $(if $(RAW_DIR),--raw-dir $(abspath $(RAW_DIR)))
-	snakemake --directory $(PILOT_DIR) --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile $(PILOT_DIR)/config.yaml
+	snakemake --directory $(PILOT_DIR) --cores $(CORES) --resources gpu=$(GPU_SLOTS) $(if $(PILOT_MEM_MB),mem_mb=$(PILOT_MEM_MB)) --configfile $(PILOT_DIR)/config.yaml
 	slimdiff-pilot report --workdir $(PILOT_DIR) --command "make pilot$(if $(RAW_DIR), RAW_DIR=$(RAW_DIR))"
 	snakemake --directory $(PILOT_DIR) --cores 1 --configfile $(PILOT_DIR)/config.yaml --report $(CURDIR)/$(PILOT_DIR)/report.html
 
