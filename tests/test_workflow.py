@@ -176,7 +176,11 @@ class Finished:
         self.config = proj / "config" / "config.yaml"
 
 
-@pytest.fixture(scope="module")
+# Session scope, not module: pytest tears a module fixture down whenever the next test of a worker comes from
+# another module, and the conftest ordering plus xdist's scheduling can put one between these tests, which then
+# rebuilt the whole project (seen: two builds of ~3 minutes each in one `make test`). The xdist group keeps every
+# test that uses it on one worker.
+@pytest.fixture(scope="session")
 def finished(tmp_path_factory, metric_weights) -> Finished:
     """The whole tiny pipeline, run by `dvc repro` (every stage through Snakemake) in a fresh git + DVC project."""
     if shutil.which("git") is None:
@@ -362,7 +366,7 @@ def test_a_figure_style_change_redraws_the_figures_only(finished, tmp_path):
     assert model.stat().st_mtime_ns == before[model] and sample.stat().st_mtime_ns == before[sample]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def clone(finished, tmp_path_factory) -> Path:
     """A copy of the finished project commits and pushes its results; a fresh git clone pulls stage `compute`."""
     root = tmp_path_factory.mktemp("pushed")
