@@ -93,12 +93,15 @@ lint: $(STAMP)
 	ruff format --check .
 	snakemake --lint
 
+# --dist loadfile: a module's tests on one worker, so its module-scoped fixtures (a trained run, a finished
+# project) are built once. (pytest 9 ignores the node ids pytest-xdist 3.8 rewrites for --dist loadgroup: its
+# xdist_group marks no longer group anything; every group here lies within one module.)
 test: lint
-	pytest -n 2 --dist loadgroup -m "not slurm" tests
+	pytest -n 2 --dist loadfile -m "not slurm" tests
 
 # The inner loop: everything but the whole-pipeline and SLURM tests (the `pipeline` and `slurm` markers).
 test-fast: $(STAMP)
-	pytest -n 2 --dist loadgroup -m "not slurm and not pipeline" tests
+	pytest -n 2 --dist loadfile -m "not slurm and not pipeline" tests
 
 # The configuration reference page, regenerated from config/schema.yaml (a test fails when it is stale).
 docs: $(STAMP)

@@ -18,7 +18,7 @@ from slimdiff.metrics.evaluate import (
     merge_run_metrics,
 )
 
-# Both tests score the module-scoped samples: one worker makes them once (make test: --dist loadgroup).
+# Both tests score the module-scoped samples: one worker makes them once (make test: --dist loadfile).
 pytestmark = pytest.mark.xdist_group("evaluate_samples")
 
 CFG = dict(

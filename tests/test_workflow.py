@@ -135,7 +135,7 @@ def check_rerun_contract(proj: Path) -> None:
 
 # ---- one finished tiny project, built once by `dvc repro`; each test below checks one property of it ----
 #
-# The tests that use `finished` share one xdist group, so `make test` (--dist loadgroup) builds it on one worker,
+# The tests that use `finished` live in this module, so `make test` (--dist loadfile) builds it on one worker,
 # once. A test that changes the project restores what it changed (the config) or works on a copy, so the tests
 # pass in any order and one failure does not hide the others.
 
@@ -176,10 +176,8 @@ class Finished:
         self.config = proj / "config" / "config.yaml"
 
 
-# Session scope, not module: pytest tears a module fixture down whenever the next test of a worker comes from
-# another module, and the conftest ordering plus xdist's scheduling can put one between these tests, which then
-# rebuilt the whole project (seen: two builds of ~3 minutes each in one `make test`). The xdist group keeps every
-# test that uses it on one worker.
+# Session scope: built once per worker even if a test of another module runs between these (pytest tears a
+# module fixture down then); --dist loadfile keeps every test that uses it on one worker.
 @pytest.fixture(scope="session")
 def finished(tmp_path_factory, metric_weights) -> Finished:
     """The whole tiny pipeline, run by `dvc repro` (every stage through Snakemake) in a fresh git + DVC project."""
