@@ -10,12 +10,12 @@ import yaml
 from slimdiff.cli import utility as utility_cli
 from slimdiff.config import ConfigError
 from slimdiff.io import read_json
+from slimdiff.metrics.stats import paired_comparison
 from slimdiff.utility import segmenter
 from slimdiff.utility.lesionwise import false_positive_components, lesion_sensitivity
 from slimdiff.utility.segmenter import (
     evaluate_segmenter,
     mix_real_and_synthetic,
-    paired_comparison,
     run_arms,
     train_arm,
     utility_settings,

@@ -50,6 +50,10 @@ FIGURE_METRICS = tuple(METRIC[name] for name in ("kid", "lpips", "mmd_mf"))
 
 # Lesion counts carried from mask.json into metrics.json, summary.csv and the table (metrics/lesion_stats.py).
 LESION_COLUMNS = ("n_lesions", "lesion_rate_cls1", "lesion_rate_cls0", "area_median")
+# A lesion is a 4-connected mask component of at least MIN_LESION_PX pixels (MMD-MF, the lesion counts, the
+# paired-lesion features); MMD-MF needs MIN_LESIONS of them on each side (the table's notes say so).
+MIN_LESION_PX = 5
+MIN_LESIONS = 10
 
 # Where each (run, fold) keeps its results, as rule path templates.
 RUN_DIR = "results/runs/{run}/fold{fold}"

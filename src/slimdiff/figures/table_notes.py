@@ -10,7 +10,7 @@ import pandas as pd
 
 from slimdiff.figures.cells import has_dice, metric_columns
 from slimdiff.figures.labels import CONFIGURATION, DIFFERENCE, REAL_ONLY, folds_text
-from slimdiff.metrics.morphology import MIN_LESION_PX, MIN_LESIONS
+from slimdiff.names import MIN_LESION_PX, MIN_LESIONS
 
 LESION_NOTE = (
     "Lesion rate: share of lesion-token (class 1) / lesion-free-token (class 0) samples whose mask holds a lesion"

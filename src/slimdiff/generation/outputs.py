@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from slimdiff import provenance
 from slimdiff.errors import MissingInputError, OutputExistsError, SlimdiffInputError
@@ -103,6 +102,8 @@ def _first_samples(path: Path, max_columns: int) -> tuple[int, np.ndarray, np.nd
 
 def _draw_rows(rows: list[tuple[str, np.ndarray, np.ndarray]], out_png, max_columns: int, title: str) -> None:
     """One row of samples per entry, lesion-mask contour (tau = 0) in red."""
+    from matplotlib.figure import Figure  # here: the metrics jobs read samples through this module, never draw
+
     h, w = next((r[1].shape[1:] for r in rows if len(r[1])), (32, 32))
     canvas = np.full((len(rows) * h, max_columns * w), -1.0, np.float32)
     contour = np.zeros_like(canvas)

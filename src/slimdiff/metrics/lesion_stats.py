@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from slimdiff.metrics.morphology import MIN_LESION_PX
+from slimdiff.names import MIN_LESION_PX
 
 
 def lesion_components(mask: np.ndarray, tau: float = 0.0, min_px: int = MIN_LESION_PX) -> list[np.ndarray]:

@@ -17,6 +17,8 @@ from scipy import ndimage
 from scipy.stats import wasserstein_distance
 from skimage.measure import regionprops
 
+from slimdiff.names import MIN_LESION_PX, MIN_LESIONS
+
 FEATURES = [
     "area",
     "perimeter",
@@ -28,8 +30,6 @@ FEATURES = [
     "minor_axis_length",
     "equivalent_diameter",
 ]
-MIN_LESION_PX = 5
-MIN_LESIONS = 10
 TAU_SWEEP = (-0.3, -0.2, -0.1, -0.05, 0.0, 0.05, 0.1, 0.2, 0.3)
 
 

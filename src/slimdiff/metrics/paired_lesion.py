@@ -43,12 +43,13 @@ import pandas as pd
 from scipy import ndimage
 from scipy.stats import wasserstein_distance
 
+from slimdiff.names import MIN_LESION_PX
+
 FEATURES = ["delta", "z_in", "sigma_norm", "edge_align", "frac_bright"]
 BRAIN_THRESHOLD = -0.95
 RING_PX = 5
-MIN_LESION_PX = 5
 MIN_SIGMA = 1e-6
-MIN_LESIONS = 2  # the unbiased MMD needs two rows a side
+MIN_PAIRED_LESIONS = 2  # the unbiased MMD needs two rows a side
 SUMMARY_STATS = ("mean", "std", "median", "p5", "p95")
 
 
@@ -118,8 +119,8 @@ def zscore_with_real(real: pd.DataFrame, fake: pd.DataFrame) -> tuple[np.ndarray
 
 
 def _too_few(real: pd.DataFrame, fake: pd.DataFrame) -> str | None:
-    if min(len(real), len(fake)) < MIN_LESIONS:
-        return f"fewer than {MIN_LESIONS} lesions on a side ({len(real)} real, {len(fake)} synthetic)"
+    if min(len(real), len(fake)) < MIN_PAIRED_LESIONS:
+        return f"fewer than {MIN_PAIRED_LESIONS} lesions on a side ({len(real)} real, {len(fake)} synthetic)"
     return None
 
 
@@ -141,7 +142,7 @@ def mmd_pl(
     from slimdiff.metrics.kid_fid import poly_mmd  # torch-fidelity: imported only when there is something to score
 
     r, f = zscore_with_real(real, fake)
-    size = max(MIN_LESIONS, min(subset_size, len(real), len(fake)))
+    size = max(MIN_PAIRED_LESIONS, min(subset_size, len(real), len(fake)))
     if rng is not None:
         seed = int(rng.integers(2**31 - 1))
     mean, std = poly_mmd(r, f, subsets, size, seed)

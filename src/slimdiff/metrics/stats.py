@@ -8,6 +8,9 @@ Tests run within one family of runs (same fold, variant, self-conditioning; comp
 
 Regime B (paired_by_fold): two bottleneck variants of one configuration compared fold by fold, with the
 paired differences' mean and sample std, Cohen's d_z, Cliff's delta, sign consistency and Wilcoxon.
+
+The utility stage (paired_comparison): an arm trained with synthetic pairs against real-only, paired by
+(fold, seed), Wilcoxon signed-rank.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -206,6 +210,33 @@ def _per_architecture(folds: list[int], values: np.ndarray, too_few: str) -> dic
         reasons["mean"] = "no paired fold"
     if len(values) < 2:
         reasons["sd"] = too_few
+    if reasons:
+        out["null_reasons"] = reasons
+    return out
+
+
+def paired_comparison(a: Mapping[tuple[int, int], float], b: Mapping[tuple[int, int], float]) -> dict:
+    """Arm b against arm a over the (fold, seed) keys both have and where both values are finite.
+
+    Pairs share the test slices and the seed, so their difference b - a removes what the fold and seed do to
+    both; the Wilcoxon signed-rank test asks whether those differences centre on zero without assuming normality.
+    """
+    keys = sorted(k for k in set(a) & set(b) if np.isfinite(a[k]) and np.isfinite(b[k]))
+    diffs = np.array([b[k] - a[k] for k in keys], float)
+    out = {
+        "n_pairs": len(keys),
+        "mean_difference": float(diffs.mean()) if len(diffs) else math.nan,
+        "wilcoxon_p": math.nan,
+    }
+    reasons = {}
+    if not len(diffs):
+        reasons["mean_difference"] = "no (fold, seed) pair with finite values in both arms"
+    if len(diffs) < 2:
+        reasons["wilcoxon_p"] = f"fewer than 2 pairs ({len(diffs)})"
+    elif not diffs.any():
+        reasons["wilcoxon_p"] = "all differences are zero"
+    else:
+        out["wilcoxon_p"] = float(stats.wilcoxon(diffs).pvalue)
     if reasons:
         out["null_reasons"] = reasons
     return out

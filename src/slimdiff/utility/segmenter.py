@@ -276,32 +276,3 @@ def mix_real_and_synthetic(
     images = np.concatenate([np.asarray(real[0], np.float32), np.asarray(syn[0], np.float32)[rows]])
     masks = np.concatenate([np.asarray(real[1], np.float32), np.asarray(syn[1], np.float32)[rows]])
     return images, masks
-
-
-def paired_comparison(a: Mapping[tuple[int, int], float], b: Mapping[tuple[int, int], float]) -> dict:
-    """Arm b against arm a over the (fold, seed) keys both have and where both values are finite.
-
-    Pairs share the test slices and the seed, so their difference b - a removes what the fold and seed do to
-    both; the Wilcoxon signed-rank test asks whether those differences centre on zero without assuming normality.
-    """
-    from scipy.stats import wilcoxon
-
-    keys = sorted(k for k in set(a) & set(b) if np.isfinite(a[k]) and np.isfinite(b[k]))
-    diffs = np.array([b[k] - a[k] for k in keys], float)
-    out = {
-        "n_pairs": len(keys),
-        "mean_difference": float(diffs.mean()) if len(diffs) else math.nan,
-        "wilcoxon_p": math.nan,
-    }
-    reasons = {}
-    if not len(diffs):
-        reasons["mean_difference"] = "no (fold, seed) pair with finite values in both arms"
-    if len(diffs) < 2:
-        reasons["wilcoxon_p"] = f"fewer than 2 pairs ({len(diffs)})"
-    elif not diffs.any():
-        reasons["wilcoxon_p"] = "all differences are zero"
-    else:
-        out["wilcoxon_p"] = float(wilcoxon(diffs).pvalue)
-    if reasons:
-        out["null_reasons"] = reasons
-    return out

@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from slimdiff.io import read_json
+from slimdiff.metrics.stats import paired_comparison
 from slimdiff.names import fold_key, run_fold_key
-from slimdiff.utility.segmenter import paired_comparison
 
 REAL, SYNTHETIC_ARMS = "real", ("real+syn", "syn")
 PAIRED_METRIC = "dice_lesion_slices"
