@@ -20,6 +20,7 @@ def pretrained_project(tmp_path: Path) -> tuple[Path, dict]:
     cfg = yaml.safe_load(config_path.read_text())
     cfg["data"]["cache"].update(z_bins=4, z_range=[3, 26])  # the checkpoint's geometry
     cfg["generation"]["job_unit"] = "replica"  # one sampling process for the four z-bins
+    cfg["utility"]["enabled"] = False  # a run like any other there; test_workflow runs the stage
     cfg["experiments"] = {
         "prediction": ["x0"],
         "p": [1.5],
