@@ -99,9 +99,9 @@ lint: $(STAMP)
 test: lint
 	pytest -n 2 --dist loadfile -m "not slurm" tests
 
-# The inner loop: everything but the whole-pipeline and SLURM tests (the `pipeline` and `slurm` markers).
+# The inner loop: the tests that take under ~2 s each (not the `pipeline`, `slow` or `slurm` markers).
 test-fast: $(STAMP)
-	pytest -n 2 --dist loadfile -m "not slurm and not pipeline" tests
+	pytest -n 2 --dist loadfile -m "not slurm and not pipeline and not slow" tests
 
 # The configuration reference page, regenerated from config/schema.yaml (a test fails when it is stale).
 docs: $(STAMP)

@@ -38,6 +38,7 @@ def test_synth_replaces_only_a_cohort_it_wrote(tmp_path, capsys):
     assert _replaceable(cohort) and not _replaceable(other)
 
 
+@pytest.mark.slow
 def test_cache_cli_builds_cache_and_qc(phantom_cohort, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"data": phantom_config()}))
@@ -46,6 +47,7 @@ def test_cache_cli_builds_cache_and_qc(phantom_cohort, tmp_path):
     assert (tmp_path / "c" / "cache_meta.json").exists() and (tmp_path / "c" / "qc" / "zbin_montage.png").exists()
 
 
+@pytest.mark.slow
 def test_cache_cli_bad_input_exits_2_naming_the_file(phantom_cohort, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"data": phantom_config()}))

@@ -222,6 +222,7 @@ def paper_cache(replica, tmp_path_factory):
     return load_cache(out)
 
 
+@pytest.mark.slow
 def test_paper_cohort_is_the_78_3d_flair_patients(shared, participants, paper_cache):
     meta = read_flair_meta(shared)
     patients = set(participants.index[participants["group"] == "fcd"])
@@ -243,6 +244,7 @@ def test_paper_cohort_is_the_78_3d_flair_patients(shared, participants, paper_ca
     assert (cohort.loc[sorted(flat), "acquisition"] == "3D").all()
 
 
+@pytest.mark.slow
 def test_paper_test_set_is_the_datasets_own(participants, paper_cache):
     included = set(paper_cache.index["subject"])
     listed_test = set(participants.index[(participants["split"] == "test") & (participants["group"] == "fcd")])
@@ -258,6 +260,7 @@ def test_paper_test_set_is_the_datasets_own(participants, paper_cache):
     assert set(paper_cache.index.loc[paper_cache.index["split"] == "test", "subject"]) == test
 
 
+@pytest.mark.slow
 def test_paper_cohort_report(paper_cache, tmp_path):
     from slimdiff.data.qc import cohort_report
 

@@ -151,17 +151,20 @@ def _resolve(proj: Path, *args: str) -> dict:
 
 @RESOLVE
 @pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.slow
 def test_configfile_runs_the_named_config(project, name):
     got = resolved_by_snakemake(project, "--configfile", f"config/{name}")
     assert differences(got, intended(name)) == []
 
 
 @RESOLVE
+@pytest.mark.slow
 def test_no_configfile_runs_config_yaml(project):
     assert differences(resolved_by_snakemake(project), intended("config.yaml")) == []
 
 
 @RESOLVE
+@pytest.mark.slow
 def test_paper_by_configfile_equals_paper_copied_over_the_default(project, tmp_path):
     by_flag = resolved_by_snakemake(project, "--configfile", "config/paper.yaml")
     copied = tmp_path / "copied"
@@ -185,6 +188,7 @@ def test_dvc_stages_run_the_config_snakemake_runs():
 
 
 @RESOLVE
+@pytest.mark.slow
 def test_command_line_overrides_come_last(project):
     # (Snakemake reads nested --config values as strings: a string-valued key shows the merge)
     got = resolved_by_snakemake(project, "--configfile", "config/ablation-cpu.yaml", "--config", "data={raw_dir: x}")
@@ -194,6 +198,7 @@ def test_command_line_overrides_come_last(project):
 
 
 @RESOLVE
+@pytest.mark.slow
 def test_slimdiff_config_prints_what_snakemake_resolves(project):
     proc = subprocess.run(
         [str(BIN / "slimdiff-config"), "config/ablation-cpu.yaml"], capture_output=True, text=True, cwd=project

@@ -98,6 +98,7 @@ def _max_diff(a: dict, b: dict) -> float:
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
 
 
+@pytest.mark.slow
 def test_a_ddp_step_is_the_single_process_step_on_the_effective_batch(tiny_cache, tmp_path):
     """2 ranks x batch 4 against 1 process x batch 8, self-conditioning on (0.5, per sample) and EMA on, from the
     same seed, for one epoch: the weights after the steps agree to float tolerance, far below how far they moved,
@@ -164,6 +165,7 @@ def _ranks_of(supervisor_pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 def test_a_2_rank_training_killed_mid_epoch_resumes_to_the_uninterrupted_weights(
     uninterrupted_2_ranks, tiny_cache, tmp_path
 ):

@@ -184,6 +184,7 @@ def test_participants_with_a_byte_order_mark(tmp_path):
 
 
 @pytest.mark.parametrize("include_controls", [True, False])
+@pytest.mark.slow
 def test_cache_builds_from_the_whole_tree(replica, tmp_path, include_controls):
     """End to end through the cache builder (on_bad_subject: stop by default), on a 1 mm grid so the
     tiny volumes keep their shape. brain_min_fraction is lowered because a 12-voxel 0.7 mm axial 2D

@@ -65,6 +65,7 @@ def _specs(project) -> dict:
     return {plot_id: entries[0]["content"] for plot_id, entries in json.loads(out.stdout)["data"].items()}
 
 
+@pytest.mark.slow
 def test_every_plot_colours_by_run_and_fold(project):
     specs = _specs(project)
     assert set(specs) == {"val_loss", "train_loss", "kid_per_zbin", "lpips_per_zbin"}
@@ -75,6 +76,7 @@ def test_every_plot_colours_by_run_and_fold(project):
         assert {(r["run"], int(r["fold"])) for r in rows} == set(RUNS), plot_id  # all columns reach the template
 
 
+@pytest.mark.slow
 def test_offline_page_has_no_remote_script(project, tmp_path):
     out = tmp_path / "plots"
     subprocess.run(
@@ -92,6 +94,7 @@ def test_offline_page_has_no_remote_script(project, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+@pytest.mark.slow
 def test_inlined_vega_draws_a_line_per_run_and_fold(project, tmp_path):
     """The page's own Vega/Vega-Lite builds, run headless in node: one line mark per (run, fold) series."""
     page = (TEMPLATES / "offline.html").read_text()
@@ -130,6 +133,7 @@ def _render_check():
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (benchmarks/render_check.py)")
+@pytest.mark.slow
 def test_offline_page_draws_in_a_browser_and_dvc_default_does_not(project, tmp_path, monkeypatch):
     """Headless Chromium with every host unreachable: our template draws lines; DVC's CDN page stays blank."""
     render = _render_check()

@@ -56,6 +56,7 @@ def samples(tiny_model, tmp_path_factory):
     return files
 
 
+@pytest.mark.slow
 def test_run_metrics_end_to_end(tiny_cache, samples, metric_weights, tmp_path):
     cfg = dict(CFG, feature_cache=str(tmp_path / "features"))
     img = evaluate_images(tiny_cache, samples, tmp_path, 0, cfg, "x0_lp1.5_sc0.5", weights=metric_weights)

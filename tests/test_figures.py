@@ -183,6 +183,7 @@ def write_fixture(root):
         pd.concat(frames).to_csv(root / "metrics" / f"{name}.csv", index=False)
 
 
+@pytest.mark.slow
 def test_every_figure_and_table_builds(tmp_path, capsys, monkeypatch):
     from matplotlib.image import imread
 
@@ -246,6 +247,7 @@ def test_figures_and_table_share_the_prediction_labels():
     assert plots.PRED_TEX is table.PRED_TEX and set(table.PRED_TEX) == set(table.PRED_ORDER)
 
 
+@pytest.mark.slow
 def test_dpi_is_passed_to_each_figure_not_kept_between_calls(tmp_path):
     """A figure drawn at one dpi leaves the next call's default alone: no module state holds the dpi."""
     from matplotlib.image import imread
@@ -265,6 +267,7 @@ def test_dpi_is_passed_to_each_figure_not_kept_between_calls(tmp_path):
     assert not hasattr(plots, "DPI")
 
 
+@pytest.mark.slow
 def test_figure_modules_leave_the_matplotlib_backend_alone():
     """Figures are drawn with matplotlib's object API: importing the modules neither selects a backend nor pyplot."""
     import subprocess
@@ -439,6 +442,7 @@ def test_utility_figure_draws_every_seed_of_every_arm(tmp_path, monkeypatch):
     assert {0.24, 0.32, 0.11} <= bars  # the means over seeds
 
 
+@pytest.mark.slow
 def test_utility_figure_says_when_the_stage_did_not_run(tmp_path, monkeypatch):
     from slimdiff.figures import plots
 

@@ -242,6 +242,7 @@ def cli(*args):
     return subprocess.run([sys.executable, "-m", "slimdiff.cli.generate_spec", *args], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_spec_cli_dry_run_validate_and_errors(tiny_model, tmp_path):
     spec = write_spec(tmp_path, tiny_model, defaults={"control": 1, "lesion": 2, "zbins": "0-1"})
     dry = cli("--spec", str(spec), "--dry-run")
@@ -255,6 +256,7 @@ def test_spec_cli_dry_run_validate_and_errors(tiny_model, tmp_path):
     assert err.returncode == 2 and "out of range" in err.stderr and "Traceback" not in err.stderr
 
 
+@pytest.mark.slow
 def test_spec_cli_generates(tiny_model, tmp_path):
     spec = write_spec(tmp_path, tiny_model, samples=[{"zbin": 2, "control": 1, "lesion": 1}], batch_size=2)
     done = cli("--spec", str(spec))

@@ -156,6 +156,7 @@ def _wide(lock_dir, count, hold_s):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_n_device_leases_under_contention_never_share_and_never_deadlock(tmp_path):
     """12 jobs asking for 1, 2 or 3 of 3 devices at random, started together with random hold times: each gets
     as many distinct devices as it asked for, no two jobs overlapping in time share a device, all finish."""
@@ -176,6 +177,7 @@ def test_n_device_leases_under_contention_never_share_and_never_deadlock(tmp_pat
                 assert not set(a["devices"]) & set(b["devices"]), (a, b)
 
 
+@pytest.mark.slow
 def test_two_jobs_of_two_devices_on_three_gpus_take_turns(tmp_path):
     """The deadlock a one-by-one lease would risk (each holding one device, both waiting for a second)."""
     first, second = _wide(tmp_path, 2, 1.0), _wide(tmp_path, 2, 1.0)

@@ -94,6 +94,7 @@ def test_write_headline_one_file_per_run_and_fold_replaces_old(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+@pytest.mark.slow
 def test_dvc_metrics_show_prints_a_narrow_row_per_run(tmp_path):
     """DVC reads the directory as one metrics file per run and fold: a few columns, a row each."""
     dvc = str(Path(sys.executable).with_name("dvc"))

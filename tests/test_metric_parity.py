@@ -112,6 +112,7 @@ def lpips_case(metric_weights):
     )
 
 
+@pytest.mark.slow
 def test_lpips_equals_upstreams_pairs_and_values(lpips_case):
     metric, arrays, record = lpips_case
     real, synth = arrays["real"], arrays["synth"]
@@ -123,6 +124,7 @@ def test_lpips_equals_upstreams_pairs_and_values(lpips_case):
     assert small["lpips_mean"] == pytest.approx(record["small"]["mean"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_per_zbin_lpips_uses_upstreams_seeds_and_minimum(lpips_case):
     metric, arrays, record = lpips_case
     for row in record["per_zbin"]["rows"]:
@@ -141,6 +143,7 @@ def test_per_zbin_lpips_uses_upstreams_seeds_and_minimum(lpips_case):
 # ---- tau sweep: upstream's procedure (re-binarise at tau, reseed 42 before each MMD-MF) ----
 
 
+@pytest.mark.slow
 def test_tau_sweep_equals_upstreams_procedure(morphology):
     """Upstream's tau_sensitivity.py is not in the wheel; its fixture applies that driver's steps (evaluation.md
     2.7) to upstream's own MaskMorphologyDistanceComputer. tau = 0 is upstream's MMD-MF of the same masks."""
@@ -203,6 +206,7 @@ def test_uint8_times_255_wraps_around_in_this_environment():
     assert wrapped[:, :, 0, 0].tolist() == [[v] * 3 for v in (p * 255).tolist()]
 
 
+@pytest.mark.slow
 def test_upstream_pixel_path_is_bit_exact(inception_case):
     """The uint8 batches our upstream option feeds the network are the ones upstream's KIDComputer and FIDComputer
     feed torchmetrics' network (SHA-256 of what a forward hook saw there): resize, truncation and wrap-around."""
@@ -218,6 +222,7 @@ def test_upstream_pixel_path_is_bit_exact(inception_case):
         assert hashlib.sha256(x.numpy().tobytes()).hexdigest() == record["network_input_sha256"][side], side
 
 
+@pytest.mark.slow
 def test_kid_and_fid_with_upstreams_pixels_equal_upstreams(inception_case, upstream_pixel_features):
     """kid_fid_pixels=upstream: upstream's KIDComputer / FIDComputer numbers. 10 + 10 images, so upstream's guard
     picks subsets of 10 = the whole sets and its unseeded torch draws cannot change the value."""
@@ -234,6 +239,7 @@ def test_kid_and_fid_with_upstreams_pixels_equal_upstreams(inception_case, upstr
     assert fid(real, synth) == pytest.approx(record["fid"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_default_kid_is_the_fixed_one_not_upstreams(inception_case, upstream_pixel_features):
     """The default pixel path (one rounded uint8 step, no wrap-around) gives a different, standard KID: on these
     images, whose synthetic background holds near-black noise, upstream's path inflates it about 30-fold."""
@@ -248,6 +254,7 @@ def test_default_kid_is_the_fixed_one_not_upstreams(inception_case, upstream_pix
     assert record["kid"]["mean"] > 20 * fixed["kid_mean"]
 
 
+@pytest.mark.slow
 def test_per_zbin_kid_follows_upstreams_rule(inception_case, upstream_pixel_features):
     """compute_per_zbin_kid: NaN below 10 slices on either side, otherwise KIDComputer (with its guard)."""
     from slimdiff.metrics.kid_fid import kid, zbin_kid
@@ -268,6 +275,7 @@ def test_per_zbin_kid_follows_upstreams_rule(inception_case, upstream_pixel_feat
     assert out["kid_subset_size"] == guard["subset_size"]
 
 
+@pytest.mark.slow
 def test_memorization_logits_equal_upstreams_extractor(inception_case, metric_weights):
     """memorization_features=logits: upstream's InceptionFeatureExtractor (feature-NN and memorisation), the
     1008-d unbiased logits its docs call pool3, on its truncated uint8 pixels without the wrap-around."""

@@ -19,6 +19,7 @@ def test_inception_input_is_scaled_to_uint8_exactly_once():
     assert flat.unique().tolist() == [153]
 
 
+@pytest.mark.slow
 def test_fid_and_kid_equal_torch_fidelity_on_the_same_uint8_images(metric_weights):
     """Our FID/KID against `torch_fidelity.calculate_metrics` fed the same uint8 images (64 and 160 px).
 
@@ -96,6 +97,7 @@ def test_kid_and_fid_known_answers():
     assert np.isnan(kid(a[:2], b, 5, 10)["kid_mean"])
 
 
+@pytest.mark.slow
 def test_weight_conversions_are_checked(tmp_path, monkeypatch):
     """Both conversions pass their check against the shipped network, and a corrupted one fails it."""
     from slimdiff.metrics import weights as W
@@ -157,6 +159,7 @@ def brain_like(n, seed=0, size=48, contrast=0.3):
     return np.stack(out).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_kid_catches_the_double_scaling_bug(metric_weights, tiny_cache):
     """Upstream multiplied uint8 pixels by 255 a second time: p -> (256 - p) mod 256 (its KID pixel path).
 
@@ -195,6 +198,7 @@ def test_feature_cache_is_keyed_by_content(metric_weights, tmp_path):
     assert len(list(tmp_path.glob("*.npy"))) == 2
 
 
+@pytest.mark.slow
 def test_lpips_known_answers(metric_weights):
     from slimdiff.metrics.lpips_metric import LPIPSMetric
 
@@ -206,6 +210,7 @@ def test_lpips_known_answers(metric_weights):
     assert r1 == r2 and r1["lpips_pairs"] == 16  # capped at 4 x 4 distinct pairs, as upstream
 
 
+@pytest.mark.slow
 def test_lpips_equals_the_lpips_package_called_directly(metric_weights):
     """Same pairs through `lpips.LPIPS` itself, one pair at a time: the same distances and the same mean."""
     import lpips

@@ -83,6 +83,7 @@ def dry_run_jobs(text: str) -> dict[str, list[dict]]:
     return jobs
 
 
+@pytest.mark.slow
 def test_dry_run_shows_both_grids_with_their_protocols(tmp_path):
     """One command plans both grids from one cache: splits, trainings, replicas and scoring jobs per protocol."""
     cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())

@@ -127,6 +127,7 @@ def paper_dag(tmp_path_factory) -> tuple[Path, set[str]]:
     return raw, pilot.expected_pilot_rules(pilot.job_rules(pilot.paper_dag_jobs(PAPER, raw, tmp / "paper")))
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("pilot_dag")  # one worker, one paper dry run for both
 @pytest.mark.parametrize("overlay", [PILOT, PILOT_CI], ids=["pilot", "pilot-ci"])
 def test_pilot_dag_has_exactly_the_paper_dag_rules(tmp_path, overlay, paper_dag):

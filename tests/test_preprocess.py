@@ -161,6 +161,7 @@ def test_an_empty_mask_is_a_one_line_error_and_nothing_is_written(tmp_path):
     assert [p.name for p in (tmp_path / "out/sub-01").rglob("*") if p.is_file()] == ["sub-01_desc-preproc_FLAIR.json"]
 
 
+@pytest.mark.slow
 def test_gather_stops_or_skips_implausible_subjects(tmp_path):
     raw = tmp_path / "raw"
     for sid in ("sub-01", "sub-02"):
@@ -235,6 +236,7 @@ def test_stage_config_conflicts_are_refused():
         write_subject(subject, _cfg(), "/nonexistent/out")
 
 
+@pytest.mark.slow
 def test_as_acquired_synthetic_heads_through_the_stage_to_the_cache(tmp_path):
     """Tiny as-acquired heads -> preprocess (mask-file with the known masks, N4, KDE) -> gather -> slice cache."""
     import shutil

@@ -76,6 +76,7 @@ def _raw_subject(root, sid, sidecar):
         (anat / f"{sid}_FLAIR.json").write_text(sidecar, encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_acquisition_fields_reach_the_derivatives_and_the_cohort_selection(tmp_path):
     raw, out = tmp_path / "raw", tmp_path / "preprocessed"
     fields = {"MRAcquisitionType": "3D", "SpacingBetweenSlices": 2.0, "SliceThickness": 2.0, "EchoTime": 0.39}

@@ -75,6 +75,7 @@ def test_twin_variant_refuses_priors():
         build_denoiser(dict(TINY, variant="zero_coupling", anatomical_prior="concat"), False, 4, (0, 7))
 
 
+@pytest.mark.slow
 def test_trained_model_carries_its_priors(tiny_cache, tmp_path):
     cfg = tiny_run_config(max_epochs=1)
     cfg["model"]["anatomical_prior"] = "concat"

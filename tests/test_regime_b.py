@@ -187,6 +187,7 @@ def test_table_ends_the_across_folds_section_with_the_paired_difference(regime_b
     assert "Δ" not in to_markdown(config_table(more_folds(per_replica()), BASELINE))  # no regime_b, no rows
 
 
+@pytest.mark.slow
 def test_paired_figure_only_with_regime_b(tmp_path, regime_b):
     write_fixture(tmp_path)
     assert figures_cli.main(["--results", str(tmp_path), "--dpi", "60"]) == 0

@@ -16,6 +16,7 @@ def test_subject_is_deterministic_for_a_seed():
     assert a.flair.shape != c.flair.shape or not np.array_equal(a.flair.get_fdata(), c.flair.get_fdata())
 
 
+@pytest.mark.slow
 def test_voxel_grid_differs_from_the_template():
     tpl = load_template()
     codes, spacings = set(), []
@@ -29,6 +30,7 @@ def test_voxel_grid_differs_from_the_template():
     assert all(1.8 <= z <= 2.2 for zooms in spacings for z in zooms)
 
 
+@pytest.mark.slow
 def test_flair_contrast_csf_dark_grey_brighter_than_white():
     tpl = load_template()
     s = make_subject(3, 0, False, (0.95, 1.05))
@@ -99,6 +101,7 @@ def test_lesion_volume_range_is_a_setting():
     assert all(0.6 * 8.0 <= v <= 1.3 * 9.0 for v in vols), vols
 
 
+@pytest.mark.slow
 def test_variability_scales_the_pose_and_shape_differences():
     """With variability 0 two subjects share the template's anatomy: only scanner grid and noise differ."""
 

@@ -26,6 +26,7 @@ def trained(tiny_cache, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("trained_run")  # one worker trains the module-scoped run once
 def test_outputs_of_a_run(trained):
     for name in ("model.pt", "last.ckpt", "log.csv", "loss.png", "config.yaml", "versions.json"):
@@ -40,6 +41,7 @@ def test_outputs_of_a_run(trained):
     assert cfg["run"] == "x0_lp1.5_sc0.5" and cfg["diffusion"]["prediction"] == "x0"
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("trained_run")
 def test_model_pt_is_weights_only_and_rebuilds(trained):
     payload = torch.load(trained / "model.pt", weights_only=True)
@@ -53,6 +55,7 @@ def test_model_pt_is_weights_only_and_rebuilds(trained):
     assert out.shape == (2, 2, 32, 32) and torch.isfinite(out).all()
 
 
+@pytest.mark.slow
 def test_model_pt_holds_the_ema_recurrence_of_the_raw_weights(tiny_cache, tmp_path, monkeypatch):
     """model.pt = e_n, where e_1 = w_1 and e_k = d e_(k-1) + (1 - d) w_k over the raw weights after each step."""
     from slimdiff.training import runner
@@ -77,6 +80,7 @@ def test_model_pt_holds_the_ema_recurrence_of_the_raw_weights(tiny_cache, tmp_pa
 
 
 @pytest.mark.xdist_group("trained_run")
+@pytest.mark.slow
 def test_same_seed_same_model(tiny_cache, tmp_path, trained):
     train_run(tiny_cache, tmp_path / "again", tiny_run_config(), fold=0, device="cpu", run_name="x0_lp1.5_sc0.5")
     a = read_model_file(trained / "model.pt")["state_dict"]
@@ -144,6 +148,7 @@ def _remove_outputs(out) -> None:
 
 @pytest.mark.xdist_group("uninterrupted_run")
 @pytest.mark.parametrize("num_workers", [0, 1])
+@pytest.mark.slow
 def test_a_kill_at_an_epoch_boundary_resumes_exactly(uninterrupted, tiny_cache, tmp_path, monkeypatch, num_workers):
     """Killed as epoch 1 starts, resumed for epochs 1-2. With a worker process too (the reference has none: workers
     change nothing that is learned): a loader with workers draws an epoch's first indices when Lightning makes
@@ -179,6 +184,7 @@ runner.train_run(sys.argv[1], sys.argv[2], tiny_run_config(max_epochs=3), fold=0
 
 
 @pytest.mark.xdist_group("uninterrupted_run")
+@pytest.mark.slow
 def test_a_sigkill_mid_epoch_resumes_exactly(uninterrupted, tiny_cache, tmp_path, caplog):
     from conftest import REPO
 
@@ -195,6 +201,7 @@ def test_a_sigkill_mid_epoch_resumes_exactly(uninterrupted, tiny_cache, tmp_path
 
 
 @pytest.mark.xdist_group("uninterrupted_run")
+@pytest.mark.slow
 def test_a_kill_after_the_last_epoch_before_the_export(uninterrupted, tiny_cache, tmp_path, monkeypatch):
     """Nothing is left to train: log.csv, loss.png and model.pt come back from the checkpoints."""
     from slimdiff.training import runner
@@ -213,6 +220,7 @@ def test_a_kill_after_the_last_epoch_before_the_export(uninterrupted, tiny_cache
     _assert_same_run(tmp_path, uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_run_stopped_early_stays_stopped(tiny_cache, tmp_path):
     """With EMA decay 1 the validated (EMA) weights never move after the first step: no improvement after
     epoch 0, a stop after epoch 1 (patience 1). Run again, it trains nothing and exports the same model."""
@@ -277,6 +285,7 @@ def test_cosine_schedule_matches_torch_for_a_fixed_length():
 
 
 @pytest.mark.xdist_group("trained_run")
+@pytest.mark.slow
 def test_resume_with_more_epochs_follows_the_longer_schedule(trained, tiny_cache, tmp_path):
     """Extending a finished 2-epoch run to 4: epochs 2-3 use the 4-epoch cosine, the LR never rises again."""
     from slimdiff.training.module import cosine_lr_factor
@@ -294,6 +303,7 @@ def test_resume_with_more_epochs_follows_the_longer_schedule(trained, tiny_cache
 
 
 @pytest.mark.xdist_group("trained_run")
+@pytest.mark.slow
 def test_resume_from_a_checkpoint_with_the_old_scheduler_state(trained, tiny_cache, tmp_path):
     """last.ckpt files written with torch's CosineAnnealingLR still resume (its T_max is dropped)."""
     out = tmp_path / "old"
@@ -311,6 +321,7 @@ def test_resume_from_a_checkpoint_with_the_old_scheduler_state(trained, tiny_cac
     assert pd.read_csv(out / "log.csv")["epoch"].tolist() == [0, 1, 2]
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("trained_run")
 def test_resume_refuses_a_checkpoint_from_another_config(trained, tiny_cache):
     other = tiny_run_config()
@@ -319,6 +330,7 @@ def test_resume_refuses_a_checkpoint_from_another_config(trained, tiny_cache):
         train_run(tiny_cache, trained, other, fold=0, device="cpu")
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("trained_run")
 def test_sampler_settings_do_not_block_a_resume(trained, tiny_cache):
     from slimdiff.training.runner import check_resumable
@@ -332,6 +344,7 @@ def test_sampler_settings_do_not_block_a_resume(trained, tiny_cache):
         check_resumable(trained / "last.ckpt", other, stored["data_info"])
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("trained_run")
 def test_bad_model_files(trained, tmp_path):
     bad = tmp_path / "model.pt"
@@ -374,6 +387,7 @@ def test_run_grid_names():
     assert run_name("x0", 2.25, 0.8) == "x0_lp2.25_sc0.8"
 
 
+@pytest.mark.slow
 def test_workflow_restarts_on_a_config_change(tiny_cache, tmp_path):
     train_run(tiny_cache, tmp_path, tiny_run_config(max_epochs=1), fold=0, device="cpu")
     other = tiny_run_config(max_epochs=1)
@@ -383,6 +397,7 @@ def test_workflow_restarts_on_a_config_change(tiny_cache, tmp_path):
     assert pd.read_csv(tmp_path / "log.csv")["epoch"].tolist() == [0]
 
 
+@pytest.mark.slow
 def test_training_with_ffl_kendall_groups_and_a_per_sample_coin(tiny_cache, tmp_path):
     """One epoch of upstream's FFL setting: log.csv follows the two learned log-variances from [0.0, 0.5]."""
     cfg = tiny_run_config(max_epochs=1)

@@ -153,6 +153,7 @@ def test_corrupt_and_foreign_files_are_clear_errors(tmp_path):
         read_upstream_checkpoint(tmp_path / "missing.ckpt")
 
 
+@pytest.mark.slow
 def test_cli_converts_and_reports(tmp_path, capsys):
     shutil.copy(DATA / "x0_sc.yaml", tmp_path / "train.yaml")
     out = tmp_path / "model.pt"

@@ -143,6 +143,7 @@ def arm_results(disk_data) -> dict:
     return run_arms(arms, disk_data["test"], TINY, tau=0.0, seeds=TINY["seeds"])
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("utility_arms")  # one worker trains the module-scoped arms once
 def test_every_arm_learns_the_disks(arm_results, disk_data):
     n_lesion, n_control = int(disk_data["test"]["class"].sum()), int((disk_data["test"]["class"] == 0).sum())
@@ -160,6 +161,7 @@ def test_every_arm_learns_the_disks(arm_results, disk_data):
 
 
 @pytest.mark.xdist_group("utility_arms")
+@pytest.mark.slow
 def test_same_seed_same_segmenter_other_seed_another(arm_results, disk_data):
     real = disk_data["real"]
     first, again, other = (train_arm(real["images"], real["masks"], TINY, seed=s) for s in (0, 0, 1))
@@ -319,6 +321,7 @@ def test_summary_pairs_each_run_with_the_real_arm_of_the_same_fold_and_seed(tmp_
     assert section["settings"] == {"steps": 3} and section["paired_metric"] == "dice_lesion_slices"
 
 
+@pytest.mark.slow
 def test_the_utility_switch(tmp_path):
     """utility.enabled off: the dry run of the tiny workflow plans no segmenter jobs and everything else as
     before; the aggregation script then writes no utility section (slimdiff.metrics.evaluate.aggregate with

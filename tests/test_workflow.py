@@ -36,11 +36,13 @@ def snakemake(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=workdir)
 
 
+@pytest.mark.slow
 def test_lint():
     proc = subprocess.run([str(BIN / "snakemake"), "--lint"], capture_output=True, text=True, env=ENV, cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_dry_run_plans_the_data_stage(tmp_path):
     tiny_config(tmp_path)
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
@@ -54,6 +56,7 @@ def test_dry_run_plans_the_data_stage(tmp_path):
     assert re.search(r"^metrics_image\s+2$", out, re.M) and re.search(r"^aggregate_metrics\s+1$", out, re.M)
 
 
+@pytest.mark.slow
 def test_replica_jobs_sample_every_zbin_in_one_job(tmp_path):
     path = tiny_config(tmp_path)
     cfg = yaml.safe_load(path.read_text())
@@ -68,6 +71,7 @@ def test_replica_jobs_sample_every_zbin_in_one_job(tmp_path):
     assert proc.returncode == 0 and "zbin00.npz" in plan and "zbin01.npz" in plan, "the job writes every z-bin file"
 
 
+@pytest.mark.slow
 def test_dry_run_rejects_a_bad_config(tmp_path):
     path = tiny_config(tmp_path)
     path.write_text("data:\n  cache:\n    z_bins: -1\nexperiments:\n  - prediction: [eps]\n")
@@ -78,6 +82,7 @@ def test_dry_run_rejects_a_bad_config(tmp_path):
     assert "experiments.0.prediction.0: 'eps' is not one of ['epsilon', 'v', 'x0']" in out
 
 
+@pytest.mark.slow
 def test_raw_source_needs_an_existing_directory(tmp_path):
     path = tiny_config(tmp_path)
     cfg = yaml.safe_load(path.read_text())
