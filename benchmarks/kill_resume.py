@@ -9,7 +9,8 @@ then `snakemake --cores all --resources gpu=N`), the whole process group is SIGK
 in (0, T), and the same commands run again, to the end, with no flag and no manual step. Each trial records
 when it was killed, which jobs were running then (their rule logs), whether the rerun succeeded, and whether
 its table.md and summary.json (less the time stamp) equal the reference. Several CPU-hours on the embedded
-default: run on demand, never in the test suite (tests/test_resume_pipeline.py is the small version).
+default: run on demand, never in the test suite (the small version is tests/test_workflow.py's
+test_killed_twice_then_rerun_gives_the_uninterrupted_table).
 """
 
 from __future__ import annotations

@@ -205,12 +205,14 @@ def tiny_config(tmp: Path) -> Path:
         "data": data,
         "preprocess": {"brain_extraction": {"backend": "none"}},
         "model": TINY_MODEL,
-        "training": {"batch_size": 8, "max_epochs": 1, "threads": 1},
+        # two epochs: a checkpoint to kill after and an epoch to kill in (test_workflow's resume test)
+        "training": {"batch_size": 8, "max_epochs": 2, "threads": 1},
         "sampler": {"steps": 3},
         "diffusion": {"prediction": "x0"},  # dvc.yaml tracks these sections by name: they must be present
         "self_conditioning": {"enabled": True},
         "loss": {"p": 1.5},
-        "generation": {"replicas": 1, "n_per_condition": 1, "batch_size": 4},
+        # one sampling process per replica, as config/config.yaml: start-up, not sampling, is a tiny job's cost
+        "generation": {"replicas": 1, "n_per_condition": 1, "batch_size": 4, "job_unit": "replica"},
         "figures": {"dpi": 100},
         "cluster": {  # small enough for a 2-CPU SLURM node
             "train": {"runtime": 20, "mem_mb": 2000, "cpus_per_gpu": 1},

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import REPO, copy_project
 
 SCRIPTS = REPO / "tests" / "slurm"
@@ -36,6 +37,11 @@ def slurm_cluster():
 
 def test_tiny_pipeline_through_the_slurm_profile(slurm_cluster, tmp_path, metric_weights):
     proj = copy_project(tmp_path / "proj")
+    config = proj / "config" / "config.yaml"
+    cfg = yaml.safe_load(config.read_text())
+    cfg["generation"]["job_unit"] = "zbin"  # a job per z-bin, the cluster's unit: they go in as job arrays
+    cfg["training"]["max_epochs"] = 1
+    config.write_text(yaml.safe_dump(cfg))
     cmd = [
         "timeout", "-k", "20", "900",
         str(BIN / "snakemake"), "--profile", "slurm",  # literally, from the project root (./slurm -> profiles/slurm)

@@ -13,10 +13,12 @@ import pytest
 import rerun_contract
 import yaml
 from conftest import REPO, copy_project, tiny_config
+from interrupt import kill_when, make_run, results
 
 from slimdiff.config import validate_config
 from slimdiff.data.cache import load_cache
 from slimdiff.io import read_json
+from slimdiff.workflow_lock import locks
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
@@ -51,16 +53,22 @@ def test_dry_run_plans_the_data_stage(tmp_path):
     for rule in ("synth_cohort", "build_cache", "cache_qc", "all"):
         assert rule in out
     assert re.search(r"^train\s+2$", out, re.M), "one train job per run of the grid"
-    assert re.search(r"^generate\s+6$", out, re.M), "one generate job per run, replica and z-bin"
+    assert re.search(r"^generate\s+2$", out, re.M), "one generate job per run and replica (job_unit replica)"
     assert re.search(r"^gather_samples\s+2$", out, re.M)
     assert re.search(r"^metrics_image\s+2$", out, re.M) and re.search(r"^aggregate_metrics\s+1$", out, re.M)
 
 
 @pytest.mark.slow
-def test_replica_jobs_sample_every_zbin_in_one_job(tmp_path):
+def test_job_units_zbin_and_replica(tmp_path):
+    """`zbin` (the schema's default, the paper's): a job per z-bin; `replica`: one job writes every z-bin file."""
     path = tiny_config(tmp_path)
     cfg = yaml.safe_load(path.read_text())
-    cfg["generation"].update(job_unit="replica", replicas=2)
+    cfg["generation"].update(job_unit="zbin", replicas=2)
+    path.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^generate\s+12$", proc.stdout + proc.stderr, re.M), "one job per run, replica and z-bin"
+    cfg["generation"]["job_unit"] = "replica"
     path.write_text(yaml.safe_dump(cfg))
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert proc.returncode == 0, proc.stderr
@@ -148,6 +156,7 @@ FINISHED = pytest.mark.xdist_group("finished_project")
 GIT = ("git", "-c", "user.name=t", "-c", "user.email=t@t")
 DVC = str(BIN / "dvc")
 RUNS = ("epsilon_lp1.5_sc0.5", "x0_lp1.5_sc0.5")
+KILLED_RUN = RUNS[1]
 
 
 def runner(cwd: Path, env: dict | None = None):
@@ -316,7 +325,7 @@ def test_changed_values_plan_the_rules_that_depend_on_them(finished):
         cfg["sampler"]["steps"] = 4
         finished.config.write_text(yaml.safe_dump(cfg))
         text = plan(proj)
-        assert re.search(r"^generate\s+6$", text, re.M) and not re.search(r"^train\s", text, re.M), text[-2000:]
+        assert re.search(r"^generate\s+2$", text, re.M) and not re.search(r"^train\s", text, re.M), text[-2000:]
         # a changed training value reruns the training jobs, not the cache
         cfg["sampler"]["steps"] = 3
         cfg["training"]["lr"] = 5e-4
@@ -369,6 +378,36 @@ def test_a_figure_style_change_redraws_the_figures_only(finished, tmp_path):
     assert model.stat().st_mtime_ns == before[model] and sample.stat().st_mtime_ns == before[sample]
 
 
+@pytest.mark.pipeline
+@FINISHED
+def test_killed_twice_then_rerun_gives_the_uninterrupted_table(finished, tmp_path):
+    """An interrupted pipeline resumes to the same result, with no flag and no manual step.
+
+    A copy of the finished project loses one run (its training, samples, scores and logs), which `make run`'s
+    commands then redo: SIGKILL the whole Snakemake process group during that training and again during its
+    sampling, run the same commands again, and the table and summary are the uninterrupted project's.
+    """
+    proj = copy_finished(finished, tmp_path / "proj")
+    shutil.rmtree(proj / "results" / "runs" / KILLED_RUN)
+    for log in (proj / "results" / "logs").glob(f"*/{KILLED_RUN}_*.log"):
+        log.unlink()
+    train = proj / "results" / "runs" / KILLED_RUN / "fold0" / "train"
+    # 1. during training, between epochs: a checkpoint exists, the model does not yet
+    kill_when(proj, lambda: (train / "last.ckpt").exists() and not (train / "model.pt").exists(), "mid-training")
+    assert locks(proj), "the killed Snakemake left its lock"
+    # 2. during sampling: the generate job has started (its log exists) and not finished
+    replica = train.parent / "samples" / "replica0"
+    generate_log = proj / "results" / "logs" / "generate" / f"{KILLED_RUN}_fold0_replica0.log"
+    kill_when(proj, lambda: generate_log.exists() and not (replica / "manifest.csv").exists(), "sampling")
+    # 3. the same commands again finish, and once more have nothing left to do
+    make_run(proj)
+    assert "Nothing to be done" in make_run(proj)
+
+    assert results(proj) == results(finished.proj)
+    log_csv = (train / "log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log_csv[1:]] == ["0", "1"], "every epoch once"
+
+
 @pytest.fixture(scope="session")
 def clone(finished, tmp_path_factory) -> Path:
     """A copy of the finished project commits and pushes its results; a fresh git clone pulls stage `compute`."""
@@ -418,4 +457,4 @@ def test_a_clone_goes_on_with_snakemake_sampling_only(clone):
     proc = snakemake(clone, "--cores", "1", "--touch", *models, snakefile=clone / "Snakefile")
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = plan(clone)
-    assert re.search(r"^generate\s+6$", text, re.M) and not re.search(r"^train\s", text, re.M)
+    assert re.search(r"^generate\s+2$", text, re.M) and not re.search(r"^train\s", text, re.M)
