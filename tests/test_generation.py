@@ -2,8 +2,7 @@
 
 import json
 import shutil
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
@@ -238,28 +237,34 @@ def test_spec_config_mismatch(tiny_model, tmp_path):
     assert plan.total == 1
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "slimdiff.cli.generate_spec", *args], capture_output=True, text=True)
+def cli(capsys, *args) -> SimpleNamespace:
+    """The spec command in this process (its imports are paid once per worker): returncode, stdout, stderr."""
+    from slimdiff.cli.generate_spec import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
 
 @pytest.mark.slow
-def test_spec_cli_dry_run_validate_and_errors(tiny_model, tmp_path):
+def test_spec_cli_dry_run_validate_and_errors(tiny_model, tmp_path, capsys):
     spec = write_spec(tmp_path, tiny_model, defaults={"control": 1, "lesion": 2, "zbins": "0-1"})
-    dry = cli("--spec", str(spec), "--dry-run")
+    dry = cli(capsys, "--spec", str(spec), "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "total  6 samples" in dry.stdout and "estimated time:" in dry.stdout
     assert not (tmp_path / "out").exists(), "a dry run writes nothing"
-    ok = cli("--spec", str(spec), "--validate-only")
+    ok = cli(capsys, "--spec", str(spec), "--validate-only")
     assert ok.returncode == 0 and "valid (6 samples over 2 z-bins)" in ok.stdout
     bad = write_spec(tmp_path, tiny_model, samples=[{"zbin": 9}])
-    err = cli("--spec", str(bad), "--validate-only")
+    err = cli(capsys, "--spec", str(bad), "--validate-only")
     assert err.returncode == 2 and "out of range" in err.stderr and "Traceback" not in err.stderr
 
 
 @pytest.mark.slow
-def test_spec_cli_generates(tiny_model, tmp_path):
+def test_spec_cli_generates(tiny_model, tmp_path, capsys):
     spec = write_spec(tmp_path, tiny_model, samples=[{"zbin": 2, "control": 1, "lesion": 1}], batch_size=2)
-    done = cli("--spec", str(spec))
+    done = cli(capsys, "--spec", str(spec))
     assert done.returncode == 0, done.stderr
     assert len(read_samples(tmp_path / "out" / "zbin02.npz")["seed"]) == 2
 

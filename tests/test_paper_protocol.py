@@ -1,19 +1,14 @@
 """The paper's protocols: Table 1 and the camera-ready grid, each with its own split, training, replicas and
 scoring, from one cache and one command (issue #33).
 
-The dry run of config/paper.yaml checks the plan against the spec's numbers (evaluation.md §6.5 and §7,
-method.md §7.3-7.4): 21 Table 1 trainings on one split, 4 architectures x 3 folds for the camera-ready table,
+The dry run of config/paper.yaml (tests/test_paper_dag.py) checks the plan against the spec's numbers
+(evaluation.md §6.5 and §7, method.md §7.3-7.4): 21 Table 1 trainings on one split, 4 architectures x 3 folds for the camera-ready table,
 5 replicas x 50 and 12 replicas x 150 per (z-bin, class), one scoring job per (run, fold). The split views are
 checked on a real (tiny) cache: the same test set, upstream's folds, the single split's 10 %.
 """
 
-import re
-from collections import defaultdict
-
 import pytest
-import yaml
 from conftest import REPO
-from test_workflow import snakemake
 
 from slimdiff.config import ConfigError, resolve_config, validate_config
 from slimdiff.data.cache import load_cache
@@ -67,56 +62,6 @@ def test_the_camera_ready_variants_are_compared_with_the_shared_cell():
     assert all(p["paired_folds"] == [0, 1, 2] for p in camera.values())
     assert camera["bottleneck_only"]["run"] == "x0_lp1.5_sc0.0-bottleneck_only@camera_ready"
     assert not any(r.endswith("@table1") for r in pairs)  # Table 1 has no other variant
-
-
-def dry_run_jobs(text: str) -> dict[str, list[dict]]:
-    """rule -> [{input, wildcards}] of each job in a (non-quiet) dry run."""
-    jobs = defaultdict(list)
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
-        m = re.match(r"(?:local)?rule (\w+):", block.strip())
-        if not m:
-            continue
-        inputs = re.search(r"input: ([^\n]+)", block)
-        found = re.search(r"wildcards: ([^\n]+)", block)
-        wildcards = dict(item.split("=", 1) for item in found.group(1).split(", ")) if found else {}
-        jobs[m.group(1)].append({"input": inputs.group(1) if inputs else "", "wildcards": wildcards})
-    return jobs
-
-
-@pytest.mark.slow
-def test_dry_run_shows_both_grids_with_their_protocols(tmp_path):
-    """One command plans both grids from one cache: splits, trainings, replicas and scoring jobs per protocol."""
-    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-    cfg["data"]["raw_dir"] = str(tmp_path / "ds004199")
-    (tmp_path / "ds004199" / "sub-00001" / "anat").mkdir(parents=True)
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    proc = snakemake(tmp_path, "-n")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = proc.stdout + proc.stderr
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", text, re.M))
-    jobs = dry_run_jobs(text)
-    trainings = TABLE1_TRAININGS + 3 * len(CAMERA_READY)
-    assert int(counts["train"]) == trainings == 33
-    assert int(counts["build_cache"]) == 1 and int(counts["split_view"]) == 2  # one cache, a view per protocol
-    assert sorted(j["wildcards"]["protocol"] for j in jobs["split_view"]) == ["camera_ready", "table1"]
-    for job in jobs["train"]:  # each run trains on its own protocol's split
-        run, fold = job["wildcards"]["run"], int(job["wildcards"]["fold"])
-        protocol = run.split("@")[1]
-        assert f"results/splits/{protocol}/index.csv" in job["input"], (run, job["input"])
-        assert fold == 0 if protocol == "table1" else fold in (0, 1, 2)
-    per_protocol = defaultdict(int)
-    for job in jobs["train"]:
-        per_protocol[job["wildcards"]["run"].split("@")[1]] += 1
-    assert per_protocol == {"table1": TABLE1_TRAININGS, "camera_ready": 12}
-    replicas = TABLE1_TRAININGS * 5 + 12 * 12  # Regime A: 5 replicas; B: 12 per cell and fold
-    assert int(counts["gather_samples"]) == replicas
-    assert int(counts["generate"]) == replicas * Z_BINS  # paper.yaml: one job per z-bin
-    for rule in ("metrics_image", "metrics_mask", "run_metrics"):  # one scoring job per (run, fold)
-        assert int(counts[rule]) == trainings
-        assert all("results/splits/" in j["input"] for j in jobs[rule] if rule != "run_metrics")
-    for rule in ("baseline", "aggregate_metrics", "figures", "paper_table"):
-        assert int(counts[rule]) == 1
 
 
 @pytest.fixture(scope="module")

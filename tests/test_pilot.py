@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from conftest import REPO
 
 from slimdiff import pilot
@@ -117,34 +116,6 @@ def test_pilot_runs_cover_the_papers_code_paths():
             if len(pair["paired_folds"]) >= MIN_PAIRS:
                 assert len(our_pairs[shared][variant]["paired_folds"]) >= MIN_PAIRS, (shared, variant)
     assert pretrained_runs(ours), "the pilot imports a model"
-
-
-@pytest.fixture(scope="module")
-def paper_dag(tmp_path_factory) -> tuple[Path, set[str]]:
-    """A fake raw cohort and the rules the pilot must run: from a dry run of the paper grid on that cohort."""
-    tmp = tmp_path_factory.mktemp("paper_dag")
-    raw = _fake_cohort(tmp / "raw")
-    return raw, pilot.expected_pilot_rules(pilot.job_rules(pilot.paper_dag_jobs(PAPER, raw, tmp / "paper")))
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("pilot_dag")  # one worker, one paper dry run for both
-@pytest.mark.parametrize("overlay", [PILOT, PILOT_CI], ids=["pilot", "pilot-ci"])
-def test_pilot_dag_has_exactly_the_paper_dag_rules(tmp_path, overlay, paper_dag):
-    """From Snakemake's dry runs: the pilot's DAG, and its reduced form's, has the rules of the paper's (plus
-    those of the paper's optional `released` grid), whatever config/paper.yaml and the rules say today."""
-    raw, want = paper_dag
-    run_config = tmp_path / "pilot" / pilot.RUN_CONFIG
-    run_config.parent.mkdir()
-    run_config.write_text(yaml.safe_dump({"extends": str(overlay), "data": {"raw_dir": str(raw)}}))
-    pilot_jobs = pilot.dag_jobs(run_config, run_config.parent)
-    assert pilot.rule_set_problems(pilot.job_rules(pilot_jobs), want, "the pilot's DAG") == []
-    assert {"preprocess", "train", "generate", "metrics_image", "utility", "figures"} <= want
-    assert "synth_cohort" not in pilot_jobs, "the pilot reads its cohort as raw data, as the paper does"
-    ours = pilot.resolved(overlay)
-    imported = pretrained_runs(ours)
-    trained = [r for r, _ in run_folds(expand_runs(ours)) if r not in imported]
-    assert pilot_jobs["preprocess"] == 4 and pilot_jobs["train"] == len(trained)
 
 
 def test_rule_set_problems_names_both_directions():

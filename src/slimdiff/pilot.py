@@ -179,15 +179,21 @@ def parse_job_stats(text: str) -> dict[str, int]:
     raise PilotError("no 'Job stats' table in Snakemake's output:\n" + text[-2000:])
 
 
-def dag_jobs(config_file: str | Path, workdir: str | Path, snakemake: str | None = None) -> dict[str, int]:
-    """{rule: jobs} of everything `config_file` would run from scratch in `workdir` (snakemake -n --forceall)."""
+def dag_text(config_file: str | Path, workdir: str | Path, snakemake: str | None = None) -> str:
+    """What `snakemake -n --forceall` prints for `config_file` in `workdir`: every job it would run from scratch,
+    then the Job stats table."""
     exe = snakemake or shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
     cmd = [exe, "-n", "--forceall", "--cores", "1", "--snakefile", str(REPO / "Snakefile")]
     cmd += ["--directory", str(Path(workdir).resolve()), "--configfile", str(Path(config_file).resolve())]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         raise PilotError(f"snakemake dry run of {config_file} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
-    return parse_job_stats(proc.stdout + proc.stderr)
+    return proc.stdout + proc.stderr
+
+
+def dag_jobs(config_file: str | Path, workdir: str | Path, snakemake: str | None = None) -> dict[str, int]:
+    """{rule: jobs} of everything `config_file` would run from scratch in `workdir`."""
+    return parse_job_stats(dag_text(config_file, workdir, snakemake))
 
 
 def job_rules(jobs: Mapping[str, int]) -> set[str]:
@@ -684,14 +690,19 @@ def render(costing: Costing, stamp: Mapping[str, Any], command: str, rule_check:
 # The checks and the command line (`slimdiff-pilot`, what `make pilot` calls).
 
 
-def paper_dag_jobs(paper_file: str | Path, raw_dir: str | Path, scratch: str | Path) -> dict[str, int]:
-    """The paper grid's DAG ({rule: jobs}) over the cohort in `raw_dir`: paper_file with only data.raw_dir set,
-    dry-run in the folder `scratch` (the paper's own raw_dir need not exist)."""
+def paper_dag_text(paper_file: str | Path, raw_dir: str | Path, scratch: str | Path) -> str:
+    """The dry run (dag_text) of the paper grid over the cohort in `raw_dir`: paper_file with only data.raw_dir
+    set, in the folder `scratch` (the paper's own raw_dir need not exist)."""
     scratch = Path(scratch)
     overlay = scratch / "paper.yaml"
     body = {"extends": str(Path(paper_file).resolve()), "data": {"raw_dir": str(Path(raw_dir).resolve())}}
     write_text(overlay, yaml.safe_dump(body, sort_keys=False))
-    return dag_jobs(overlay, scratch)
+    return dag_text(overlay, scratch)
+
+
+def paper_dag_jobs(paper_file: str | Path, raw_dir: str | Path, scratch: str | Path) -> dict[str, int]:
+    """The paper grid's DAG ({rule: jobs}) over the cohort in `raw_dir` (see paper_dag_text)."""
+    return parse_job_stats(paper_dag_text(paper_file, raw_dir, scratch))
 
 
 def rule_check(workdir: str | Path, run_config: str | Path, paper_file: str | Path) -> list[str]:
