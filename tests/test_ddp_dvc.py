@@ -34,7 +34,6 @@ def ddp_project(path: Path, max_epochs: int = 2) -> Path:
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["experiments"] = {"prediction": ["x0"], "p": [1.5], "self_conditioning": [0.5]}
     cfg["training"].update({"devices": 2, "batch_size": 4, "max_epochs": max_epochs})
-    cfg["generation"]["job_unit"] = "zbin"  # the paper's job unit, run for real here: one job per z-bin
     cfg["utility"]["enabled"] = False  # the segmenter stage has nothing to do with DDP (test_workflow runs it)
     cfg_path.write_text(yaml.safe_dump(cfg))
     return proj

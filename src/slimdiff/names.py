@@ -54,6 +54,18 @@ LESION_COLUMNS = ("n_lesions", "lesion_rate_cls1", "lesion_rate_cls0", "area_med
 # paired-lesion features); MMD-MF needs MIN_LESIONS of them on each side (the table's notes say so).
 MIN_LESION_PX = 5
 MIN_LESIONS = 10
+# The 9 shape features of a lesion (metrics/morphology.py measures them, the morphology figures plot them).
+MORPHOLOGY_FEATURES = (
+    "area",
+    "perimeter",
+    "circularity",
+    "solidity",
+    "extent",
+    "eccentricity",
+    "major_axis_length",
+    "minor_axis_length",
+    "equivalent_diameter",
+)
 
 # Where each (run, fold) keeps its results, as rule path templates.
 RUN_DIR = "results/runs/{run}/fold{fold}"

@@ -34,8 +34,8 @@ from matplotlib.lines import Line2D
 from slimdiff.experiments import comparison_family, parse_run
 from slimdiff.figures.labels import DICE_METRIC, PRED_ORDER, PRED_TEX, family_title
 from slimdiff.io import as_float, atomic_path, read_json
-from slimdiff.metrics.morphology import FEATURES
 from slimdiff.names import FIGURE_METRICS, AggregatedFiles, parse_fold_key, parse_run_fold_key
+from slimdiff.names import MORPHOLOGY_FEATURES as FEATURES
 
 # Paul Tol colours used by the paper: epsilon orange, v teal, x0 wine.
 COLOURS = {"epsilon": "#EE7733", "v": "#009988", "x0": "#882255"}

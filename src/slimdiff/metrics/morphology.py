@@ -17,19 +17,9 @@ from scipy import ndimage
 from scipy.stats import wasserstein_distance
 from skimage.measure import regionprops
 
-from slimdiff.names import MIN_LESION_PX, MIN_LESIONS
+from slimdiff.names import MIN_LESION_PX, MIN_LESIONS, MORPHOLOGY_FEATURES
 
-FEATURES = [
-    "area",
-    "perimeter",
-    "circularity",
-    "solidity",
-    "extent",
-    "eccentricity",
-    "major_axis_length",
-    "minor_axis_length",
-    "equivalent_diameter",
-]
+FEATURES = list(MORPHOLOGY_FEATURES)  # a list: a tuple would index one column of a DataFrame
 TAU_SWEEP = (-0.3, -0.2, -0.1, -0.05, 0.0, 0.05, 0.1, 0.2, 0.3)
 
 
