@@ -2,9 +2,10 @@
 scoring, from one cache and one command (issue #33).
 
 The dry run of config/paper.yaml (tests/test_paper_dag.py) checks the plan against the spec's numbers
-(evaluation.md §6.5 and §7, method.md §7.3-7.4): 21 Table 1 trainings on one split, 4 architectures x 3 folds for the camera-ready table,
-5 replicas x 50 and 12 replicas x 150 per (z-bin, class), one scoring job per (run, fold). The split views are
-checked on a real (tiny) cache: the same test set, upstream's folds, the single split's 10 %.
+(evaluation.md §6.5 and §7, method.md §7.3-7.4): 21 Table 1 trainings on one split, 4 architectures x 3 folds
+for the camera-ready table, 5 replicas x 50 and 12 replicas x 150 per (z-bin, class), one scoring job per (run,
+fold). The split views are checked on a real (tiny) cache: the same test set, upstream's folds, the single
+split's 10 %.
 """
 
 import pytest
