@@ -387,11 +387,43 @@ def test_samples_say_whether_the_model_file_holds_ema_weights(tiny_model, tmp_pa
 
 
 def test_compute_dtype_is_chosen_from_the_storage_dtype_and_the_device():
+    from slimdiff.config import ConfigError
     from slimdiff.generation.sampling import compute_dtype_for
 
     assert compute_dtype_for("float16", "cuda") == compute_dtype_for("float16", "cuda:1") == "bfloat16"
     assert compute_dtype_for("float32", "cuda") == "float32"
     assert compute_dtype_for("float16", "cpu") == compute_dtype_for("float32", "cpu") == "float32"
+    assert compute_dtype_for("float16", "cpu", "bfloat16") == "bfloat16"  # generation.compute_dtype asked for
+    assert compute_dtype_for("float16", "cuda", "float32") == "float32"
+    with pytest.raises(ConfigError, match="generation.compute_dtype 'float16'"):
+        compute_dtype_for("float16", "cpu", "float16")
+
+
+def test_bfloat16_sampling_on_the_cpu(tiny_model, tmp_path):
+    """generation.compute_dtype: bfloat16 runs the network under bf16 autocast on the CPU too (the pilot's
+    setting): the same samples within bf16 rounding, recorded in the file, and never mixed with float32 ones."""
+    import torch
+
+    from slimdiff.errors import OutputExistsError
+
+    net, diffusion, payload = load_denoiser(tiny_model)
+    seen = []
+    net.unet.conv_in.conv.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    kw = {"seed": 3, "steps": 2, "progress": False}
+    conditions = [Condition(0, 1, 2), Condition(1, 0, 2)]
+    fp32 = generate_samples(net, diffusion, payload, conditions, **kw)
+    bf16 = generate_samples(net, diffusion, payload, conditions, compute_dtype="bfloat16", **kw)
+    assert seen == [torch.float32] * 2 + [torch.bfloat16] * 2  # two DDIM steps, one batch each
+    assert bf16["images"].dtype == np.float32 and np.isfinite(bf16["images"]).all()
+    assert not np.array_equal(bf16["images"], fp32["images"])
+    assert np.abs(bf16["images"] - fp32["images"]).max() < 0.25  # bf16 rounding, not other samples
+
+    kw = {"seed": 3, "device": "cpu", "grid": False, "sampler_overrides": {"steps": 1}}
+    out = tmp_path / "samples"
+    written = generate_to_dir(tiny_model, out, [Condition(0, 1, 1)], compute_dtype="bfloat16", **kw)
+    assert read_samples(written[0])["meta"]["compute_dtype"] == "bfloat16"
+    with pytest.raises(OutputExistsError, match="compute_dtype"):
+        generate_to_dir(tiny_model, out, [Condition(0, 1, 1)], compute_dtype="float32", **kw)
 
 
 def test_sampling_feeds_a_channels_last_network_channels_last_input(tiny_model):

@@ -13,7 +13,9 @@ from conftest import REPO
 from slimdiff import pilot
 from slimdiff.config import validate_config
 from slimdiff.experiments import expand_runs, parse_run, pretrained_runs, run_folds
+from slimdiff.generation.sampling import compute_dtype_for
 from slimdiff.metrics.pairing import MIN_PAIRS, variant_pairs
+from slimdiff.training.runner import resolve_precision
 
 PAPER = REPO / "config" / "paper.yaml"
 PILOT = REPO / "config" / "pilot.yaml"
@@ -43,6 +45,8 @@ REPORT_KEYS = ("figures.report_pages",)  # the pilot report on the Snakemake rep
 # What the pilot's sampling and metrics jobs ask the scheduler for: memory it measured, not the method (the report
 # still checks each peak against the paper's requests).
 SCHEDULER_KEYS = ("cluster.generate.mem_mb", "cluster.metrics.mem_mb")
+# The paper's precision as `auto` resolves on a GPU, pinned so that a CPU pilot computes in it too.
+PRECISION_KEYS = ("training.precision", "generation.compute_dtype")
 
 
 def _count_key(key: str) -> str:
@@ -77,8 +81,12 @@ def test_pilot_changes_counts_only():
     )
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     free = INPUT_KEYS + REPORT_KEYS + SCHEDULER_KEYS
-    allowed = [k for k in changed if _count_key(k) in COUNT_KEYS or k.startswith(free)]
+    allowed = [k for k in changed if _count_key(k) in COUNT_KEYS or k in PRECISION_KEYS or k.startswith(free)]
     assert changed == allowed, f"pilot.yaml changes more than counts: {sorted(set(changed) - set(allowed))}"
+    # the precision is the paper's as it resolves on a GPU, the paper's device
+    assert ours["training"]["precision"] == resolve_precision(paper["training"]["precision"], "cuda")
+    gen = paper["generation"]
+    assert ours["generation"]["compute_dtype"] == compute_dtype_for(gen["dtype"], "cuda", gen["compute_dtype"])
     assert ours["data"]["cache"]["roi_size"] == [160, 160, 160] and ours["data"]["cache"]["z_bins"] == 30
     assert (
         ours["sampler"]["spacing"] == paper["sampler"]["spacing"] and ours["sampler"]["eta"] == paper["sampler"]["eta"]
@@ -116,6 +124,29 @@ def test_pilot_runs_cover_the_papers_code_paths():
             if len(pair["paired_folds"]) >= MIN_PAIRS:
                 assert len(our_pairs[shared][variant]["paired_folds"]) >= MIN_PAIRS, (shared, variant)
     assert pretrained_runs(ours), "the pilot imports a model"
+
+
+def test_a_cpu_without_native_bf16_runs_the_pilot_in_float32(tmp_path, capsys):
+    config = pilot.resolved(PILOT)
+    assert pilot.cpu_precision_fallback(config, has_cuda=True, native_bf16=False) == {}
+    assert pilot.cpu_precision_fallback(config, has_cuda=False, native_bf16=True) == {}
+    fallback = pilot.cpu_precision_fallback(config, has_cuda=False, native_bf16=False)
+    assert fallback == {"training": {"precision": "32-true"}, "generation": {"compute_dtype": "float32"}}
+    assert pilot.cpu_precision_fallback(pilot.resolved(PAPER), has_cuda=False, native_bf16=False) == {}  # auto
+    assert "sampling bfloat16" in pilot.precision_line(config)
+
+    import torch
+
+    from slimdiff.generation import sampling
+
+    monkeypatch = pytest.MonkeyPatch()
+    with monkeypatch.context() as mp:
+        mp.setattr(sampling, "cpu_has_native_bf16", lambda: False)
+        mp.setattr(torch.cuda, "is_available", lambda: False)
+        run_config = pilot.prepare(PILOT, tmp_path / "pilot", raw_dir=_fake_cohort(tmp_path / "raw"), paper_file=PAPER)
+    assert "float32 instead of the paper's GPU precision" in capsys.readouterr().out
+    ran = pilot.resolved(run_config)
+    assert (ran["training"]["precision"], ran["generation"]["compute_dtype"]) == ("32-true", "float32")
 
 
 def test_rule_set_problems_names_both_directions():

@@ -81,6 +81,30 @@ def test_model_pt_holds_the_ema_recurrence_of_the_raw_weights(tiny_cache, tmp_pa
 
 @pytest.mark.xdist_group("trained_run")
 @pytest.mark.slow
+def test_bf16_mixed_training_on_the_cpu(tiny_cache, tmp_path):
+    """training.precision: bf16-mixed runs on a CPU as on CUDA (the pilot's setting): bf16 autocast in the
+    steps, float32 weights in model.pt, the precision in its provenance."""
+    seen = []
+    original = torch.nn.Conv2d.forward
+
+    def recording(self, x):
+        out = original(self, x)
+        seen.append(out.dtype)
+        return out
+
+    cfg = tiny_run_config(max_epochs=1, precision="bf16-mixed")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.nn.Conv2d, "forward", recording)
+        model_pt = train_run(tiny_cache, tmp_path, cfg, fold=0, device="cpu", run_name="x0_lp1.5_sc0.5")
+    assert torch.bfloat16 in seen
+    payload = torch.load(model_pt, weights_only=True)
+    assert payload["provenance"]["precision"] == "bf16-mixed"
+    assert all(v.dtype == torch.float32 for v in payload["state_dict"].values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in payload["state_dict"].values() if v.is_floating_point())
+    assert pd.read_csv(tmp_path / "log.csv")[["train_loss", "val_loss"]].notna().all().all()
+
+
+@pytest.mark.slow
 def test_same_seed_same_model(tiny_cache, tmp_path, trained):
     train_run(tiny_cache, tmp_path / "again", tiny_run_config(), fold=0, device="cpu", run_name="x0_lp1.5_sc0.5")
     a = read_model_file(trained / "model.pt")["state_dict"]

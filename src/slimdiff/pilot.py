@@ -139,6 +139,15 @@ def prepare(
             paper = read_config_file(paper_file)
             if "brain_extraction" in paper.get("preprocess", {}):
                 overlay["preprocess"] = {"brain_extraction": paper["preprocess"]["brain_extraction"]}
+    fallback = cpu_precision_fallback(resolved(config_file))
+    if fallback:
+        for section, values in fallback.items():
+            overlay.setdefault(section, {}).update(values)
+        print(
+            "pilot precision: no GPU and no native bf16 on this CPU (AMX, AVX512-BF16), so float32 instead of "
+            "the paper's GPU precision (bf16 would be emulated, slower than float32)",
+            flush=True,
+        )
     run_config = workdir / RUN_CONFIG
     write_text(
         run_config,
@@ -156,6 +165,36 @@ def prepare(
         wrote = write_pilot_cohort(config, target, threads)
         print(f"pilot cohort: {'written to' if wrote else 'kept (same settings) in'} {target}", flush=True)
     return run_config
+
+
+def cpu_precision_fallback(
+    config: Mapping[str, Any], has_cuda: bool | None = None, native_bf16: bool | None = None
+) -> dict[str, dict[str, str]]:
+    """The overlay (none: empty) that turns the pilot's bf16 settings back to float32 on a machine that would
+    only emulate bf16: no CUDA device and a CPU without AMX or AVX512-BF16. Elsewhere bf16 is the paper's GPU
+    precision, and on such a CPU about 2.6-2.9 times faster than float32 at 160x160."""
+    import torch
+
+    from slimdiff.generation.sampling import cpu_has_native_bf16
+
+    has_cuda = torch.cuda.is_available() if has_cuda is None else has_cuda
+    native_bf16 = cpu_has_native_bf16() if native_bf16 is None else native_bf16
+    if has_cuda or native_bf16:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    if config["training"]["precision"] == "bf16-mixed":
+        out["training"] = {"precision": "32-true"}
+    if config["generation"]["compute_dtype"] == "bfloat16":
+        out["generation"] = {"compute_dtype": "float32"}
+    return out
+
+
+def precision_line(config: Mapping[str, Any]) -> str:
+    """What the pilot computed in, for the report (the extrapolated CPU hours hold for that precision)."""
+    return (
+        f"precision: training {config['training']['precision']}, sampling {config['generation']['compute_dtype']} "
+        "(auto: bf16 on a GPU, float32 on a CPU; the extrapolated CPU hours are for the precision the pilot ran)"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -763,6 +802,7 @@ def report(
         cache_n, raw_n = paper_subjects or pilot_sizes.subjects, paper_raw_subjects or max(n_pre, 1)
         extra = f"input: {pilot_cfg['data']['raw_dir']} ({raw_n} subjects preprocessed, {cache_n} in the cache)"
     extra += f"; {note}" if note else ""
+    extra += f"\n- {precision_line(pilot_cfg)}"
     costing = extrapolate(
         bench,
         pilot_cfg,

@@ -29,5 +29,6 @@ written = generate_to_dir(
     sampler_overrides={k: sampler[k] for k in ("steps", "eta", "spacing", "guidance_scale")},
     grid=False,
     channels_last=gen["channels_last"],
+    compute_dtype=gen["compute_dtype"],
 )
 assert [str(p) for p in written] == samples, written

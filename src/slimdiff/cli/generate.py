@@ -29,6 +29,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="storage dtype")
+    p.add_argument(
+        "--compute-dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help="precision the network computes in (auto: bfloat16 on CUDA for float16 storage, else float32)",
+    )
     p.add_argument("--steps", type=int, help="DDIM steps (default: the model's sampler config)")
     p.add_argument("--eta", type=float)
     p.add_argument("--spacing", choices=["leading", "trailing"])
@@ -65,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             args.device,
             args.dtype,
             overrides,
+            compute_dtype=args.compute_dtype,
         )
 
     return run(body, "slimdiff-generate")

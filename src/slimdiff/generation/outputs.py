@@ -26,7 +26,7 @@ class SampleFileError(SlimdiffInputError):
 
 
 # What makes two sample files the same generation: rewriting one of them gives the same samples (a rerun).
-IDENTITY_KEYS = ("run", "fold", "replica", "seed", "sampler", "model_sha256", "dtype")
+IDENTITY_KEYS = ("run", "fold", "replica", "seed", "sampler", "model_sha256", "dtype", "compute_dtype")
 
 
 def check_same_generation(npz_path: Path, meta: dict, keys=IDENTITY_KEYS) -> None:

@@ -29,10 +29,12 @@ def generate_to_dir(
     sampler_overrides: dict | None = None,
     grid: bool = True,
     channels_last: bool = False,
+    compute_dtype: str = "auto",
 ) -> list[Path]:
     """Sample `conditions` and write them per z-bin; `dtype` is the storage dtype of images and masks.
 
-    The precision the network computes in follows from it and the device (see sampling.compute_dtype_for).
+    The precision the network computes in (`compute_dtype`, generation.compute_dtype) is resolved from it and
+    the device by sampling.compute_dtype_for; a z-bin file computed in another precision is not written over.
     """
     device = pick_device(device)
     net, diffusion, payload = load_denoiser(model_path, device)
@@ -47,9 +49,10 @@ def generate_to_dir(
         "seed": seed,
         "model_sha256": model_sha256,
         "dtype": dtype,
+        "compute_dtype": compute_dtype_for(dtype, device, compute_dtype),
     }
     _refuse_other_generations(out_dir, conditions, known)  # before sampling, not after hours of it
-    compute_dtype = compute_dtype_for(dtype, device)
+    compute_dtype = known["compute_dtype"]
     result = generate_samples(
         net,
         diffusion,

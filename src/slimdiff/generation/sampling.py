@@ -51,19 +51,38 @@ def expand_conditions(conditions: list[Condition], seed: int, replica: int) -> d
     }
 
 
-def compute_dtype_for(storage_dtype: str, device: str | torch.device) -> str:
-    """The precision the denoiser computes in while sampling, given the storage dtype and the device.
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 
-    `storage_dtype` (generation.dtype, --dtype, a spec's dtype) is how images and masks are written; the
-    config has no compute setting of its own. Samples stored in float16 are computed under bfloat16 autocast
-    on CUDA; on the CPU, and for float32 storage, the denoiser computes in float32.
+
+def compute_dtype_for(storage_dtype: str, device: str | torch.device, requested: str = "auto") -> str:
+    """The precision the denoiser computes in while sampling (generation.compute_dtype).
+
+    `auto` follows the storage dtype (generation.dtype) and the device: samples stored in float16 are computed
+    under bfloat16 autocast on CUDA; on the CPU, and for float32 storage, in float32. `bfloat16` asks for
+    bfloat16 autocast on any device: on a CPU it runs oneDNN's bf16 kernels, fast only where the CPU has them
+    natively (cpu_has_native_bf16); that is how the pilot runs the paper's GPU precision on a CPU.
     """
+    if requested not in COMPUTE_DTYPES:
+        raise ConfigError(f"generation.compute_dtype {requested!r}: must be one of {', '.join(COMPUTE_DTYPES)}")
+    if requested != "auto":
+        return requested
     return "bfloat16" if str(device).startswith("cuda") and storage_dtype == "float16" else "float32"
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AMX tiles or AVX512-BF16); elsewhere oneDNN emulates it,
+    and bf16 autocast on the CPU is no faster than float32. (torch.cpu's probes are private API: any failure
+    reads as no.)"""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    try:
+        return any(getattr(torch.cpu, name)() for name in probes if hasattr(torch.cpu, name))
+    except Exception:  # a probe that changed or broke says nothing about the hardware
+        return False
+
+
 def _autocast(device: torch.device, dtype: str):
-    if device.type == "cuda" and dtype in ("float16", "bfloat16"):
-        return torch.autocast("cuda", dtype=getattr(torch, dtype))
+    if dtype == "bfloat16" or (device.type == "cuda" and dtype == "float16"):
+        return torch.autocast(device.type, dtype=getattr(torch, dtype))
     return torch.autocast(device.type, enabled=False)
 
 
@@ -85,7 +104,7 @@ def generate_samples(
 ) -> dict[str, np.ndarray]:
     """Sample every condition; returns float32 images/masks (N,H,W) in [-1, 1] plus metadata arrays.
 
-    `compute_dtype` is the autocast precision on CUDA (see compute_dtype_for); the CPU always computes in float32.
+    `compute_dtype` is the autocast precision, resolved by compute_dtype_for (float32: no autocast).
     """
     keep_freed_memory()  # the DDIM loop frees and reallocates the same activations at every step
     device = torch.device(device)
