@@ -408,6 +408,21 @@ def test_killed_twice_then_rerun_gives_the_uninterrupted_table(finished, tmp_pat
     assert [row.split(",")[0] for row in log_csv[1:]] == ["0", "1"], "every epoch once"
 
 
+@pytest.mark.pipeline
+@FINISHED
+def test_a_training_job_uses_the_threads_snakemake_grants(finished, tmp_path):
+    """training.threads above --cores: the job trains with the cores Snakemake gives it, not with more."""
+    proj = copy_finished(finished, tmp_path / "proj")
+    cfg = yaml.safe_load((proj / "config" / "config.yaml").read_text())
+    cfg["training"]["threads"] = 8
+    (proj / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    model = f"results/runs/{KILLED_RUN}/fold0/train/model.pt"
+    proc = snakemake(proj, "--cores", "2", "--force", model, snakefile=proj / "Snakefile")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = (proj / "results" / "logs" / "train" / f"{KILLED_RUN}_fold0.log").read_text()
+    assert "rule train, 2 thread(s)" in log and "rank 0 of 1: 2 CPU thread(s)" in log
+
+
 @pytest.fixture(scope="session")
 def clone(finished, tmp_path_factory) -> Path:
     """A copy of the finished project commits and pushes its results; a fresh git clone pulls stage `compute`."""

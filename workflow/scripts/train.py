@@ -28,6 +28,9 @@ run = snakemake.wildcards.run
 # params.run_cfg is what the model depends on; the full run config adds the runtime settings (threads,
 # channels_last, ...) and the sampler, which model.pt records as the defaults for sampling by hand.
 run_cfg = expand_runs(snakemake.config)[run]
+# The threads Snakemake granted: training.threads, capped at --cores (or SLURM's cpus_per_task). Never more
+# threads than cores: oversubscribed, a bf16 training step on 2 cores took 4 times as long.
+run_cfg["training"]["threads"] = snakemake.threads
 if run_cfg["training"]["devices"] != snakemake.params.devices:
     raise RuntimeError(f"training.devices {run_cfg['training']['devices']} != the rule's {snakemake.params.devices}")
 

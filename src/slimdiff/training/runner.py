@@ -327,6 +327,7 @@ def _fit_rank(cache_dir: str, out_dir: str, run_cfg: dict, fold: int, device: st
     if world != tr["devices"]:
         raise SlimdiffInputError(f"training.devices is {tr['devices']} but this rank was started in a world of {world}")
     torch.set_num_threads(max(1, tr["threads"] // world))  # the job's threads shared out among its ranks
+    log.info("rank %d of %d: %d CPU thread(s)", rank, world, torch.get_num_threads())
     cache = load_cache(cache_dir)
     data_info = _data_info(cache, fold)
     last = out_dir / "last.ckpt"
