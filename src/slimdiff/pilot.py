@@ -172,7 +172,7 @@ def cpu_precision_fallback(
 ) -> dict[str, dict[str, str]]:
     """The overlay (none: empty) that turns the pilot's bf16 settings back to float32 on a machine that would
     only emulate bf16: no CUDA device and a CPU without AMX or AVX512-BF16. Elsewhere bf16 is the paper's GPU
-    precision, and on such a CPU about 2.6-2.9 times faster than float32 at 160x160."""
+    precision, and on a CPU with native bf16 faster than float32 (docs/results/cpu-bf16.md)."""
     import torch
 
     from slimdiff.generation.sampling import cpu_has_native_bf16
