@@ -49,11 +49,11 @@ def measure(threads: int, batch: int, repeats: int) -> dict[str, float]:
     for dtype in ("float32", "bfloat16"):
         autocast = {"device_type": "cpu", "dtype": torch.bfloat16, "enabled": dtype == "bfloat16"}
 
-        def forward() -> None:
+        def forward(autocast: dict = autocast) -> None:
             with torch.inference_mode(), torch.autocast(**autocast):
                 net(x, t, tokens, x)
 
-        def train_step() -> None:
+        def train_step(autocast: dict = autocast) -> None:
             with torch.autocast(**autocast):
                 loss = net(x, t, tokens, x).float().pow(2).mean()
             loss.backward()
