@@ -95,14 +95,13 @@ lint: $(STAMP)
 
 # --dist loadfile: a module's tests on one worker, so its module-scoped fixtures (a trained run, a finished
 # project) are built once. (pytest 9 ignores the node ids pytest-xdist 3.8 rewrites for --dist loadgroup: its
-# xdist_group marks no longer group anything; every group here lies within one module.) --no-loadscope-reorder:
-# modules in the order tests/conftest.py gives them (longest first), not by their number of tests.
+# xdist_group marks no longer group anything; every group here lies within one module.)
 test: lint
-	pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not slurm" tests
+	pytest -n 2 --dist loadfile -m "not slurm" tests
 
 # The inner loop: the tests that take under ~2 s each (not the `pipeline`, `slow` or `slurm` markers).
 test-fast: $(STAMP)
-	pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not slurm and not pipeline and not slow" tests
+	pytest -n 2 --dist loadfile -m "not slurm and not pipeline and not slow" tests
 
 # The configuration reference page, regenerated from config/schema.yaml (a test fails when it is stale).
 docs: $(STAMP)

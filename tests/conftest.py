@@ -40,27 +40,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PATH"] = f"{shim}{os.pathsep}{os.environ['PATH']}"
 
 
-# The longest test modules (pytest --durations, summed per module, on 2 cores), longest first. `make test` hands
-# whole modules to its two workers in collection order (--dist loadfile --no-loadscope-reorder), so these start
-# at once, one on each worker, and the hundreds of short tests fill in around them; the rest follow in file order.
-LONGEST_MODULES = (
-    "test_workflow.py",  # the finished tiny project and the tests on it
-    "test_regime_b.py",
-    "test_ddp_dvc.py",
-    "test_pretrained_pipeline.py",
-    "test_ddp.py",
-    "test_metrics.py",
-    "test_training.py",
-    "test_paper_dag.py",
-    "test_preprocess.py",
-)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Longest modules first. Started last, the whole-pipeline tests would run side by side at the end with
-    nothing left to fill the other core; started first, the short tests fill it around them."""
-    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    """Whole-pipeline tests first. They take minutes each; started last, they would run side by side at the
+    end with nothing left to fill the other core, started first the short tests fill it around them."""
+    items.sort(key=lambda item: item.get_closest_marker("pipeline") is None)
 
 
 def tiny_data_config(**overrides) -> dict:
