@@ -29,7 +29,7 @@ run = snakemake.wildcards.run
 # channels_last, ...) and the sampler, which model.pt records as the defaults for sampling by hand.
 run_cfg = expand_runs(snakemake.config)[run]
 # The threads Snakemake granted: training.threads, capped at --cores (or SLURM's cpus_per_task). Never more
-# threads than cores: oversubscribed, a bf16 training step on 2 cores took 4 times as long.
+# threads than cores: oversubscribed (8 threads on 2 cores), a bf16 training job took 244 s instead of 42.
 run_cfg["training"]["threads"] = snakemake.threads
 if run_cfg["training"]["devices"] != snakemake.params.devices:
     raise RuntimeError(f"training.devices {run_cfg['training']['devices']} != the rule's {snakemake.params.devices}")
