@@ -16,7 +16,7 @@ export DVC_NO_ANALYTICS := 1
 # Metric network weights (Inception, LPIPS trunks) are cached inside the project, built once by slimdiff-weights.
 export TORCH_HOME ?= $(CURDIR)/.torch_home
 
-.PHONY: run ablation pilot test test-fast test-pipelines test-slurm docs lint dryrun config report clean upstream-env upstream-fixtures vs-upstream
+.PHONY: run ablation pilot test test-fast test-pipelines test-times test-slurm docs lint dryrun config report clean upstream-env upstream-fixtures vs-upstream
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -96,15 +96,20 @@ lint: $(STAMP)
 # --dist loadfile: a module's tests on one worker, so its module-scoped fixtures (a trained run, a finished
 # project) are built once. (pytest 9 ignores the node ids pytest-xdist 3.8 rewrites for --dist loadgroup: its
 # xdist_group marks no longer group anything; every group here lies within one module.)
-# make test leaves out the three pipelines that each switch one feature on over a whole tiny run (Regime B's two
-# folds, 2-rank DDP through DVC, an imported checkpoint: about 11 minutes of test time); make test-pipelines runs
-# them, and CI runs both. The one finished tiny project of test_workflow (every rule of the default DAG through
-# dvc repro, a kill and resume, the rerun contract, a DVC clone) stays in make test.
+# make test: lint, every unit test, and one tiny project run to the end by `dvc repro` (every rule of the default
+# DAG) with the checks that read it: its outputs, the rerun contract, the report. make test-pipelines: the longer
+# scenarios over whole tiny pipelines (marker `scenario`): that project killed twice and resumed, pushed and
+# cloned through a DVC remote; Regime B's two folds, 2-rank DDP through DVC, an imported checkpoint. CI runs both.
 test: lint
-	pytest -n 2 --dist loadfile -m "not slurm and not feature_pipeline" tests
+	pytest -n 2 --dist loadfile -m "not slurm and not scenario" tests
 
 test-pipelines: $(STAMP)
-	pytest -n 2 --dist loadfile -m "feature_pipeline and not slurm" tests
+	pytest -n 2 --dist loadfile -m "scenario and not slurm" tests
+
+# Times test, test-fast and test-pipelines one after the other and writes docs/results/test-times.md (run it in
+# a fresh clone on idle cores).
+test-times: $(STAMP)
+	python benchmarks/test_times.py
 
 # The inner loop: the tests that take under ~2 s each (not the `pipeline`, `slow` or `slurm` markers).
 test-fast: $(STAMP)

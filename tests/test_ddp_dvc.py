@@ -40,7 +40,7 @@ def ddp_project(path: Path, max_epochs: int = 2) -> Path:
 
 
 @pytest.mark.pipeline
-@pytest.mark.feature_pipeline
+@pytest.mark.scenario
 @pytest.mark.skipif(shutil.which("git") is None, reason="dvc repro needs git")
 def test_a_2_device_run_trains_resumes_and_exports_through_dvc_repro(tmp_path, metric_weights):
     proj = ddp_project(tmp_path / "proj")

@@ -32,7 +32,7 @@ def pretrained_project(tmp_path: Path) -> tuple[Path, dict]:
 
 
 @pytest.mark.pipeline
-@pytest.mark.feature_pipeline
+@pytest.mark.scenario
 def test_pretrained_checkpoint_is_scored_like_a_trained_run(tmp_path, metric_weights):
     proj, cfg = pretrained_project(tmp_path)
 

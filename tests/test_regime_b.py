@@ -201,7 +201,7 @@ def test_paired_figure_only_with_regime_b(tmp_path, regime_b):
 
 
 @pytest.mark.pipeline
-@pytest.mark.feature_pipeline
+@pytest.mark.scenario
 def test_pipeline_with_two_folds_and_two_variants(tmp_path, metric_weights):
     """A camera-ready protocol through Snakemake: upstream's k-fold split as a view of the cache, {shared,
     bottleneck_only} on both folds, two replicas scored as one merged pool (Regime B) with MMD-PL and the

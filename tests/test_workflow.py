@@ -149,8 +149,9 @@ def check_rerun_contract(proj: Path) -> None:
 # ---- one finished tiny project, built once by `dvc repro`; each test below checks one property of it ----
 #
 # The tests that use `finished` live in this module, so `make test` (--dist loadfile) builds it on one worker,
-# once. A test that changes the project restores what it changed (the config) or works on a copy, so the tests
-# pass in any order and one failure does not hide the others.
+# once; `make test-pipelines` builds it again for the `scenario` tests (a kill and resume, a DVC push and clone).
+# A test that changes the project restores what it changed (the config) or works on a copy, so the tests pass in
+# any order and one failure does not hide the others.
 
 FINISHED = pytest.mark.xdist_group("finished_project")
 GIT = ("git", "-c", "user.name=t", "-c", "user.email=t@t")
@@ -379,6 +380,7 @@ def test_a_figure_style_change_redraws_the_figures_only(finished, tmp_path):
 
 
 @pytest.mark.pipeline
+@pytest.mark.scenario
 @FINISHED
 def test_killed_twice_then_rerun_gives_the_uninterrupted_table(finished, tmp_path):
     """An interrupted pipeline resumes to the same result, with no flag and no manual step.
@@ -440,6 +442,7 @@ def clone(finished, tmp_path_factory) -> Path:
 
 
 @pytest.mark.pipeline
+@pytest.mark.scenario
 @FINISHED
 def test_a_clone_pulls_the_exported_models_and_the_metrics(finished, clone):
     pulled = clone / "results" / "runs" / "x0_lp1.5_sc0.5" / "fold0" / "train"
@@ -452,6 +455,7 @@ def test_a_clone_pulls_the_exported_models_and_the_metrics(finished, clone):
 
 
 @pytest.mark.pipeline
+@pytest.mark.scenario
 @FINISHED
 def test_a_clone_redraws_the_figures_without_training_or_sampling(clone):
     redraw = runner(clone)(DVC, "repro", "-s", "figures")
@@ -462,6 +466,7 @@ def test_a_clone_redraws_the_figures_without_training_or_sampling(clone):
 
 
 @pytest.mark.pipeline
+@pytest.mark.scenario
 @FINISHED
 def test_a_clone_goes_on_with_snakemake_sampling_only(clone):
     """Rebuild the (deterministic) cache, mark the pulled models up to date (checkout order, not training, set
