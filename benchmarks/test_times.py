@@ -65,7 +65,7 @@ def page(results: list[dict], stamp: dict, command: str) -> str:
         status = "ok" if r["rc"] == 0 else f"FAILED (exit {r['rc']})"
         rows.append(
             f"| `make {r['target']}` | {WHAT.get(r['target'], '')} | {r['pytest']} | {minutes(r['pytest_s'])} | "
-            f"{minutes(r['wall_s'])} | {status} | {minutes(goal) if goal else '-'} {verdict if goal else ''} |"
+            f"{minutes(r['wall_s'])} | {status} | {f'{minutes(goal)}: {verdict}' if goal else '-'} |"
         )
     slow = [
         f"- `make {r['target']}`: " + "; ".join(f"{name} {s:.0f} s" for s, name in r["slowest"])

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO
+from warm_snakemake import WARM
 
 from slimdiff.config import ConfigError, load_config, merge_config, resolve_config, validate_config
 
@@ -143,9 +144,9 @@ def resolved_by_snakemake(proj: Path, *args: str) -> dict:
 def _resolve(proj: Path, *args: str) -> dict:
     out = proj / f"resolved-{os.getpid()}-{len(list(proj.glob('resolved-*')))}.yaml"
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SLIMDIFF_SHOW_CONFIG": str(out)}
-    cmd = [str(BIN / "snakemake"), "results/cache/cache_meta.json", "-n", "--quiet", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=proj)
-    assert proc.returncode == 0, " ".join(cmd) + "\n" + proc.stdout[-2000:] + proc.stderr[-2000:]
+    argv = ["results/cache/cache_meta.json", "-n", "--quiet", *args]
+    proc = WARM.run(argv, proj, env)  # `snakemake *argv`, without its import each time
+    assert proc.returncode == 0, " ".join(argv) + "\n" + proc.stdout[-2000:] + proc.stderr[-2000:]
     return yaml.safe_load(out.read_text())
 
 

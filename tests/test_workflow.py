@@ -14,6 +14,7 @@ import rerun_contract
 import yaml
 from conftest import REPO, copy_project, tiny_config
 from interrupt import kill_when, make_run, results
+from warm_snakemake import WARM
 
 from slimdiff.config import validate_config
 from slimdiff.data.cache import load_cache
@@ -25,17 +26,12 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_A
 
 
 def snakemake(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
-    cmd = [
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(snakefile),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config" / "config.yaml"),
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=workdir)
+    """`snakemake` in `workdir` with its config/config.yaml: a dry run (-n) in the warm process, jobs for real."""
+    argv = ["--snakefile", str(snakefile), "--directory", str(workdir)]
+    argv += ["--configfile", str(workdir / "config" / "config.yaml"), *args]
+    if "-n" in args:
+        return WARM.run(argv, workdir, ENV)
+    return subprocess.run([str(BIN / "snakemake"), *argv], capture_output=True, text=True, env=ENV, cwd=workdir)
 
 
 @pytest.mark.slow
