@@ -41,12 +41,14 @@ def run_target(target: str, log_dir: Path) -> dict:
     wall = time.monotonic() - start
     output = proc.stdout + proc.stderr
     write_text(log_dir / f"{target}.log", output)
+    return {"target": target, "rc": proc.returncode, "wall_s": wall, **read_pytest(output)}
+
+
+def read_pytest(output: str) -> dict:
+    """pytest's last summary line (counts and seconds) and its five slowest `--durations` entries."""
     summary = SUMMARY.findall(output)
     slowest = [(float(s), f"{test} ({when})") for s, when, test in DURATION.findall(output)]
     return {
-        "target": target,
-        "rc": proc.returncode,
-        "wall_s": wall,
         "pytest": summary[-1][0] if summary else "no pytest summary (see the log)",
         "pytest_s": float(summary[-1][1]) if summary else None,
         "slowest": sorted(slowest, reverse=True)[:5],
