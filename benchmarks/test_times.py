@@ -56,7 +56,10 @@ def read_pytest(output: str) -> dict:
 
 
 def minutes(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{int(seconds // 60)} min {round(seconds % 60):02d} s"
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60:02d} s"
 
 
 def page(results: list[dict], stamp: dict, command: str) -> str:
