@@ -248,6 +248,67 @@ def test_regionprops_features_of_a_known_mask():
     assert len(lesion_features(diag)) == 2
 
 
+def _regionprops_rows(masks, tau):
+    """The 9 features straight from skimage's regionprops, one component at a time (the definition)."""
+    from scipy import ndimage
+    from skimage.measure import regionprops
+
+    rows = []
+    for i, mask in enumerate(masks):
+        labels, _ = ndimage.label(mask > tau)
+        for r in regionprops(labels):
+            if r.area < 5:
+                continue
+            circ = min(4 * np.pi * r.area / r.perimeter**2, 1.0) if r.perimeter > 0 else 0.0
+            rows.append(
+                [i, r.area, r.perimeter, circ, r.solidity, r.extent, r.eccentricity]
+                + [r.axis_major_length, r.axis_minor_length, r.equivalent_diameter_area]
+            )
+    return np.array(rows, dtype=float)
+
+
+@pytest.mark.parametrize("tau", [-0.3, 0.0, 0.3])
+def test_lesion_features_equal_regionprops_on_noise_and_edge_cases(tau):
+    """The all-components-at-once features equal regionprops' on what an early model draws (smooth noise:
+    hundreds of components, many touching at corners or the image edge) and on hand-made edge cases."""
+    from scipy import ndimage
+
+    noise = 3 * ndimage.gaussian_filter(np.random.default_rng(1).standard_normal((6, 48, 48)), (0, 1, 1))
+    cases = -np.ones((4, 48, 48))
+    cases[0, 0:5, :] = 1  # a full-width band on the image edge: a full box, a zero second moment across it
+    cases[1, 3, 2:20] = 1  # a one-pixel line
+    cases[2, 5:12, 5:12] = 1
+    cases[2, 12:19, 12:19] = 1  # two squares meeting at one corner
+    cases[2, 8, 8] = -1  # ... one with a hole
+    yy, xx = np.mgrid[:48, :48]
+    cases[3] = np.where((yy - 11) ** 2 + (xx - 13) ** 2 < 40, 1.0, -1.0)
+    cases[3, 11, 13:20] = -1  # a disc with a notch: not convex
+    masks = np.concatenate([noise, cases]).astype(np.float32)
+    ours = lesion_features(masks, tau)
+    ref = _regionprops_rows(masks, tau)
+    assert len(ours) == len(ref) > 30
+    np.testing.assert_allclose(ours.to_numpy(float), ref, rtol=1e-9, atol=1e-9)
+
+
+def test_the_tau_sweep_reuses_tables_it_is_given_and_gets_the_same_scores():
+    from slimdiff.metrics.morphology import tau_sweep
+
+    real, fake = blobs(30, 0), blobs(30, 2, elongation=2.0)
+    fresh = tau_sweep(real, fake, taus=(0.0, 0.5), subsets=5, subset_size=10, seed=3)
+    given = tau_sweep(
+        lesion_features(real),
+        fake,
+        taus=(0.0, 0.5),
+        subsets=5,
+        subset_size=10,
+        seed=3,
+        known={0.0: lesion_features(fake, 0.0)},
+    )
+    pd.testing.assert_frame_equal(fresh, given)
+    empty = lesion_features(fake[:0])  # a table given for a tau is used, not recomputed
+    assert tau_sweep(real, fake, taus=(0.0,), known={0.0: empty})["n_fake_lesions"].tolist() == [0]
+
+
 def blobs(n, seed, elongation=1.0):
     g = np.random.default_rng(seed)
     yy, xx = np.mgrid[:40, :40]

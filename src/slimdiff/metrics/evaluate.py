@@ -75,9 +75,14 @@ def image_metrics(real: dict, fake: dict, real_feats, fake_feats, lpips_metric, 
     return out
 
 
-def mask_metrics(real_masks: np.ndarray, fake_masks: np.ndarray, cfg: dict) -> dict:
-    """MMD-MF and the per-feature Wasserstein; `null_reasons` says why MMD-MF is undefined when it is."""
-    real_l, fake_l = lesion_features(real_masks, 0.0), lesion_features(fake_masks, cfg["tau"])
+def mask_metrics(real_masks: np.ndarray | pd.DataFrame, fake_masks: np.ndarray | pd.DataFrame, cfg: dict) -> dict:
+    """MMD-MF and the per-feature Wasserstein; `null_reasons` says why MMD-MF is undefined when it is.
+
+    Either side may be given as its lesion_features table (real masks at tau 0, synthetic at cfg tau), when the
+    caller needs the table too.
+    """
+    real_l = real_masks if isinstance(real_masks, pd.DataFrame) else lesion_features(real_masks, 0.0)
+    fake_l = fake_masks if isinstance(fake_masks, pd.DataFrame) else lesion_features(fake_masks, cfg["tau"])
     return {
         **mmd_mf(real_l, fake_l, cfg["mmd_subsets"], cfg["mmd_subset_size"], cfg["seed"]),
         "wasserstein": wasserstein_per_feature(real_l, fake_l),
@@ -203,13 +208,15 @@ def evaluate_masks(
     real = real_split(cache_dir, fold, "test")
     replicas = protocol_scoring.scored_sets(load_replicas(sample_files), scoring)
     real_pl = protocol_scoring.real_lesion_features(real)
-    per_replica, morph = [], []
-    lesions = [lesion_features(real["masks"], 0.0).assign(source="real", replica=-1)]
+    per_replica, morph, fake_tables = [], [], []
+    real_table = lesion_features(real["masks"], 0.0)
+    lesions = [real_table.assign(source="real", replica=-1)]
     brain = load_cache(cache_dir).meta["config"]["cache"]["brain_threshold"]  # what "on brain" meant for the cache
     real_stats = lesion_stats(real["images"], real["masks"], real["class"], 0.0, brain)
     for r, fake in replicas.items():
+        fake_tables.append(lesion_features(fake["masks"], cfg["tau"]))
         m = _merge_replica(
-            mask_metrics(real["masks"], fake["masks"], cfg), protocol_scoring.paired_lesion_entry(real_pl, fake, cfg)
+            mask_metrics(real_table, fake_tables[-1], cfg), protocol_scoring.paired_lesion_entry(real_pl, fake, cfg)
         )
         morph.append({"replica": r, **m.pop("wasserstein")})
         stats_r = lesion_stats(fake["images"], fake["masks"], fake["class"], cfg["tau"], brain)
@@ -223,16 +230,19 @@ def evaluate_masks(
             100 * (stats_r["lesion_rate_cls1"] or 0),
             100 * (stats_r["lesion_rate_cls0"] or 0),
         )
-        lesions.append(lesion_features(fake["masks"], cfg["tau"]).assign(source="synthetic", replica=r))
+        lesions.append(fake_tables[-1].assign(source="synthetic", replica=r))
     write_text(out_dir / "lesions.csv", pd.concat(lesions, ignore_index=True).to_csv(index=False))
     pooled = np.concatenate([f["masks"] for f in replicas.values()])
     write_text(out_dir / "morphology.csv", pd.DataFrame(morph).to_csv(index=False))
-    write_text(
-        out_dir / "tau_sweep.csv",
-        tau_sweep(
-            real["masks"], pooled, subsets=cfg["mmd_subsets"], subset_size=cfg["mmd_subset_size"], seed=cfg["seed"]
-        ).to_csv(index=False),
+    sweep = tau_sweep(
+        real_table,
+        pooled,
+        subsets=cfg["mmd_subsets"],
+        subset_size=cfg["mmd_subset_size"],
+        seed=cfg["seed"],
+        known={cfg["tau"]: pd.concat(fake_tables, ignore_index=True)} if fake_tables else None,
     )
+    write_text(out_dir / "tau_sweep.csv", sweep.to_csv(index=False))
     result = {
         "run": run,
         "fold": fold,
