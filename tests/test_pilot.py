@@ -42,9 +42,10 @@ COUNT_KEYS = (
 )
 INPUT_KEYS = ("data.raw_dir", "data.source", "data.synthetic.", "preprocess.brain_extraction.backend")
 REPORT_KEYS = ("figures.report_pages",)  # the pilot report on the Snakemake report's front page
-# What the pilot's sampling and metrics jobs ask the scheduler for: memory it measured, not the method (the report
-# still checks each peak against the paper's requests).
-SCHEDULER_KEYS = ("cluster.generate.mem_mb", "cluster.metrics.mem_mb")
+# What the pilot's jobs ask the scheduler for: memory it measured and threads, not the method (the report still
+# checks each peak against the paper's requests).
+SCHEDULER_KEYS = ("cluster.train.mem_mb", "cluster.generate.mem_mb", "cluster.metrics.mem_mb")
+SCHEDULER_KEYS += ("training.threads", "metrics.threads", "utility.threads")
 # The paper's precision as `auto` resolves on a GPU, pinned so that a CPU pilot computes in it too.
 PRECISION_KEYS = ("training.precision", "generation.compute_dtype")
 
@@ -131,7 +132,12 @@ def test_a_cpu_without_native_bf16_runs_the_pilot_in_float32(tmp_path, capsys):
     assert pilot.cpu_precision_fallback(config, has_cuda=True, native_bf16=False) == {}
     assert pilot.cpu_precision_fallback(config, has_cuda=False, native_bf16=True) == {}
     fallback = pilot.cpu_precision_fallback(config, has_cuda=False, native_bf16=False)
-    assert fallback == {"training": {"precision": "32-true"}, "generation": {"compute_dtype": "float32"}}
+    assert fallback == {
+        "training": {"precision": "32-true"},
+        "generation": {"compute_dtype": "float32"},
+        "cluster": {"train": {"mem_mb": pilot.FLOAT32_TRAIN_MEM_MB}},  # a float32 training needs about 13 GB
+    }
+    assert pilot.FLOAT32_TRAIN_MEM_MB > config["cluster"]["train"]["mem_mb"]
     assert pilot.cpu_precision_fallback(pilot.resolved(PAPER), has_cuda=False, native_bf16=False) == {}  # auto
     assert "sampling bfloat16" in pilot.precision_line(config)
 

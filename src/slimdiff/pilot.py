@@ -145,7 +145,8 @@ def prepare(
             overlay.setdefault(section, {}).update(values)
         print(
             "pilot precision: no GPU and no native bf16 on this CPU (AMX, AVX512-BF16), so float32 instead of "
-            "the paper's GPU precision (bf16 would be emulated, slower than float32)",
+            "the paper's GPU precision (bf16 would be emulated, slower than float32), and the paper's "
+            f"{FLOAT32_TRAIN_MEM_MB} MB per training",
             flush=True,
         )
     run_config = workdir / RUN_CONFIG
@@ -167,12 +168,17 @@ def prepare(
     return run_config
 
 
+# A float32 training at the paper's geometry peaked at 12.9 GB on a CPU (bf16: 5.5 GB): the paper's request.
+FLOAT32_TRAIN_MEM_MB = 16000
+
+
 def cpu_precision_fallback(
     config: Mapping[str, Any], has_cuda: bool | None = None, native_bf16: bool | None = None
-) -> dict[str, dict[str, str]]:
+) -> dict[str, dict[str, Any]]:
     """The overlay (none: empty) that turns the pilot's bf16 settings back to float32 on a machine that would
-    only emulate bf16: no CUDA device and a CPU without AMX or AVX512-BF16. Elsewhere bf16 is the paper's GPU
-    precision, and on a CPU with native bf16 faster than float32 (docs/results/cpu-bf16.md)."""
+    only emulate bf16: no CUDA device and a CPU without AMX or AVX512-BF16, with the memory request a float32
+    training needs. Elsewhere bf16 is the paper's GPU precision, and on a CPU with native bf16 faster than
+    float32 (docs/results/cpu-bf16.md)."""
     import torch
 
     from slimdiff.generation.sampling import cpu_has_native_bf16
@@ -181,11 +187,13 @@ def cpu_precision_fallback(
     native_bf16 = cpu_has_native_bf16() if native_bf16 is None else native_bf16
     if has_cuda or native_bf16:
         return {}
-    out: dict[str, dict[str, str]] = {}
+    out: dict[str, dict[str, Any]] = {}
     if config["training"]["precision"] == "bf16-mixed":
         out["training"] = {"precision": "32-true"}
     if config["generation"]["compute_dtype"] == "bfloat16":
         out["generation"] = {"compute_dtype": "float32"}
+    if out.get("training") and config["cluster"]["train"]["mem_mb"] < FLOAT32_TRAIN_MEM_MB:
+        out["cluster"] = {"train": {"mem_mb": FLOAT32_TRAIN_MEM_MB}}  # pilot.yaml's request is for bf16
     return out
 
 
