@@ -168,7 +168,7 @@ def prepare(
     return run_config
 
 
-# A float32 training at the paper's geometry peaked at 12.9 GB on a CPU (bf16: 5.5 GB): the paper's request.
+# A float32 training at the paper's geometry peaked at 12.9 GB on a CPU (bf16: 5.5-7.0 GB): the paper's request.
 FLOAT32_TRAIN_MEM_MB = 16000
 
 
