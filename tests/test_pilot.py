@@ -127,19 +127,25 @@ def test_pilot_runs_cover_the_papers_code_paths():
     assert pretrained_runs(ours), "the pilot imports a model"
 
 
-def test_a_cpu_without_native_bf16_runs_the_pilot_in_float32(tmp_path, capsys):
+def test_a_cpu_without_native_bf16_runs_the_pilot_in_float32_at_a_cpu_sampling_batch(tmp_path, capsys):
     config = pilot.resolved(PILOT)
-    assert pilot.cpu_precision_fallback(config, has_cuda=True, native_bf16=False) == {}
-    assert pilot.cpu_precision_fallback(config, has_cuda=False, native_bf16=True) == {}
-    fallback = pilot.cpu_precision_fallback(config, has_cuda=False, native_bf16=False)
+    assert pilot.cpu_overlay(config, has_cuda=True, native_bf16=False) == {}  # a GPU: the paper's settings
+    native = pilot.cpu_overlay(config, has_cuda=False, native_bf16=True)
+    assert native == {"generation": {"batch_size": pilot.CPU_SAMPLING_BATCH["bfloat16"]}}  # bf16 kept
+    fallback = pilot.cpu_overlay(config, has_cuda=False, native_bf16=False)
     assert fallback == {
         "training": {"precision": "32-true"},
-        "generation": {"compute_dtype": "float32"},
+        "generation": {"compute_dtype": "float32", "batch_size": pilot.CPU_SAMPLING_BATCH["float32"]},
         "cluster": {"train": {"mem_mb": pilot.FLOAT32_TRAIN_MEM_MB}},  # a float32 training needs about 13 GB
     }
     assert pilot.FLOAT32_TRAIN_MEM_MB > config["cluster"]["train"]["mem_mb"]
-    assert pilot.cpu_precision_fallback(pilot.resolved(PAPER), has_cuda=False, native_bf16=False) == {}  # auto
-    assert "sampling bfloat16" in pilot.precision_line(config)
+    assert max(pilot.CPU_SAMPLING_BATCH.values()) < config["generation"]["batch_size"]  # only ever smaller
+    paper = pilot.resolved(PAPER)  # precision auto: float32 on a CPU already; only the batch changes
+    assert pilot.cpu_overlay(paper, has_cuda=False, native_bf16=False) == {
+        "generation": {"batch_size": pilot.CPU_SAMPLING_BATCH["float32"]}
+    }
+    line = pilot.precision_line(config)
+    assert "sampling bfloat16 at batch 32" in line
 
     import torch
 
@@ -150,9 +156,11 @@ def test_a_cpu_without_native_bf16_runs_the_pilot_in_float32(tmp_path, capsys):
         mp.setattr(sampling, "cpu_has_native_bf16", lambda: False)
         mp.setattr(torch.cuda, "is_available", lambda: False)
         run_config = pilot.prepare(PILOT, tmp_path / "pilot", raw_dir=_fake_cohort(tmp_path / "raw"), paper_file=PAPER)
-    assert "float32 instead of the paper's GPU precision" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "float32 instead of the paper's GPU precision" in out and "pilot sampling batch: 4" in out
     ran = pilot.resolved(run_config)
     assert (ran["training"]["precision"], ran["generation"]["compute_dtype"]) == ("32-true", "float32")
+    assert (ran["generation"]["batch_size"], ran["cluster"]["train"]["mem_mb"]) == (4, pilot.FLOAT32_TRAIN_MEM_MB)
 
 
 def test_rule_set_problems_names_both_directions():

@@ -139,16 +139,18 @@ def prepare(
             paper = read_config_file(paper_file)
             if "brain_extraction" in paper.get("preprocess", {}):
                 overlay["preprocess"] = {"brain_extraction": paper["preprocess"]["brain_extraction"]}
-    fallback = cpu_precision_fallback(resolved(config_file))
-    if fallback:
-        for section, values in fallback.items():
-            overlay.setdefault(section, {}).update(values)
+    on_cpu = cpu_overlay(resolved(config_file))
+    for section, values in on_cpu.items():
+        overlay.setdefault(section, {}).update(values)
+    if "training" in on_cpu:
         print(
             "pilot precision: no GPU and no native bf16 on this CPU (AMX, AVX512-BF16), so float32 instead of "
             "the paper's GPU precision (bf16 would be emulated, slower than float32), and the paper's "
             f"{FLOAT32_TRAIN_MEM_MB} MB per training",
             flush=True,
         )
+    if "batch_size" in on_cpu.get("generation", {}):
+        print(f"pilot sampling batch: {on_cpu['generation']['batch_size']} on a CPU (the paper's GPU: 32)", flush=True)
     run_config = workdir / RUN_CONFIG
     write_text(
         run_config,
@@ -170,30 +172,42 @@ def prepare(
 
 # A float32 training at the paper's geometry peaked at 12.9 GB on a CPU (bf16: 5.5-7.0 GB): the paper's request.
 FLOAT32_TRAIN_MEM_MB = 16000
+# Samples per sampler forward pass on a CPU, by the dtype it computes in. The paper's 32 is a GPU's batch; on a
+# CPU one forward of the paper's model at 160x160 cost least per sample at batch 8 in bf16 (a Xeon with AMX) and
+# at batch 4 in float32 (an EPYC without native bf16), about 25 % less than at 32 on one thread:
+# benchmarks/cpu_bf16.py --sampling-batches 4 8 16 32 measures it on yours (docs/results/cpu-bf16.md).
+CPU_SAMPLING_BATCH = {"bfloat16": 8, "float32": 4}
 
 
-def cpu_precision_fallback(
+def cpu_overlay(
     config: Mapping[str, Any], has_cuda: bool | None = None, native_bf16: bool | None = None
 ) -> dict[str, dict[str, Any]]:
-    """The overlay (none: empty) that turns the pilot's bf16 settings back to float32 on a machine that would
-    only emulate bf16: no CUDA device and a CPU without AMX or AVX512-BF16, with the memory request a float32
-    training needs. Elsewhere bf16 is the paper's GPU precision, and on a CPU with native bf16 faster than
-    float32 (docs/results/cpu-bf16.md)."""
+    """The overlay (none: empty) that fits the pilot to a machine without a GPU: float32 instead of bf16 where
+    the CPU would only emulate bf16 (no AMX or AVX512-BF16), with the memory request a float32 training needs,
+    and the sampling batch a CPU runs fastest. Elsewhere bf16 is the paper's GPU precision, and on a CPU with
+    native bf16 faster than float32 (docs/results/cpu-bf16.md). Only runtime keys change: the pilot's samples,
+    models and scores are the same on every machine up to float rounding."""
     import torch
 
     from slimdiff.generation.sampling import cpu_has_native_bf16
 
     has_cuda = torch.cuda.is_available() if has_cuda is None else has_cuda
-    native_bf16 = cpu_has_native_bf16() if native_bf16 is None else native_bf16
-    if has_cuda or native_bf16:
+    if has_cuda:
         return {}
+    native_bf16 = cpu_has_native_bf16() if native_bf16 is None else native_bf16
     out: dict[str, dict[str, Any]] = {}
-    if config["training"]["precision"] == "bf16-mixed":
-        out["training"] = {"precision": "32-true"}
-    if config["generation"]["compute_dtype"] == "bfloat16":
-        out["generation"] = {"compute_dtype": "float32"}
-    if out.get("training") and config["cluster"]["train"]["mem_mb"] < FLOAT32_TRAIN_MEM_MB:
-        out["cluster"] = {"train": {"mem_mb": FLOAT32_TRAIN_MEM_MB}}  # pilot.yaml's request is for bf16
+    dtype = config["generation"]["compute_dtype"]
+    if not native_bf16:
+        if config["training"]["precision"] == "bf16-mixed":
+            out["training"] = {"precision": "32-true"}
+            if config["cluster"]["train"]["mem_mb"] < FLOAT32_TRAIN_MEM_MB:
+                out["cluster"] = {"train": {"mem_mb": FLOAT32_TRAIN_MEM_MB}}  # pilot.yaml's request is for bf16
+        if dtype == "bfloat16":
+            out["generation"] = {"compute_dtype": "float32"}
+            dtype = "float32"
+    batch = CPU_SAMPLING_BATCH.get(dtype, CPU_SAMPLING_BATCH["float32"])  # auto is float32 on a CPU
+    if batch < config["generation"]["batch_size"]:
+        out.setdefault("generation", {})["batch_size"] = batch
     return out
 
 
@@ -201,7 +215,8 @@ def precision_line(config: Mapping[str, Any]) -> str:
     """What the pilot computed in, for the report (the extrapolated CPU hours hold for that precision)."""
     return (
         f"precision: training {config['training']['precision']}, sampling {config['generation']['compute_dtype']} "
-        "(auto: bf16 on a GPU, float32 on a CPU; the extrapolated CPU hours are for the precision the pilot ran)"
+        f"at batch {config['generation']['batch_size']} (auto: bf16 on a GPU, float32 on a CPU; the extrapolated "
+        "hours are for the precision and sampling batch the pilot ran)"
     )
 
 
