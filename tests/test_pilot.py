@@ -136,9 +136,13 @@ def test_a_cpu_without_native_bf16_runs_the_pilot_in_float32_at_a_cpu_sampling_b
     assert fallback == {
         "training": {"precision": "32-true"},
         "generation": {"compute_dtype": "float32", "batch_size": pilot.CPU_SAMPLING_BATCH["float32"]},
-        "cluster": {"train": {"mem_mb": pilot.FLOAT32_TRAIN_MEM_MB}},  # a float32 training needs about 13 GB
+        "cluster": {  # a float32 training needs 15 GB, a sampling job beside it 1.6 GB
+            "train": {"mem_mb": pilot.FLOAT32_TRAIN_MEM_MB},
+            "generate": {"mem_mb": pilot.FLOAT32_GENERATE_MEM_MB},
+        },
     }
     assert pilot.FLOAT32_TRAIN_MEM_MB > config["cluster"]["train"]["mem_mb"]
+    assert pilot.FLOAT32_TRAIN_MEM_MB + pilot.FLOAT32_GENERATE_MEM_MB < 0.9 * 23_000  # side by side in 24 GB
     assert max(pilot.CPU_SAMPLING_BATCH.values()) < config["generation"]["batch_size"]  # only ever smaller
     paper = pilot.resolved(PAPER)  # precision auto: float32 on a CPU already; only the batch changes
     assert pilot.cpu_overlay(paper, has_cuda=False, native_bf16=False) == {
@@ -161,6 +165,25 @@ def test_a_cpu_without_native_bf16_runs_the_pilot_in_float32_at_a_cpu_sampling_b
     ran = pilot.resolved(run_config)
     assert (ran["training"]["precision"], ran["generation"]["compute_dtype"]) == ("32-true", "float32")
     assert (ran["generation"]["batch_size"], ran["cluster"]["train"]["mem_mb"]) == (4, pilot.FLOAT32_TRAIN_MEM_MB)
+
+
+def test_cpu_benchmark_page_names_the_fastest_sampling_batch_and_the_pilots():
+    """benchmarks/cpu_bf16.py's page (its timing runs the paper's model: on demand only), on made-up times."""
+    import argparse
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cpu_bf16", REPO / "benchmarks" / "cpu_bf16.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = argparse.Namespace(threads=1, batch=4, command="python benchmarks/cpu_bf16.py --sampling-batches 4 8")
+    times = {"parameters": 10, "sampling_float32": 2.0, "training_float32": 6.0, "pilot_dtype": "float32"}
+    text = bench.page({**times, "by_batch": {4: 1.5, 8: 1.25, 32: 3.0}}, args, ["float32"])
+    assert "| seconds per sample, batch 4 | float32 |\n|---|---:|\n| sampling | 2.000 |" in text
+    assert "| 8 | 1.250 |" in text and "Fastest here: batch 8." in text
+    assert f"samples at batch {pilot.CPU_SAMPLING_BATCH['float32']} in float32" in text
+    both = {**times, "sampling_bfloat16": 0.5, "training_bfloat16": 3.0, "by_batch": {}}
+    text = bench.page(both, args, ["float32", "bfloat16"])
+    assert "| sampling | 2.000 | 0.500 | 4.0 |" in text and "Fastest" not in text
 
 
 def test_rule_set_problems_names_both_directions():

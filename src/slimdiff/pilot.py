@@ -146,7 +146,8 @@ def prepare(
         print(
             "pilot precision: no GPU and no native bf16 on this CPU (AMX, AVX512-BF16), so float32 instead of "
             "the paper's GPU precision (bf16 would be emulated, slower than float32), and the paper's "
-            f"{FLOAT32_TRAIN_MEM_MB} MB per training",
+            f"{FLOAT32_TRAIN_MEM_MB} MB per training ({FLOAT32_GENERATE_MEM_MB} MB per sampling job: one fits "
+            "beside it)",
             flush=True,
         )
     if "batch_size" in on_cpu.get("generation", {}):
@@ -170,12 +171,18 @@ def prepare(
     return run_config
 
 
-# A float32 training at the paper's geometry peaked at 12.9 GB on a CPU (bf16: 5.5-7.0 GB): the paper's request.
+# A float32 training at the paper's geometry peaked at 15.0 GB on a CPU (the twins; the joint model 9.8 GB; bf16:
+# 5.5-7.0 GB): the paper's request. A float32 sampling job at the CPU batch below peaked at 1.6 GB, so its
+# request is cut to fit beside a training in 24 GB (16 + 5.5 GB did not: sampling waited for all ten trainings,
+# one core idle for half an hour, docs/results/pilot-cpu-float32.md).
 FLOAT32_TRAIN_MEM_MB = 16000
+FLOAT32_GENERATE_MEM_MB = 2500
 # Samples per sampler forward pass on a CPU, by the dtype it computes in. The paper's 32 is a GPU's batch; on a
 # CPU one forward of the paper's model at 160x160 cost least per sample at batch 8 in bf16 (a Xeon with AMX) and
-# at batch 4 in float32 (an EPYC without native bf16), about 25 % less than at 32 on one thread:
-# benchmarks/cpu_bf16.py --sampling-batches 4 8 16 32 measures it on yours (docs/results/cpu-bf16.md).
+# at batch 4 or 8 in float32 (an EPYC without native bf16; 4 holds less memory), a quarter to a third less than
+# at 32, on one thread:
+# `python benchmarks/cpu_bf16.py --sampling-batches 4 8 16 32` measures it on yours (docs/results/cpu-bf16.md,
+# cpu-float32.md).
 CPU_SAMPLING_BATCH = {"bfloat16": 8, "float32": 4}
 
 
@@ -202,6 +209,8 @@ def cpu_overlay(
             out["training"] = {"precision": "32-true"}
             if config["cluster"]["train"]["mem_mb"] < FLOAT32_TRAIN_MEM_MB:
                 out["cluster"] = {"train": {"mem_mb": FLOAT32_TRAIN_MEM_MB}}  # pilot.yaml's request is for bf16
+                if config["cluster"]["generate"]["mem_mb"] > FLOAT32_GENERATE_MEM_MB:
+                    out["cluster"]["generate"] = {"mem_mb": FLOAT32_GENERATE_MEM_MB}
         if dtype == "bfloat16":
             out["generation"] = {"compute_dtype": "float32"}
             dtype = "float32"
