@@ -70,8 +70,9 @@ ablation: $(STAMP)
 PILOT_DIR    := results/pilot
 PILOT_CONFIG ?= config/pilot.yaml
 # Memory the pilot's jobs may hold at once: Snakemake starts a job only while the mem_mb requests (the `cluster`
-# section's) of the running ones fit. A training at the paper's geometry takes 7 GB on a CPU in bf16 (two fit a
-# 24 GB machine side by side) and 13 GB in float32 (one). Default: 90 % of the memory available at the start; PILOT_MEM_MB=N sets it.
+# section's) of the running ones fit. A training at the paper's geometry takes up to 7 GB on a CPU in bf16 (two
+# fit a 24 GB machine side by side) and up to 15 GB in float32 (one, beside a sampling job). Default: 90 % of the
+# memory available at the start; PILOT_MEM_MB=N sets it.
 PILOT_MEM_MB ?= $(shell awk '/^MemAvailable:/ {print int($$2 / 1024 * 0.9)}' /proc/meminfo 2>/dev/null)
 pilot: $(STAMP)
 	@python -m slimdiff.workflow_lock $(PILOT_DIR)

@@ -144,9 +144,10 @@ def test_a_cpu_without_native_bf16_runs_the_pilot_in_float32_at_a_cpu_sampling_b
     assert pilot.FLOAT32_TRAIN_MEM_MB > config["cluster"]["train"]["mem_mb"]
     assert pilot.FLOAT32_TRAIN_MEM_MB + pilot.FLOAT32_GENERATE_MEM_MB < 0.9 * 23_000  # side by side in 24 GB
     assert max(pilot.CPU_SAMPLING_BATCH.values()) < config["generation"]["batch_size"]  # only ever smaller
-    paper = pilot.resolved(PAPER)  # precision auto: float32 on a CPU already; only the batch changes
-    assert pilot.cpu_overlay(paper, has_cuda=False, native_bf16=False) == {
-        "generation": {"batch_size": pilot.CPU_SAMPLING_BATCH["float32"]}
+    paper = pilot.resolved(PAPER)  # precision auto: float32 on a CPU already; the sampling batch and request change
+    assert pilot.cpu_overlay(paper, has_cuda=False, native_bf16=True) == {
+        "generation": {"batch_size": pilot.CPU_SAMPLING_BATCH["float32"]},
+        "cluster": {"generate": {"mem_mb": pilot.FLOAT32_GENERATE_MEM_MB}},
     }
     line = pilot.precision_line(config)
     assert "sampling bfloat16 at batch 32" in line

@@ -209,14 +209,14 @@ def cpu_overlay(
             out["training"] = {"precision": "32-true"}
             if config["cluster"]["train"]["mem_mb"] < FLOAT32_TRAIN_MEM_MB:
                 out["cluster"] = {"train": {"mem_mb": FLOAT32_TRAIN_MEM_MB}}  # pilot.yaml's request is for bf16
-                if config["cluster"]["generate"]["mem_mb"] > FLOAT32_GENERATE_MEM_MB:
-                    out["cluster"]["generate"] = {"mem_mb": FLOAT32_GENERATE_MEM_MB}
         if dtype == "bfloat16":
             out["generation"] = {"compute_dtype": "float32"}
-            dtype = "float32"
-    batch = CPU_SAMPLING_BATCH.get(dtype, CPU_SAMPLING_BATCH["float32"])  # auto is float32 on a CPU
+    float32 = dtype != "bfloat16" or not native_bf16  # auto is float32 on a CPU
+    batch = CPU_SAMPLING_BATCH["float32" if float32 else "bfloat16"]
     if batch < config["generation"]["batch_size"]:
         out.setdefault("generation", {})["batch_size"] = batch
+        if float32 and config["cluster"]["generate"]["mem_mb"] > FLOAT32_GENERATE_MEM_MB:
+            out.setdefault("cluster", {})["generate"] = {"mem_mb": FLOAT32_GENERATE_MEM_MB}
     return out
 
 
