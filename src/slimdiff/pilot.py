@@ -174,7 +174,8 @@ def prepare(
 # A float32 training at the paper's geometry peaked at 15.0 GB on a CPU (the twins; the joint model 9.8 GB; bf16:
 # 5.5-7.0 GB): the paper's request. A float32 sampling job at the CPU batch below peaked at 1.6 GB, so its
 # request is cut to fit beside a training in 24 GB (16 + 5.5 GB did not: sampling waited for all ten trainings,
-# one core idle for half an hour, docs/results/pilot-cpu-float32.md).
+# one core idle for 27 minutes). On a 2-core EPYC the overlap did not shorten the pilot (72 min against 71): side
+# by side each job took about a fifth more CPU time (docs/results/pilot-cpu-float32.md).
 FLOAT32_TRAIN_MEM_MB = 16000
 FLOAT32_GENERATE_MEM_MB = 2500
 # Samples per sampler forward pass on a CPU, by the dtype it computes in. The paper's 32 is a GPU's batch; on a
