@@ -167,3 +167,109 @@ def test_cli_converts_and_reports(tmp_path, capsys):
     assert '"weights": "ema"' in done.stdout and out.exists()
     assert import_upstream_cli([*args, "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml: upstream config not found" in capsys.readouterr().err
+
+
+class SpecTokenEmbedding(torch.nn.Module):
+    """Upstream's ConditionalEmbeddingWithSinusoidal as shared/spec/method.md §2.3 states it, written here apart
+    from this project's ConditionEmbedding and with upstream's parameter names, so that a checkpoint built from
+    it has upstream's keys and its outputs are an independent reference."""
+
+    def __init__(self, dim: int, n_bins: int, z_range: tuple[int, int], max_z: int):
+        super().__init__()
+        self.n_bins, self.z_range, self.max_z = n_bins, z_range, max_z
+        self.pathology_embedding = torch.nn.Embedding(2, dim)
+        self.z_encoder = torch.nn.Module()
+        self.z_encoder.bin_embedding = torch.nn.Embedding(n_bins, dim)
+        z = torch.arange(max_z, dtype=torch.float32)[:, None]
+        omega = torch.exp(-2 * torch.arange(dim // 2, dtype=torch.float32) * torch.log(torch.tensor(10000.0)) / dim)
+        pe = torch.zeros(max_z, dim)
+        pe[:, 0::2], pe[:, 1::2] = torch.sin(z * omega), torch.cos(z * omega)
+        self.z_encoder.sinusoidal = torch.nn.Module()
+        self.z_encoder.sinusoidal.register_buffer("pe", pe)
+        self.z_encoder.combine = torch.nn.Linear(2 * dim, dim)
+        self.combine = torch.nn.Linear(2 * dim, dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        cls = (tokens // self.n_bins).clamp(0, 1)
+        z_bin = (tokens % self.n_bins).clamp(0, self.n_bins - 1)
+        z_min, z_max = self.z_range
+        centre = torch.floor(z_min + (z_bin + 0.5) / self.n_bins * (z_max - z_min + 1)).long()
+        centre = centre.clamp(z_min, z_max).clamp(0, self.max_z - 1)
+        e_z = self.z_encoder.combine(
+            torch.cat([self.z_encoder.bin_embedding(z_bin), self.z_encoder.sinusoidal.pe[centre]], dim=-1)
+        )
+        return self.combine(torch.cat([self.pathology_embedding(cls), e_z], dim=-1))
+
+
+def paper_upstream_config() -> dict:
+    """Upstream's training config of the paper's model (method.md §2.1-2.3): 160^2, 30 z-bins over 34-115."""
+    cfg = yaml.safe_load((DATA / "x0_sc.yaml").read_text())
+    cfg["data"]["slice_sampling"]["z_range"] = [34, 115]
+    cfg["data"]["transforms"]["roi_size"] = [160, 160, 160]
+    cfg["conditioning"].update(z_bins=30, max_z=159, cfg={"enabled": False, "null_token": 60, "dropout_prob": 0.1})
+    cfg["model"].update(
+        channels=[64, 128, 256, 256],
+        attention_levels=[False, False, True, True],
+        num_res_blocks=2,
+        num_head_channels=32,
+        norm_num_groups=32,
+    )
+    cfg["sampler"].update(num_inference_steps=300, eta=0.2)
+    return cfg
+
+
+@pytest.mark.slow
+def test_checkpoint_at_the_paper_geometry_imports_and_denoises_as_upstream(tmp_path):
+    """The paper's model (26.9 M parameters, 160^2, 30 z-bins over slices 34-115) as an upstream Lightning
+    checkpoint: MONAI's U-Net with upstream's token embedding, EMA beside the raw weights, the config pickled as
+    OmegaConf. The committed fixtures are 32^2 with 4 z-bins; this is the size a user downloads."""
+    from monai.networks.nets import DiffusionModelUNet
+    from omegaconf import OmegaConf
+
+    torch.manual_seed(0)
+    up_cfg = paper_upstream_config()
+    m = up_cfg["model"]
+    unet = DiffusionModelUNet(
+        spatial_dims=2,
+        in_channels=4,  # x_t and the self-conditioning estimate, image and mask each
+        out_channels=2,
+        channels=m["channels"],
+        attention_levels=m["attention_levels"],
+        num_res_blocks=m["num_res_blocks"],
+        num_head_channels=m["num_head_channels"],
+        norm_num_groups=m["norm_num_groups"],
+        num_class_embeds=60,
+    )
+    unet.class_embedding = SpecTokenEmbedding(256, 30, (34, 115), 159)
+    raw = {k: v.clone() for k, v in unet.state_dict().items()}
+    with torch.no_grad():  # the EMA differs from the raw weights, as after training
+        for p in unet.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    ema = unet.state_dict()
+    ckpt = tmp_path / "epoch=0499-step=100000.ckpt"
+    torch.save(
+        {
+            "epoch": 499,
+            "global_step": 100000,
+            "pytorch-lightning_version": "2.6.6",
+            "state_dict": {f"model.{k}": v for k, v in raw.items()} | {"alphas_cumprod": torch.rand(1000)},
+            "ema_state_dict": ema,
+            "callbacks": {"EMACallback": {"ema": ema, "num_updates": 100000}},
+            "hyper_parameters": OmegaConf.create(up_cfg),
+        },
+        ckpt,
+    )
+
+    summary = import_upstream(ckpt, tmp_path / "model.pt")
+    assert summary["weights"] == "ema" and summary["parameters"] == 26_894_210  # method.md's count for "shared"
+    net, _, payload = load_denoiser(tmp_path / "model.pt")
+    assert payload["data_info"]["image_size"] == [160, 160] and payload["data_info"]["z_range"] == [34, 115]
+    assert payload["run_cfg"]["sampler"]["steps"] == 300 and payload["run_cfg"]["diffusion"]["prediction"] == "x0"
+
+    tokens = torch.tensor([0, 29 + 30])  # the lowest z-bin of a control, the highest of a lesion slice
+    x_t, x0_sc, t = torch.randn(2, 2, 160, 160), torch.randn(2, 2, 160, 160), torch.tensor([999, 17])
+    with torch.no_grad():
+        ours = net(x_t, t, tokens, x0_sc)
+        theirs = unet(torch.cat([x_t, x0_sc], dim=1), timesteps=t, class_labels=tokens)
+    assert ours.shape == (2, 2, 160, 160)
+    assert torch.allclose(ours, theirs, atol=1e-4, rtol=0)
