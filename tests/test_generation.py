@@ -1,6 +1,7 @@
 """Generation: seed invariance, output format, the spec parser (every error), the CLIs and the export."""
 
 import json
+import os
 import shutil
 from types import SimpleNamespace
 
@@ -461,3 +462,41 @@ def test_sampling_keeps_freed_memory_in_the_process():
     if not has_mallopt:
         return  # not glibc: nothing to tune
     assert allocator.keep_freed_memory() is True and allocator.keep_freed_memory() is True
+
+
+HUGE_PAGE_PROBE = """
+import slimdiff, torch
+tensor = torch.empty(8 << 20, dtype=torch.uint8)  # kept: freed, its mapping would be gone
+ptr = tensor.data_ptr()
+inside, flags = False, []
+for line in open("/proc/self/smaps"):
+    head = line.split()[0]
+    if "-" in head and not head.endswith(":"):  # a mapping's address range
+        lo, hi = (int(x, 16) for x in head.split("-"))
+        inside = lo <= ptr < hi
+    elif inside and head == "VmFlags:":
+        flags = line.split()[1:]
+print("hg" in flags)  # madvise(MADV_HUGEPAGE) on the tensor's mapping
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux only")
+def test_importing_slimdiff_first_puts_large_tensors_in_huge_pages():
+    """PyTorch asks for huge pages on a tensor of 2 MB or more only when its switch was on before torch loaded;
+    a user's own setting wins."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    runs = {
+        setting: subprocess.run(
+            [sys.executable, "-c", HUGE_PAGE_PROBE],
+            env=env if setting is None else {**env, "THP_MEM_ALLOC_ENABLE": setting},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[-1]
+        for setting in (None, "0")
+    }
+    assert runs == {None: "True", "0": "False"}
