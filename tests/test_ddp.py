@@ -234,3 +234,19 @@ def test_a_checkpoint_from_before_ddp_resumes_as_a_one_device_run(tmp_path):
     cfg["training"]["devices"] = 2
     with pytest.raises(ModelFileError, match=r"training\.devices \(1 -> 2\)"):
         check_resumable(tmp_path / "last.ckpt", cfg, info)
+
+
+def test_a_ddp_training_asks_the_scheduler_for_its_memory_per_rank():
+    """cluster.train.mem_mb is per rank: each rank is a whole process (on a CPU, a whole training's memory)."""
+    from types import SimpleNamespace
+
+    from slimdiff.training.ddp import train_resources
+
+    runs = {"one": {"training": {"devices": 1}}, "two": {"training": {"devices": 2}}}
+    res = train_resources({"gpu": 1, "runtime": 60, "mem_mb": 16000, "cpus_per_gpu": 4}, runs)
+    assert res["mem_mb"](SimpleNamespace(run="one")) == 16000
+    assert res["mem_mb"](SimpleNamespace(run="two")) == 32000
+    assert (
+        res["tasks_per_node"](SimpleNamespace(run="two")) == 2
+        and res["tasks_per_node"](SimpleNamespace(run="one")) is None
+    )

@@ -160,12 +160,61 @@ def test_a_cpu_without_native_bf16_runs_the_pilot_in_float32_at_a_cpu_sampling_b
     with monkeypatch.context() as mp:
         mp.setattr(sampling, "cpu_has_native_bf16", lambda: False)
         mp.setattr(torch.cuda, "is_available", lambda: False)
-        run_config = pilot.prepare(PILOT, tmp_path / "pilot", raw_dir=_fake_cohort(tmp_path / "raw"), paper_file=PAPER)
-    out = capsys.readouterr().out
+        raw = _fake_cohort(tmp_path / "raw")
+        run_config = pilot.prepare(PILOT, tmp_path / "pilot", raw_dir=raw, paper_file=PAPER, mem_mb=20_000)
+        out = capsys.readouterr().out
+        ran = pilot.resolved(run_config)
+        # 2 float32 ranks (2 x 16 GB) do not fit in 20 GB: the camera-ready runs train on one device here ...
+        assert ran["protocols"]["camera_ready"]["training"]["devices"] == 1
+        assert "pilot DDP: protocol camera_ready trains on one device, not the paper's 2" in out
+        # ... and on the paper's 2 ranks where they do
+        again = pilot.prepare(PILOT, tmp_path / "pilot2", raw_dir=raw, paper_file=PAPER, mem_mb=40_000)
+        assert pilot.resolved(again)["protocols"]["camera_ready"]["training"]["devices"] == 2
+        assert "protocol camera_ready trains on 2 devices as the paper's" in capsys.readouterr().out
     assert "float32 instead of the paper's GPU precision" in out and "pilot sampling batch: 4" in out
-    ran = pilot.resolved(run_config)
     assert (ran["training"]["precision"], ran["generation"]["compute_dtype"]) == ("32-true", "float32")
     assert (ran["generation"]["batch_size"], ran["cluster"]["train"]["mem_mb"]) == (4, pilot.FLOAT32_TRAIN_MEM_MB)
+
+
+def test_the_camera_ready_runs_train_with_the_papers_ddp_where_the_machine_holds_its_ranks():
+    """The pilot keeps the paper's world size (2 ranks of batch 16) where 2 ranks fit: 2 GPUs, or on a CPU twice
+    the per-rank training request in the pilot's memory; one device elsewhere, and the report says which."""
+    config, paper = pilot.resolved(PILOT), pilot.resolved(PAPER)
+    assert paper["protocols"]["camera_ready"]["training"]["devices"] == 2
+    assert config["protocols"]["camera_ready"]["training"]["devices"] == 2  # the overlay leaves it to the machine
+    one = {"protocols": {"camera_ready": {"training": {"devices": 1}}}}
+    per_rank = config["cluster"]["train"]["mem_mb"]
+    kept, lines = pilot.ddp_overlay(config, gpus=2, mem_mb=None)
+    assert kept == {} and lines == ["protocol camera_ready trains on 2 devices as the paper's (2 GPU(s) visible)"]
+    assert pilot.ddp_overlay(config, gpus=1, mem_mb=10**6)[0] == one  # one rank per GPU: memory does not help
+    assert pilot.ddp_overlay(config, gpus=0, mem_mb=2 * per_rank)[0] == {}
+    short, lines = pilot.ddp_overlay(config, gpus=0, mem_mb=2 * per_rank - 1)
+    assert short == one and f"2 CPU ranks (gloo) x {per_rank} MB = {2 * per_rank} MB" in lines[0]
+    assert pilot.ddp_overlay(config, gpus=0, mem_mb=None)[0] == one  # memory unknown: not risked
+    assert pilot.ddp_line(config, paper) == "DDP: camera_ready on 2 ranks as the paper's"
+    config["protocols"]["camera_ready"]["training"]["devices"] = 1
+    assert pilot.ddp_line(config, paper).startswith("DDP: camera_ready on 1 device, not the paper's 2")
+
+
+def test_a_ddp_trainings_memory_is_checked_per_rank(tmp_path):
+    """A 2-rank training holding 1.5 x the per-rank request is within its request (2 x it); one rank is not."""
+    config = validate_config(
+        {
+            "training": {"batch_size": 4, "max_epochs": 1, "steps_per_epoch": 1, "devices": 2},
+            "experiments": {"prediction": ["x0"], "folds": [0]},
+            "cluster": {"train": {"mem_mb": 1000}},
+        }
+    )
+    work = tmp_path / "w"
+    _bench(work, "train", "x0_lp1.5_sc0.5_fold0", wall=20.0, cpu=40.0, rss=1500)
+    sizes = pilot.DataSizes(2, {0: 40.0}, {0: 8.0})
+    bench = pilot.read_benchmarks(work)
+    args = (config, config, sizes, sizes, 2, config["cluster"], {"train": "train"})
+    row = pilot.extrapolate(bench, *args).per_rule.set_index("rule").loc["train"]
+    assert (row["request_mb"], bool(row["within_request"])) == (2000, True)
+    config["training"]["devices"] = 1
+    row = pilot.extrapolate(bench, *args).per_rule.set_index("rule").loc["train"]
+    assert (row["request_mb"], bool(row["within_request"])) == (1000, False)
 
 
 def test_cpu_benchmark_page_names_the_fastest_sampling_batch_and_the_pilots():

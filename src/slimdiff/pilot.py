@@ -119,12 +119,15 @@ def prepare(
     raw_dir: str | Path | None = None,
     paper_file: str | Path | None = None,
     threads: int = 1,
+    mem_mb: int | None = None,
 ) -> Path:
     """Write the overlay that runs (`workdir`/config.yaml) and, without `raw_dir`, the generated cohort.
 
     With `raw_dir` (the user's cohort), the overlay points data.raw_dir at it and restores the brain
     extraction of `paper_file` (the pilot's mask-file backend needs masks that only the generated cohort has).
-    Paths in the overlay are absolute: Snakemake runs inside `workdir`.
+    Paths in the overlay are absolute: Snakemake runs inside `workdir`. `mem_mb` is the memory the pilot's jobs
+    may hold at once (make pilot's PILOT_MEM_MB; default 90 % of the memory available now): it decides whether
+    a DDP run trains on the paper's devices here (`ddp_overlay`).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -152,6 +155,17 @@ def prepare(
         )
     if "batch_size" in on_cpu.get("generation", {}):
         print(f"pilot sampling batch: {on_cpu['generation']['batch_size']} on a CPU (the paper's GPU: 32)", flush=True)
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    without_extends = {k: v for k, v in overlay.items() if k != "extends"}
+    on_devices, lines = ddp_overlay(
+        resolved(config_file, without_extends), gpus, available_mem_mb() if mem_mb is None else mem_mb
+    )
+    for name, values in on_devices.get("protocols", {}).items():
+        overlay.setdefault("protocols", {}).setdefault(name, {}).setdefault("training", {}).update(values["training"])
+    for line in lines:
+        print(f"pilot DDP: {line}", flush=True)
     run_config = workdir / RUN_CONFIG
     write_text(
         run_config,
@@ -228,6 +242,67 @@ def precision_line(config: Mapping[str, Any]) -> str:
         f"at batch {config['generation']['batch_size']} (auto: bf16 on a GPU, float32 on a CPU; the extrapolated "
         "hours are for the precision and sampling batch the pilot ran)"
     )
+
+
+def available_mem_mb() -> int | None:
+    """90 % of MemAvailable (Linux), as make pilot's default PILOT_MEM_MB; None where /proc/meminfo is absent."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(int(line.split()[1]) / 1024 * 0.9)
+    except OSError:
+        return None
+    return None
+
+
+def ddp_overlay(
+    config: Mapping[str, Any], gpus: int, mem_mb: int | None
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The paper's DDP (a protocol's training.devices N > 1, the camera-ready runs) wherever this machine can
+    hold N ranks, one device elsewhere: the overlay that sets it, and a line per protocol saying which and why.
+
+    A GPU machine holds N ranks with N visible GPUs (one rank per GPU). A CPU holds them when N times the
+    training's memory request (per rank: each rank is a whole training, rules/train.smk asks for N times it)
+    fits in `mem_mb`, the memory the pilot's jobs may hold at once. Only the world size changes: the per-device
+    batch, and so the effective batch of N x that, stay the paper's where the ranks run.
+    """
+    per_rank = config["cluster"]["train"]["mem_mb"]
+    out: dict[str, dict[str, Any]] = {}
+    lines = []
+    for name, protocol in config["protocols"].items():
+        n = protocol.get("training", {}).get("devices", 1)
+        if n <= 1:
+            continue
+        if gpus:
+            fits, why = gpus >= n, f"{gpus} GPU(s) visible"
+        else:
+            need = n * per_rank
+            fits = mem_mb is not None and need <= mem_mb
+            held = "unknown" if mem_mb is None else f"{mem_mb} MB"
+            why = f"{n} CPU ranks (gloo) x {per_rank} MB = {need} MB against the pilot's {held} (PILOT_MEM_MB)"
+        if fits:
+            lines.append(f"protocol {name} trains on {n} devices as the paper's ({why})")
+        else:
+            out.setdefault("protocols", {})[name] = {"training": {"devices": 1}}
+            lines.append(f"protocol {name} trains on one device, not the paper's {n}: {why}")
+    return out, lines
+
+
+def ddp_line(pilot_cfg: Mapping[str, Any], paper_cfg: Mapping[str, Any]) -> str:
+    """Which protocols trained with the paper's DDP, for the report."""
+    parts = []
+    for name, protocol in paper_cfg["protocols"].items():
+        n = protocol.get("training", {}).get("devices", 1)
+        if n <= 1 or name not in pilot_cfg["protocols"]:
+            continue
+        ours = pilot_cfg["protocols"][name].get("training", {}).get("devices", 1)
+        parts.append(
+            f"{name} on {n} ranks as the paper's"
+            if ours == n
+            else f"{name} on {ours} device, not the paper's {n} (this machine could not hold {n} ranks: "
+            "`slimdiff-pilot prepare` says why)"
+        )
+    return "DDP: " + ("; ".join(parts) if parts else "none in the paper's protocols")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -556,6 +631,12 @@ class Costing:
     notes: list[str]
 
 
+def _devices(runs: Mapping[str, dict], job_name: str) -> int:
+    """training.devices of a train job's run (1 when the job names no run of the config)."""
+    run = parse_job("train", job_name).run
+    return runs[run]["training"].get("devices", 1) if run in runs else 1
+
+
 def extrapolate(
     bench: pd.DataFrame,
     pilot_cfg: Mapping[str, Any],
@@ -596,6 +677,11 @@ def extrapolate(
         section = gpu_rules.get(rule)
         request = requests.get(section, {}).get("mem_mb") if section else None
         peak = jobs["max_rss_mb"].max()
+        within = None if request is None or math.isnan(peak) else bool(peak <= request)
+        if request is not None and rule == "train":  # mem_mb is per rank: a DDP job asks for devices x it
+            asks = [request * _devices(pilot_runs, name) for name in jobs["job"]]
+            within = bool((jobs["max_rss_mb"].fillna(0) <= asks).all()) if not math.isnan(peak) else None
+            request = asks[int(jobs["max_rss_mb"].fillna(0).to_numpy().argmax())]
         gpu_peak = jobs["gpu_peak_mib"].max()
         rows.append(
             {
@@ -607,7 +693,7 @@ def extrapolate(
                 "cpu_s": cpu,
                 "peak_rss_mb": peak,
                 "request_mb": request,
-                "within_request": None if request is None or math.isnan(peak) else bool(peak <= request),
+                "within_request": within,
                 "gpu_peak_mib": gpu_peak,
                 "gpu": ", ".join(sorted(set(jobs["gpu"]) - {""})),
                 "unit": UNIT_NAMES.get(rule, "job"),
@@ -835,7 +921,7 @@ def report(
         cache_n, raw_n = paper_subjects or pilot_sizes.subjects, paper_raw_subjects or max(n_pre, 1)
         extra = f"input: {pilot_cfg['data']['raw_dir']} ({raw_n} subjects preprocessed, {cache_n} in the cache)"
     extra += f"; {note}" if note else ""
-    extra += f"\n- {precision_line(pilot_cfg)}"
+    extra += f"\n- {precision_line(pilot_cfg)}\n- {ddp_line(pilot_cfg, paper_cfg)}"
     costing = extrapolate(
         bench,
         pilot_cfg,
@@ -868,6 +954,7 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--workdir", default=str(PILOT_DIR))
     prep.add_argument("--raw-dir", default=None, help="your cohort (ds004199 layout) instead of the generated one")
     prep.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    prep.add_argument("--mem-mb", type=int, default=None, help="memory the jobs may hold at once (PILOT_MEM_MB)")
     for name, text in (("check", "compare the rules the pilot ran with the paper DAG's"), ("report", "write it")):
         q = sub.add_parser(name, help=text)
         q.add_argument("--workdir", default=str(PILOT_DIR))
@@ -884,7 +971,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         if args.command == "prepare":
-            prepare(args.config, args.workdir, args.raw_dir, args.paper, args.threads)
+            prepare(args.config, args.workdir, args.raw_dir, args.paper, args.threads, args.mem_mb)
             return
         run_config = Path(args.workdir) / RUN_CONFIG
         if args.command == "check":

@@ -171,6 +171,10 @@ def train_resources(base: dict, runs: dict, on_cluster: Callable[[], bool] = lam
     devices), plus `mpi` so that the SLURM executor runs the job in its allocation, where launch() starts the
     ranks with srun. Locally `tasks_per_node`, `nodes` and `mpi` are unused; a single-device run gets none.
 
+    `mem_mb` is per rank, so a DDP job asks for N times it: each rank is a whole process with its own copy of
+    the model, optimiser, batches and cache. On a CPU that is a whole training's memory each (the paper's model
+    in float32 at 160^2: 10.2 GB on one rank, 21.5 GB on two), and the pilot's memory cap must see it.
+
     On a cluster (`on_cluster()`: Snakemake submits the jobs, workflow.non_local_exec, known only once jobs are
     made, so asked then) a DDP run asks for its GPUs as `gres=gpu[:model]:N` (sbatch --gres), not `gpu=N`
     (--gpus): Snakemake caps every integer resource of a job at the global limit, and profiles/default, which
@@ -189,8 +193,10 @@ def train_resources(base: dict, runs: dict, on_cluster: Callable[[], bool] = lam
     def unless_gres(value):
         return lambda wildcards: None if devices(wildcards) > 1 and on_cluster() else value(wildcards)
 
+    per_rank = base.get("mem_mb")
     resources = {
         **base,
+        "mem_mb": (lambda wildcards: per_rank * devices(wildcards)) if per_rank else per_rank,
         "gpu": unless_gres(devices),
         "gres": several(gres),
         "tasks_per_node": several(lambda n: n),
