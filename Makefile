@@ -78,7 +78,7 @@ pilot: $(STAMP)
 	@python -m slimdiff.workflow_lock $(PILOT_DIR)
 	slimdiff-pilot prepare --config $(PILOT_CONFIG) --workdir $(PILOT_DIR) $(if $(RAW_DIR),--raw-dir $(abspath $(RAW_DIR))) $(if $(PILOT_MEM_MB),--mem-mb $(PILOT_MEM_MB))
 	snakemake --directory $(PILOT_DIR) --cores $(CORES) --resources gpu=$(GPU_SLOTS) $(if $(PILOT_MEM_MB),mem_mb=$(PILOT_MEM_MB)) --configfile $(PILOT_DIR)/config.yaml
-	slimdiff-pilot report --workdir $(PILOT_DIR) --command "make pilot$(if $(filter-out config/pilot.yaml,$(PILOT_CONFIG)), PILOT_CONFIG=$(PILOT_CONFIG))$(if $(RAW_DIR), RAW_DIR=$(RAW_DIR))"
+	slimdiff-pilot report --workdir $(PILOT_DIR) --command "make pilot$(if $(filter-out config/pilot.yaml,$(PILOT_CONFIG)), PILOT_CONFIG=$(PILOT_CONFIG))$(if $(RAW_DIR), RAW_DIR=$(RAW_DIR))$(if $(filter command line environment,$(origin PILOT_MEM_MB)), PILOT_MEM_MB=$(PILOT_MEM_MB))"
 	snakemake --directory $(PILOT_DIR) --cores 1 --configfile $(PILOT_DIR)/config.yaml --report $(CURDIR)/$(PILOT_DIR)/report.html
 
 dryrun: $(STAMP)
