@@ -71,9 +71,13 @@ PILOT_DIR    := results/pilot
 PILOT_CONFIG ?= config/pilot.yaml
 # Memory the pilot's jobs may hold at once: Snakemake starts a job only while the mem_mb requests (the `cluster`
 # section's) of the running ones fit. A training at the paper's geometry takes up to 7 GB on a CPU in bf16 (two
-# fit a 24 GB machine side by side) and up to 15 GB in float32 (one, beside a sampling job). Default: 90 % of the
-# memory available at the start; PILOT_MEM_MB=N sets it.
-PILOT_MEM_MB ?= $(shell awk '/^MemAvailable:/ {print int($$2 / 1024 * 0.9)}' /proc/meminfo 2>/dev/null)
+# fit a 24 GB machine side by side) and up to 15 GB in float32 (one, beside a sampling job); the camera-ready
+# runs train on the paper's 2 DDP ranks where twice the request fits (slimdiff-pilot prepare decides). Default:
+# 90 % of the memory available at the start, read once (prepare and Snakemake see the same number);
+# PILOT_MEM_MB=N sets it.
+ifndef PILOT_MEM_MB
+PILOT_MEM_MB := $(shell awk '/^MemAvailable:/ {print int($$2 / 1024 * 0.9)}' /proc/meminfo 2>/dev/null)
+endif
 pilot: $(STAMP)
 	@python -m slimdiff.workflow_lock $(PILOT_DIR)
 	slimdiff-pilot prepare --config $(PILOT_CONFIG) --workdir $(PILOT_DIR) $(if $(RAW_DIR),--raw-dir $(abspath $(RAW_DIR))) $(if $(PILOT_MEM_MB),--mem-mb $(PILOT_MEM_MB))
