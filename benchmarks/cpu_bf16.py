@@ -1,7 +1,8 @@
-"""float32 against bf16 autocast on this CPU, and the sampling batch it runs fastest, for the paper's model at
-160x160 (run on demand, not a test).
+"""float32 against bf16 autocast on this CPU, the sampling batch it runs fastest, and the memory layout it
+trains fastest in, for the paper's model at 160x160 (run on demand, not a test).
 
-    python benchmarks/cpu_bf16.py [--threads 1] [--batch 4] [--sampling-batches 4 8 16 32] [--out PAGE]
+    python benchmarks/cpu_bf16.py [--threads 1] [--batch 4] [--sampling-batches 4 8 16 32] [--layouts]
+                                  [--out PAGE]
 
 The pilot computes in the paper's GPU precision (bf16) on a CPU too, because a CPU with native bf16 (AMX,
 AVX512-BF16) runs it several times faster than float32; this measures by how much, on this machine. On a CPU
@@ -10,8 +11,12 @@ measured unless --emulated-bf16 asks for it. Times per sample: a sampling forwar
 self-conditioning input, channels_last, the allocator tuned, as rule generate runs it) and a training step
 (forward, backward, AdamW), the best of `--repeats` after one warm-up. --sampling-batches adds the per-sample
 time of a sampling forward by batch size, in the dtype the pilot samples in on this CPU (the batch it picks:
-slimdiff.pilot.CPU_SAMPLING_BATCH). The page (default: docs/results/cpu-bf16.md on a CPU with native bf16,
-docs/results/cpu-float32.md on one without) is stamped with the commit, the CPU and the command.
+slimdiff.pilot.CPU_SAMPLING_BATCH). --layouts measures both again with contiguous (NCHW) weights and
+activations against channels_last, and how close each comes to this core's matrix-multiply throughput (the
+model's floating-point operations per sample, counted by torch's FlopCounterMode, over the measured time): how
+much of the pilot's CPU time any kernel tuning could still win. The page (default: docs/results/cpu-bf16.md on
+a CPU with native bf16, docs/results/cpu-float32.md on one without) is stamped with the commit, the CPU and the
+command.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from slimdiff.config import load_config
 from slimdiff.generation.sampling import cpu_has_native_bf16
 from slimdiff.io import write_text
 from slimdiff.model.factory import build_denoiser, count_parameters, use_channels_last
-from slimdiff.pilot import CPU_SAMPLING_BATCH, machine_stamp
+from slimdiff.pilot import CPU_SAMPLING_BATCH, CPU_TRAINING_CHANNELS_LAST, machine_stamp
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,11 +48,12 @@ def best_seconds(step, repeats: int) -> float:
     return min(times)
 
 
-def paper_model() -> tuple[torch.nn.Module, tuple[int, int]]:
+def paper_model(channels_last: bool = True) -> tuple[torch.nn.Module, tuple[int, int]]:
     torch.manual_seed(0)
     cfg = load_config(REPO / "config" / "paper.yaml")
     size = tuple(cfg["data"]["cache"]["roi_size"][:2])
-    return use_channels_last(build_denoiser(cfg["model"], True, 30, (34, 115), size)), size
+    net = build_denoiser(cfg["model"], True, 30, (34, 115), size)
+    return (use_channels_last(net) if channels_last else net), size
 
 
 def inputs(batch: int, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -82,6 +88,44 @@ def training_seconds(net, size, batch: int, dtype: str, repeats: int) -> float:
     return best_seconds(train_step, repeats) / batch
 
 
+def gflop_per_sample(net, size, training: bool) -> float:
+    """The network's floating-point operations per sample (a multiply-add counts 2): a forward pass, or a forward
+    and backward pass (the optimiser's elementwise update is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x, t, tokens = inputs(1, size)
+    with FlopCounterMode(display=False) as counter:
+        if training:
+            net(x, t, tokens, x).float().pow(2).mean().backward()
+        else:
+            with torch.inference_mode():
+                net(x, t, tokens, x)
+    net.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflops(dtype: str, repeats: int, n: int = 2048) -> float:
+    """This core's (these threads') practical peak: a large square matrix multiply, GFLOP/s."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    if dtype == "bfloat16":
+        a, b = a.bfloat16(), b.bfloat16()
+    return 2 * n**3 / best_seconds(lambda: a @ b, max(repeats, 3)) / 1e9
+
+
+def measure_layouts(args: argparse.Namespace, dtype: str) -> dict:
+    """Sampling and training per sample for each memory layout, with the work they do (GFLOP per sample)."""
+    out: dict = {"matmul_gflops": matmul_gflops(dtype, args.repeats), "threads": args.threads}
+    for layout in ("channels_last", "contiguous"):
+        net, size = paper_model(channels_last=layout == "channels_last")
+        out[layout] = {
+            "sampling": sampling_seconds(net, size, args.batch, dtype, args.repeats),
+            "training": training_seconds(net, size, args.batch, dtype, args.repeats),
+        }
+    net, size = paper_model(channels_last=False)
+    out["gflop"] = {"sampling": gflop_per_sample(net, size, False), "training": gflop_per_sample(net, size, True)}
+    return out
+
+
 def measure(args: argparse.Namespace, dtypes: list[str]) -> dict:
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as rule generate and training run
@@ -94,20 +138,52 @@ def measure(args: argparse.Namespace, dtypes: list[str]) -> dict:
     for batch in args.sampling_batches:
         out["by_batch"][batch] = sampling_seconds(net, size, batch, pilot_dtype, args.repeats)
     out["pilot_dtype"] = pilot_dtype
+    if args.layouts:
+        out["layouts"] = measure_layouts(args, pilot_dtype)
     return out
+
+
+def layout_lines(r: dict, batch: int) -> list[str]:
+    lay, dtype = r["layouts"], r["pilot_dtype"]
+    peak = lay["matmul_gflops"]
+    lines = [
+        "",
+        f"| {dtype}, batch {batch} | GFLOP per sample | layout | seconds per sample | GFLOP/s | of matmul |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for what in ("sampling", "training"):
+        for layout in ("channels_last", "contiguous"):
+            sec = lay[layout][what]
+            rate = lay["gflop"][what] / sec
+            lines.append(
+                f"| {what} | {lay['gflop'][what]:.1f} | {layout} | {sec:.3f} | {rate:.1f} | {rate / peak:.0%} |"
+            )
+    faster = min(("channels_last", "contiguous"), key=lambda k: lay[k]["training"])
+    pilot_trains = "channels_last" if CPU_TRAINING_CHANNELS_LAST[dtype] else "contiguous"
+    lines += [
+        "",
+        f"This core's matrix multiply ({dtype}, 2048 x 2048, {lay['threads']} thread(s)): {peak:.1f} GFLOP/s. "
+        "GFLOP counted by torch's FlopCounterMode (convolutions, matrix multiplies and attention; a multiply-add "
+        "counts 2; training: forward and backward, not AdamW's update), so a share near 100 % leaves nothing for "
+        f"kernel tuning to win. Training ran fastest here in {faster}; without a GPU the pilot trains in "
+        f"{pilot_trains} in {dtype} (slimdiff.pilot.CPU_TRAINING_CHANNELS_LAST) and samples in channels_last.",
+    ]
+    return lines
 
 
 def page(r: dict, args: argparse.Namespace, dtypes: list[str]) -> str:
     stamp = machine_stamp()
     speed_up = ["speed-up"] if len(dtypes) > 1 else []
     lines = [
-        "# float32 against bf16 autocast on a CPU, and the sampling batch: the paper's model at 160x160",
+        "# float32 against bf16 autocast on a CPU, the sampling batch and the memory layout: the paper's model at "
+        "160x160",
         "",
         f"- command: `{args.command}`",
         f"- commit {stamp.get('commit')}, {stamp.get('date')}",
         f"- CPU: {stamp.get('cpu')}, {stamp.get('cores')} cores, native bf16: {cpu_has_native_bf16()}; torch "
         f"{torch.__version__}; {args.threads} thread(s)",
-        f"- model: {r['parameters']:,} parameters (config/paper.yaml), channels_last",
+        f"- model: {r['parameters']:,} parameters (config/paper.yaml), channels_last"
+        + (" (both layouts in the last table)" if "layouts" in r else ""),
         "",
         "| " + " | ".join([f"seconds per sample, batch {args.batch}", *dtypes, *speed_up]) + " |",
         "|---|" + "---:|" * (len(dtypes) + len(speed_up)),
@@ -135,6 +211,8 @@ def page(r: dict, args: argparse.Namespace, dtypes: list[str]) -> str:
             f"{CPU_SAMPLING_BATCH[r['pilot_dtype']]} in {r['pilot_dtype']} (slimdiff.pilot.CPU_SAMPLING_BATCH); "
             "the paper's 32 is a GPU's batch.",
         ]
+    if "layouts" in r:
+        lines += layout_lines(r, args.batch)
     return "\n".join(lines) + "\n"
 
 
@@ -144,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--sampling-batches", type=int, nargs="*", default=[])
+    p.add_argument("--layouts", action="store_true", help="channels_last against contiguous, and the GFLOP/s")
     p.add_argument("--emulated-bf16", action="store_true", help="measure bf16 on a CPU without it (slow)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)

@@ -134,7 +134,7 @@ def test_a_cpu_without_native_bf16_runs_the_pilot_in_float32_at_a_cpu_sampling_b
     assert native == {"generation": {"batch_size": pilot.CPU_SAMPLING_BATCH["bfloat16"]}}  # bf16 kept
     fallback = pilot.cpu_overlay(config, has_cuda=False, native_bf16=False)
     assert fallback == {
-        "training": {"precision": "32-true"},
+        "training": {"precision": "32-true", "channels_last": False},  # float32 trains faster contiguous on a CPU
         "generation": {"compute_dtype": "float32", "batch_size": pilot.CPU_SAMPLING_BATCH["float32"]},
         "cluster": {  # a float32 training needs 15 GB, a sampling job beside it 1.6 GB
             "train": {"mem_mb": pilot.FLOAT32_TRAIN_MEM_MB},
@@ -146,11 +146,12 @@ def test_a_cpu_without_native_bf16_runs_the_pilot_in_float32_at_a_cpu_sampling_b
     assert max(pilot.CPU_SAMPLING_BATCH.values()) < config["generation"]["batch_size"]  # only ever smaller
     paper = pilot.resolved(PAPER)  # precision auto: float32 on a CPU already; the sampling batch and request change
     assert pilot.cpu_overlay(paper, has_cuda=False, native_bf16=True) == {
+        "training": {"channels_last": False},
         "generation": {"batch_size": pilot.CPU_SAMPLING_BATCH["float32"]},
         "cluster": {"generate": {"mem_mb": pilot.FLOAT32_GENERATE_MEM_MB}},
     }
     line = pilot.precision_line(config)
-    assert "sampling bfloat16 at batch 32" in line
+    assert "training bf16-mixed (channels_last), sampling bfloat16 at batch 32" in line
 
     import torch
 
@@ -174,6 +175,8 @@ def test_a_cpu_without_native_bf16_runs_the_pilot_in_float32_at_a_cpu_sampling_b
     assert "float32 instead of the paper's GPU precision" in out and "pilot sampling batch: 4" in out
     assert (ran["training"]["precision"], ran["generation"]["compute_dtype"]) == ("32-true", "float32")
     assert (ran["generation"]["batch_size"], ran["cluster"]["train"]["mem_mb"]) == (4, pilot.FLOAT32_TRAIN_MEM_MB)
+    assert "pilot memory layout: training in contiguous tensors" in out
+    assert (ran["training"]["channels_last"], ran["generation"]["channels_last"]) == (False, True)
 
 
 def test_the_camera_ready_runs_train_with_the_papers_ddp_where_the_machine_holds_its_ranks():
@@ -234,6 +237,18 @@ def test_cpu_benchmark_page_names_the_fastest_sampling_batch_and_the_pilots():
     both = {**times, "sampling_bfloat16": 0.5, "training_bfloat16": 3.0, "by_batch": {}}
     text = bench.page(both, args, ["float32", "bfloat16"])
     assert "| sampling | 2.000 | 0.500 | 4.0 |" in text and "Fastest" not in text
+    layouts = {
+        "matmul_gflops": 100.0,
+        "threads": 1,
+        "gflop": {"sampling": 110.0, "training": 330.0},
+        "channels_last": {"sampling": 1.1, "training": 6.6},
+        "contiguous": {"sampling": 1.375, "training": 5.5},
+    }
+    text = bench.page({**times, "by_batch": {}, "layouts": layouts}, args, ["float32"])
+    assert "| sampling | 110.0 | channels_last | 1.100 | 100.0 | 100% |" in text
+    assert "| training | 330.0 | contiguous | 5.500 | 60.0 | 60% |" in text
+    assert "Training ran fastest here in contiguous" in text
+    assert "the pilot trains in contiguous in float32" in text
 
 
 def test_rule_set_problems_names_both_directions():

@@ -145,12 +145,18 @@ def prepare(
     on_cpu = cpu_overlay(resolved(config_file))
     for section, values in on_cpu.items():
         overlay.setdefault(section, {}).update(values)
-    if "training" in on_cpu:
+    if "precision" in on_cpu.get("training", {}):
         print(
             "pilot precision: no GPU and no native bf16 on this CPU (AMX, AVX512-BF16), so float32 instead of "
             "the paper's GPU precision (bf16 would be emulated, slower than float32), and the paper's "
             f"{FLOAT32_TRAIN_MEM_MB} MB per training ({FLOAT32_GENERATE_MEM_MB} MB per sampling job: one fits "
             "beside it)",
+            flush=True,
+        )
+    if on_cpu.get("training", {}).get("channels_last") is False:
+        print(
+            "pilot memory layout: training in contiguous tensors, not channels_last, on a CPU in float32 (a "
+            "fifth faster at 160x160: slimdiff.pilot.CPU_TRAINING_CHANNELS_LAST); sampling in channels_last",
             flush=True,
         )
     if "batch_size" in on_cpu.get("generation", {}):
@@ -199,16 +205,22 @@ FLOAT32_GENERATE_MEM_MB = 2500
 # `python benchmarks/cpu_bf16.py --sampling-batches 4 8 16 32` measures it on yours (docs/results/cpu-bf16.md,
 # cpu-float32.md).
 CPU_SAMPLING_BATCH = {"bfloat16": 8, "float32": 4}
+# Whether a CPU trains the paper's model faster in channels_last (the paper's setting), by training precision.
+# In float32 at 160x160, on one thread of an EPYC (AVX2, oneDNN), a training step took about a fifth less time
+# with contiguous (NCHW) tensors: channels_last slows the convolutions' backward pass more than it speeds their
+# forward (`python benchmarks/cpu_bf16.py --layouts`, docs/results/cpu-float32.md). Sampling keeps channels_last.
+CPU_TRAINING_CHANNELS_LAST = {"bfloat16": True, "float32": False}
 
 
 def cpu_overlay(
     config: Mapping[str, Any], has_cuda: bool | None = None, native_bf16: bool | None = None
 ) -> dict[str, dict[str, Any]]:
     """The overlay (none: empty) that fits the pilot to a machine without a GPU: float32 instead of bf16 where
-    the CPU would only emulate bf16 (no AMX or AVX512-BF16), with the memory request a float32 training needs,
-    and the sampling batch a CPU runs fastest. Elsewhere bf16 is the paper's GPU precision, and on a CPU with
-    native bf16 faster than float32 (docs/results/cpu-bf16.md). Only runtime keys change: the pilot's samples,
-    models and scores are the same on every machine up to float rounding."""
+    the CPU would only emulate bf16 (no AMX or AVX512-BF16), with the memory request a float32 training needs
+    and the memory layout it trains fastest in, and the sampling batch a CPU runs fastest. Elsewhere bf16 is the
+    paper's GPU precision, and on a CPU with native bf16 faster than float32 (docs/results/cpu-bf16.md). Only
+    runtime keys change: the pilot's samples, models and scores are the same on every machine up to float
+    rounding."""
     import torch
 
     from slimdiff.generation.sampling import cpu_has_native_bf16
@@ -224,6 +236,10 @@ def cpu_overlay(
             out["training"] = {"precision": "32-true"}
             if config["cluster"]["train"]["mem_mb"] < FLOAT32_TRAIN_MEM_MB:
                 out["cluster"] = {"train": {"mem_mb": FLOAT32_TRAIN_MEM_MB}}  # pilot.yaml's request is for bf16
+    precision = out.get("training", {}).get("precision", config["training"]["precision"])
+    trains_in = "bfloat16" if precision == "bf16-mixed" else "float32"  # auto is 32-true on a CPU
+    if config["training"]["channels_last"] and not CPU_TRAINING_CHANNELS_LAST[trains_in]:
+        out.setdefault("training", {})["channels_last"] = False
         if dtype == "bfloat16":
             out["generation"] = {"compute_dtype": "float32"}
     float32 = dtype != "bfloat16" or not native_bf16  # auto is float32 on a CPU
@@ -237,10 +253,12 @@ def cpu_overlay(
 
 def precision_line(config: Mapping[str, Any]) -> str:
     """What the pilot computed in, for the report (the extrapolated CPU hours hold for that precision)."""
+    layout = "channels_last" if config["training"]["channels_last"] else "contiguous"
     return (
-        f"precision: training {config['training']['precision']}, sampling {config['generation']['compute_dtype']} "
-        f"at batch {config['generation']['batch_size']} (auto: bf16 on a GPU, float32 on a CPU; the extrapolated "
-        "hours are for the precision and sampling batch the pilot ran)"
+        f"precision: training {config['training']['precision']} ({layout}), sampling "
+        f"{config['generation']['compute_dtype']} at batch {config['generation']['batch_size']} (auto: bf16 on a "
+        "GPU, float32 on a CPU; the extrapolated hours are for the precision, layout and sampling batch the pilot "
+        "ran)"
     )
 
 
