@@ -261,8 +261,10 @@ class BottleneckTwinDenoiser(nn.Module):
 
 
 def use_channels_last(net: nn.Module) -> nn.Module:
-    """Channels-last weights, inputs and activations: faster convolutions (about 20 % per training step on a
-    CPU with oneDNN; on CUDA with bf16). The weights' values, and so model.pt, do not change."""
+    """Channels-last weights, inputs and activations: faster convolutions on CUDA with bf16, and in oneDNN's
+    forward pass on a CPU (sampling). A CPU training in float32 at 160x160 is faster without it: oneDNN's
+    channels-last backward is slower there (slimdiff.pilot.CPU_TRAINING_CHANNELS_LAST). The weights' values, and
+    so model.pt, do not change."""
     net.channels_last = True
     return keep_channels_last(net).to(memory_format=torch.channels_last)
 
