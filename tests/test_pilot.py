@@ -150,6 +150,13 @@ def test_a_cpu_without_native_bf16_runs_the_pilot_in_float32_at_a_cpu_sampling_b
         "generation": {"batch_size": pilot.CPU_SAMPLING_BATCH["float32"]},
         "cluster": {"generate": {"mem_mb": pilot.FLOAT32_GENERATE_MEM_MB}},
     }
+    contiguous = {**config, "training": {**config["training"], "channels_last": False}}  # the layout aside
+    assert pilot.cpu_overlay(contiguous, has_cuda=False, native_bf16=False)["generation"]["compute_dtype"] == "float32"
+    float32 = {**config, "training": {**config["training"], "precision": "32-true"}}
+    assert pilot.cpu_overlay(float32, has_cuda=False, native_bf16=True) == {
+        "training": {"channels_last": False},  # a CPU trains float32 contiguous, and samples in its native bf16
+        "generation": {"batch_size": pilot.CPU_SAMPLING_BATCH["bfloat16"]},
+    }
     line = pilot.precision_line(config)
     assert "training bf16-mixed (channels_last), sampling bfloat16 at batch 32" in line
 

@@ -236,12 +236,12 @@ def cpu_overlay(
             out["training"] = {"precision": "32-true"}
             if config["cluster"]["train"]["mem_mb"] < FLOAT32_TRAIN_MEM_MB:
                 out["cluster"] = {"train": {"mem_mb": FLOAT32_TRAIN_MEM_MB}}  # pilot.yaml's request is for bf16
+        if dtype == "bfloat16":
+            out["generation"] = {"compute_dtype": "float32"}
     precision = out.get("training", {}).get("precision", config["training"]["precision"])
     trains_in = "bfloat16" if precision == "bf16-mixed" else "float32"  # auto is 32-true on a CPU
     if config["training"]["channels_last"] and not CPU_TRAINING_CHANNELS_LAST[trains_in]:
         out.setdefault("training", {})["channels_last"] = False
-        if dtype == "bfloat16":
-            out["generation"] = {"compute_dtype": "float32"}
     float32 = dtype != "bfloat16" or not native_bf16  # auto is float32 on a CPU
     batch = CPU_SAMPLING_BATCH["float32" if float32 else "bfloat16"]
     if batch < config["generation"]["batch_size"]:
