@@ -8,9 +8,10 @@ STAMP  := $(VENV)/.installed
 UPSTREAM_VENV  := .upstream-venv
 UPSTREAM_STAMP := $(UPSTREAM_VENV)/.installed
 CORES  ?= all
-# GPU-tagged jobs that may run at once: the number of GPUs to lease, or the CPU count on a machine without one
-# (slimdiff.gpu_lease.gpu_slots; the DVC stage `compute` asks the same). Expanded when a recipe runs, after .venv.
-GPU_SLOTS ?= $(shell $(BIN)/python -m slimdiff.gpu_lease 2>/dev/null || nproc)
+# GPU-tagged jobs that may run at once: the GPUs to lease times the jobs each may hold (the config's
+# gpu.jobs_per_device), or the CPU count on a machine without one (slimdiff.gpu_lease.gpu_slots; the DVC stage
+# `compute` asks the same). Read from the config the recipe runs, when the recipe runs; GPU_SLOTS=N sets it.
+gpu_slots = $(or $(GPU_SLOTS),$$($(BIN)/python -m slimdiff.gpu_lease --config $(1) || nproc))
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 # Metric network weights (Inception, LPIPS trunks) are cached inside the project, built once by slimdiff-weights.
@@ -50,7 +51,7 @@ vs-upstream: $(UPSTREAM_STAMP)
 run: $(STAMP)
 	@python -m slimdiff.workflow_lock
 	@start=$$(date +%s); \
-	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile config/config.yaml && \
+	snakemake --cores $(CORES) --resources gpu=$(call gpu_slots,config/config.yaml) --configfile config/config.yaml && \
 	snakemake --cores 1 --configfile config/config.yaml --report results/report.html && \
 	mkdir -p results/benchmarks && echo "$$(( $$(date +%s) - start )) s, pipeline and report" > results/benchmarks/make_run_seconds.txt
 	@cat results/paper/table.md
@@ -60,7 +61,7 @@ run: $(STAMP)
 # Table 1's prediction-type x Lp grid at the default's scale on the CPU (under an hour on 2 cores from scratch).
 ablation: $(STAMP)
 	@python -m slimdiff.workflow_lock
-	snakemake --cores $(CORES) --resources gpu=$(GPU_SLOTS) --configfile config/ablation-cpu.yaml
+	snakemake --cores $(CORES) --resources gpu=$(call gpu_slots,config/ablation-cpu.yaml) --configfile config/ablation-cpu.yaml
 	@cat results/paper/table.md
 
 # The paper grid executed for real at the paper's geometry with small counts (config/pilot.yaml), in its own
@@ -81,7 +82,7 @@ endif
 pilot: $(STAMP)
 	@python -m slimdiff.workflow_lock $(PILOT_DIR)
 	slimdiff-pilot prepare --config $(PILOT_CONFIG) --workdir $(PILOT_DIR) $(if $(RAW_DIR),--raw-dir $(abspath $(RAW_DIR))) $(if $(PILOT_MEM_MB),--mem-mb $(PILOT_MEM_MB))
-	snakemake --directory $(PILOT_DIR) --cores $(CORES) --resources gpu=$(GPU_SLOTS) $(if $(PILOT_MEM_MB),mem_mb=$(PILOT_MEM_MB)) --configfile $(PILOT_DIR)/config.yaml
+	snakemake --directory $(PILOT_DIR) --cores $(CORES) --resources gpu=$(call gpu_slots,$(PILOT_DIR)/config.yaml) $(if $(PILOT_MEM_MB),mem_mb=$(PILOT_MEM_MB)) --configfile $(PILOT_DIR)/config.yaml
 	slimdiff-pilot report --workdir $(PILOT_DIR) --command "make pilot$(if $(filter-out config/pilot.yaml,$(PILOT_CONFIG)), PILOT_CONFIG=$(PILOT_CONFIG))$(if $(RAW_DIR), RAW_DIR=$(RAW_DIR))$(if $(filter command line environment,$(origin PILOT_MEM_MB)), PILOT_MEM_MB=$(PILOT_MEM_MB))"
 	snakemake --directory $(PILOT_DIR) --cores 1 --configfile $(PILOT_DIR)/config.yaml --report $(CURDIR)/$(PILOT_DIR)/report.html
 

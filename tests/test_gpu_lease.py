@@ -33,6 +33,48 @@ def test_gpu_slots_one_per_device_else_one_per_cpu(monkeypatch):
     assert out.returncode == 0 and out.stdout == "2\n"
 
 
+def test_jobs_per_device_multiplies_the_slots_and_is_read_from_the_config(monkeypatch, tmp_path):
+    monkeypatch.setenv(gpu_lease.DEVICES_ENV, "0,1")
+    monkeypatch.delenv(gpu_lease.JOBS_PER_DEVICE_ENV, raising=False)
+    assert gpu_lease.jobs_per_device() == 1
+    monkeypatch.setenv(gpu_lease.JOBS_PER_DEVICE_ENV, "3")
+    assert gpu_lease.gpu_slots() == 6
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(gpu_lease.JOBS_PER_DEVICE_ENV, bad)
+        with pytest.raises(ValueError, match=f"SLIMDIFF_GPU_JOBS_PER_DEVICE .* not '{bad}'"):
+            gpu_lease.gpu_slots()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("gpu: {devices: [0, 1, 2], jobs_per_device: 2}\n")
+    env = {k: v for k, v in os.environ.items() if k not in (gpu_lease.DEVICES_ENV, gpu_lease.JOBS_PER_DEVICE_ENV)}
+    out = subprocess.run(
+        [sys.executable, "-m", "slimdiff.gpu_lease", "--config", str(cfg)], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0 and out.stdout == "6\n", out.stderr
+    env[gpu_lease.JOBS_PER_DEVICE_ENV] = "1"  # the user's variable wins over the config, as for the jobs
+    out = subprocess.run(
+        [sys.executable, "-m", "slimdiff.gpu_lease", "--config", str(cfg)], capture_output=True, text=True, env=env
+    )
+    assert out.stdout == "3\n"
+
+
+def test_a_shared_device_takes_k_jobs_spread_over_the_devices_first(monkeypatch, tmp_path):
+    """2 devices x 2 slots: the first two leases land on different devices (slot 0 of each), the next two on
+    slot 1 of each; a fifth waits (here: times out). A 2-device lease takes one slot on each of 2 devices."""
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    leases = [gpu_lease.lease_gpu(devices=["0", "1"], lock_dir=tmp_path, per_device=2) for _ in range(4)]
+    assert {leases[0].device, leases[1].device} == {"0", "1"}
+    assert sorted((x.device, x.slots) for x in leases) == [("0", (0,)), ("0", (1,)), ("1", (0,)), ("1", (1,))]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu0.1.lock", "gpu0.lock", "gpu1.1.lock", "gpu1.lock"]
+    with pytest.raises(TimeoutError, match="2 jobs per device"):
+        gpu_lease.lease_gpu(devices=["0", "1"], lock_dir=tmp_path, per_device=2, timeout_s=0.1, backoff_s=0.02)
+    gpu_lease.release_all()
+    wide = [gpu_lease.lease_gpu(2, devices=["0", "1"], lock_dir=tmp_path, per_device=2) for _ in range(2)]
+    assert [(x.devices, x.slots) for x in wide] == [(("0", "1"), (0, 0)), (("0", "1"), (1, 1))]
+    with pytest.raises(TimeoutError, match="no free GPU among"):  # every slot of both devices is held
+        gpu_lease.lease_gpu(1, devices=["0", "1"], lock_dir=tmp_path, per_device=2, timeout_s=0.1, backoff_s=0.02)
+
+
 def test_export_settings_keeps_what_the_user_set(monkeypatch):
     monkeypatch.delenv(gpu_lease.DEVICES_ENV, raising=False)
     monkeypatch.setenv(gpu_lease.LOCK_DIR_ENV, "/mine")
@@ -112,22 +154,30 @@ open(snakemake.output[0], "w").write(json.dumps(record))
 """
 
 
-def test_four_gpu_jobs_on_two_devices_never_share_one(tmp_path):
-    """`--resources gpu=2` over the configured devices [0, 1]: 4 jobs, 2 at a time, each on its own device."""
+@pytest.mark.parametrize("devices, per_device", [("0, 1", 1), ("0", 2)], ids=["two-devices", "one-shared-by-2"])
+def test_four_gpu_jobs_share_the_devices_as_configured(tmp_path, devices, per_device):
+    """`--resources gpu=2` over the configured devices: 4 jobs, 2 at a time. With one job per device each of the
+    2 runs on its own device; with gpu.jobs_per_device 2 on one device, 2 run on it side by side (the lease, not
+    only Snakemake, lets them: a device to itself would have kept the second waiting)."""
     (tmp_path / "Snakefile").write_text(_SNAKEFILE)
     (tmp_path / "job.py").write_text(_JOB)
     env = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")}
     env.pop(gpu_lease.DEVICES_ENV, None)
-    cmd = ["snakemake", "--cores", "4", "--resources", "gpu=2", "--config", "gpu={devices: [0, 1], lock_dir: locks}"]
+    env.pop(gpu_lease.JOBS_PER_DEVICE_ENV, None)
+    gpu = f"gpu={{devices: [{devices}], lock_dir: locks, jobs_per_device: {per_device}}}"
+    cmd = ["snakemake", "--cores", "4", "--resources", "gpu=2", "--config", gpu]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = [json.loads((tmp_path / "out" / f"{i}.json").read_text()) for i in range(4)]
-    assert sorted({j["device"] for j in jobs}) == ["0", "1"]
+    assert sorted({j["device"] for j in jobs}) == [d.strip() for d in devices.split(",")]
     pairs = [(a, b) for i, a in enumerate(jobs) for b in jobs[i + 1 :]]
     overlapping = [(a, b) for a, b in pairs if a["start"] < b["end"] and b["start"] < a["end"]]
     assert overlapping, "the two GPU slots were never used at the same time"
-    assert all(a["device"] != b["device"] for a, b in overlapping)
-    assert all("leased GPU" in (tmp_path / "logs" / f"{i}.log").read_text() for i in range(4))
+    if per_device == 1:
+        assert all(a["device"] != b["device"] for a, b in overlapping)
+    logs = [(tmp_path / "logs" / f"{i}.log").read_text() for i in range(4)]
+    assert all("leased GPU" in text for text in logs)
+    assert per_device == 1 or all("of 2 per device" in text for text in logs)
 
 
 @pytest.fixture(autouse=True)

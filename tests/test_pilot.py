@@ -206,6 +206,53 @@ def test_the_camera_ready_runs_train_with_the_papers_ddp_where_the_machine_holds
     assert pilot.ddp_line(config, paper).startswith("DDP: camera_ready on 1 device, not the paper's 2")
 
 
+def test_on_a_gpu_the_pilots_short_jobs_share_each_device(tmp_path, capsys, monkeypatch):
+    """One job per device would queue the pilot's ~45 GPU jobs, mostly start-up, behind each other on one GPU:
+    prepare lets k share a device, one per 16 GB of its memory and one per cpus_per_gpu cores, and the report
+    says so (a shared device's wall times are upper bounds)."""
+    import types
+
+    import torch
+
+    from slimdiff.gpu_lease import JOBS_PER_DEVICE_ENV
+
+    monkeypatch.delenv(JOBS_PER_DEVICE_ENV, raising=False)
+    config = pilot.resolved(PILOT)
+    assert config["cluster"]["train"]["cpus_per_gpu"] == 4
+    h100 = 81_559  # MB: one H100 of 80 GB
+    assert pilot.gpu_overlay(config, [h100], cores=16)[0] == {"gpu": {"jobs_per_device": 4}}  # 16 cores / 4
+    assert pilot.gpu_overlay(config, [h100], cores=64)[0] == {"gpu": {"jobs_per_device": 5}}  # 80 GB / 16 GB
+    assert pilot.gpu_overlay(config, [24_576], cores=64)[0] == {"gpu": {"jobs_per_device": 1}}  # a 24 GB card
+    assert pilot.gpu_overlay(config, [12_000], cores=2)[0] == {"gpu": {"jobs_per_device": 1}}  # never 0
+    both, line = pilot.gpu_overlay(config, [h100, 40_960], cores=16)  # the smallest device, cores shared by both
+    assert both == {"gpu": {"jobs_per_device": 2}} and "40,960 MB on the smallest of 2 device(s)" in line
+    monkeypatch.setenv(JOBS_PER_DEVICE_ENV, "3")
+    assert pilot.gpu_overlay(config, [24_576], cores=2) == (
+        {"gpu": {"jobs_per_device": 3}},
+        f"3 job(s) per device at once (${JOBS_PER_DEVICE_ENV})",
+    )
+    monkeypatch.setenv(JOBS_PER_DEVICE_ENV, "none")
+    with pytest.raises(ValueError, match=JOBS_PER_DEVICE_ENV):
+        pilot.gpu_overlay(config, [h100], cores=16)
+    monkeypatch.delenv(JOBS_PER_DEVICE_ENV)
+
+    assert pilot.sharing_line(config) == "GPU jobs: one per device"
+    config["gpu"]["jobs_per_device"] = 4
+    assert pilot.sharing_line(config).startswith("GPU jobs: up to 4 per device at once")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # what prepare writes on an 80 GB GPU, 16 cores
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(total_memory=80 * 2**30))
+    monkeypatch.setattr(pilot, "_usable_cores", lambda: 16)
+    run_config = pilot.prepare(PILOT, tmp_path / "pilot", raw_dir=_fake_cohort(tmp_path / "raw"), paper_file=PAPER)
+    ran = pilot.resolved(run_config)
+    assert (
+        ran["gpu"]["jobs_per_device"] == 4
+        and "pilot GPU sharing: 4 job(s) per device at once" in capsys.readouterr().out
+    )
+    assert (ran["training"]["precision"], ran["generation"]["batch_size"]) == ("bf16-mixed", 32)  # the paper's
+
+
 def test_a_ddp_trainings_memory_is_checked_per_rank(tmp_path):
     """A 2-rank training holding 1.5 x the per-rank request is within its request (2 x it); one rank is not."""
     config = validate_config(

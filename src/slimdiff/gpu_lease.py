@@ -11,10 +11,17 @@ than N it lets go of them before it backs off. No job ever holds a device while 
 N = 2 jobs on 3 GPUs can neither deadlock (each holding one) nor share one. A wide job can wait longer than a
 narrow one under heavy contention (nothing reserves devices for it); the jittered back-off keeps that short.
 
+A device can also be shared by k jobs at once (gpu.jobs_per_device, $SLIMDIFF_GPU_JOBS_PER_DEVICE): each device
+then has k lock files (slots), and a job takes one slot on each of its devices. Why: a job that runs for
+seconds, as the pilot's do, spends most of its time starting up (imports, the CUDA context, loading a model),
+so one job per GPU leaves a large device idle. Slots are taken level by level (slot 0 of every device before
+any slot 1), so the jobs spread over the devices before they double up on one.
+
 Under SLURM the allocation already sets the visible devices, so leasing steps aside.
 
-`python -m slimdiff.gpu_lease` prints how many GPU-tagged jobs may run at once on this machine (gpu_slots):
-`make run` and the DVC stage `compute` pass it to `snakemake --resources gpu=N`.
+`python -m slimdiff.gpu_lease [--config FILE]` prints how many GPU-tagged jobs may run at once on this machine
+(gpu_slots: devices x jobs per device, the config's `gpu` section read as the jobs will read it): `make run`,
+`make pilot` and the DVC stage `compute` pass it to `snakemake --resources gpu=N`.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ log = logging.getLogger(__name__)
 
 DEVICES_ENV = "SLIMDIFF_GPU_DEVICES"  # comma-separated device ids; overrides detection (config: gpu.devices)
 LOCK_DIR_ENV = "SLIMDIFF_GPU_LOCK_DIR"  # node-local directory of the lock files (config: gpu.lock_dir)
+JOBS_PER_DEVICE_ENV = "SLIMDIFF_GPU_JOBS_PER_DEVICE"  # jobs sharing one device at once (config: gpu.jobs_per_device)
 
 _held: list[int] = []  # descriptors of held locks: alive for the life of the process
 
@@ -45,6 +53,7 @@ class Lease:
     reason: str  # why: "leased", "slurm", "no-gpu"
     lock_file: Path | None = None  # the first device's lock
     devices: tuple[str, ...] = ()  # every leased id
+    slots: tuple[int, ...] = ()  # the slot taken on each leased device (0 .. jobs_per_device - 1)
 
 
 def default_lock_dir() -> Path:
@@ -67,15 +76,32 @@ def detect_devices() -> list[str]:
     return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
 
 
+def jobs_per_device() -> int:
+    """How many GPU jobs may share one device at once: $SLIMDIFF_GPU_JOBS_PER_DEVICE, else 1."""
+    value = os.environ.get(JOBS_PER_DEVICE_ENV, "").strip()
+    if not value:
+        return 1
+    try:
+        k = int(value)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise ValueError(
+            f"${JOBS_PER_DEVICE_ENV} (config gpu.jobs_per_device) must be a whole number >= 1, not {value!r}"
+        )
+    return k
+
+
 def gpu_slots() -> int:
-    """GPU-tagged jobs to run at once: one per device to lease, or one per usable CPU core when there is none.
+    """GPU-tagged jobs to run at once: the devices to lease times the jobs each may hold, or one per usable CPU
+    core when there is no device.
 
     The devices are detect_devices()'s, so the count follows $SLIMDIFF_GPU_DEVICES and $CUDA_VISIBLE_DEVICES as
     the leases do. Without a GPU the jobs run on the CPU, as many side by side as there are cores.
     """
     devices = detect_devices()
     if devices:
-        return len(devices)
+        return len(devices) * jobs_per_device()
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity else os.cpu_count() or 1
 
@@ -90,11 +116,14 @@ def lease_gpu(
     lock_dir: str | Path | None = None,
     timeout_s: float = 24 * 3600,
     backoff_s: float = 1.0,
+    per_device: int | None = None,
 ) -> Lease:
-    """Lease `count` free devices at once for the rest of this process and make them the only ones CUDA sees.
+    """Lease `count` distinct devices at once for the rest of this process and make them the only ones CUDA sees.
 
-    Call before the first CUDA call (safest: before importing torch). Waits while fewer than `count` are free,
-    holding none meanwhile; raises TimeoutError after `timeout_s`, ValueError if the machine has fewer devices.
+    A device is free while fewer than `per_device` jobs hold it (default jobs_per_device(): 1, a device to
+    itself). Call before the first CUDA call (safest: before importing torch). Waits while fewer than `count`
+    are free, holding none meanwhile; raises TimeoutError after `timeout_s`, ValueError if the machine has
+    fewer devices.
     """
     if count < 1:
         raise ValueError(f"a GPU lease is for at least one device, not {count}")
@@ -111,27 +140,34 @@ def lease_gpu(
             f"the job needs {count} GPUs (training.devices) but this machine shares out {len(devices)}: {devices} "
             f"(${DEVICES_ENV}, config gpu.devices or $CUDA_VISIBLE_DEVICES)"
         )
+    per_device = jobs_per_device() if per_device is None else per_device
+    if per_device < 1:
+        raise ValueError(f"jobs per GPU must be at least 1, not {per_device}")
     lock_dir = Path(lock_dir or os.environ.get(LOCK_DIR_ENV) or default_lock_dir())
     lock_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(os.getpid() ^ time.monotonic_ns())
     start, waited = time.monotonic(), False
     while True:
-        got = _try_lock(rng.sample(devices, len(devices)), count, lock_dir)  # random order: fewer collisions
+        got = _try_lock(rng.sample(devices, len(devices)), count, per_device, lock_dir)  # random: fewer collisions
         if got:
-            ids = tuple(sorted((d for d, _ in got), key=devices.index))
-            for _, fd in got:
+            got.sort(key=lambda taken: devices.index(taken[0]))
+            ids = tuple(d for d, _, _ in got)
+            for _, _, fd in got:
                 os.ftruncate(fd, 0)
                 os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S')} with {ids}\n".encode())
                 _held.append(fd)
             visible = ",".join(ids)
             os.environ["CUDA_VISIBLE_DEVICES"] = visible
-            log.info("leased GPU %s (locks in %s); CUDA_VISIBLE_DEVICES=%s", visible, lock_dir, visible)
-            return Lease(visible, "leased", lock_dir / f"gpu{ids[0]}.lock", ids)
+            slots = tuple(slot for _, slot, _ in got)
+            shared = "" if per_device == 1 else f", slot {','.join(map(str, slots))} of {per_device} per device"
+            log.info("leased GPU %s (locks in %s%s); CUDA_VISIBLE_DEVICES=%s", visible, lock_dir, shared, visible)
+            return Lease(visible, "leased", _lock_file(lock_dir, ids[0], slots[0]), ids, slots)
         if time.monotonic() - start > timeout_s:
             raise TimeoutError(
                 f"no {'' if count == 1 else f'{count} '}free GPU{'' if count == 1 else 's'} among {devices} after "
-                f"{timeout_s:.0f} s (locks in {lock_dir}); "
-                "is --resources gpu=N larger than the number of devices?"
+                f"{timeout_s:.0f} s (locks in {lock_dir}"
+                f"{'' if per_device == 1 else f', {per_device} jobs per device'}); "
+                "is --resources gpu=N larger than the number of devices times the jobs per device?"
             )
         if not waited:
             log.info("fewer than %d of GPUs %s are free; waiting", count, devices)
@@ -139,20 +175,29 @@ def lease_gpu(
         time.sleep(backoff_s * (0.5 + rng.random()))
 
 
-def _try_lock(order: list[str], count: int, lock_dir: Path) -> list[tuple[str, int]]:
-    """`count` locks taken without blocking, as (device, fd); none held (an empty list) if fewer were free."""
-    got: list[tuple[str, int]] = []
-    for device in order:
-        fd = os.open(lock_dir / f"gpu{device}.lock", os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        got.append((device, fd))
-        if len(got) == count:
-            return got
-    for _, fd in got:  # not enough: hold nothing while waiting
+def _lock_file(lock_dir: Path, device: str, slot: int) -> Path:
+    """Slot 0 is gpu<id>.lock, the one lock a device has when it is not shared; slot k is gpu<id>.<k>.lock."""
+    return lock_dir / (f"gpu{device}.lock" if slot == 0 else f"gpu{device}.{slot}.lock")
+
+
+def _try_lock(order: list[str], count: int, per_device: int, lock_dir: Path) -> list[tuple[str, int, int]]:
+    """One slot on each of `count` distinct devices, taken without blocking, as (device, slot, fd); none held (an
+    empty list) if fewer devices had a free slot. Level by level: slot 0 of every device before any slot 1."""
+    got: list[tuple[str, int, int]] = []
+    for slot in range(per_device):
+        for device in order:
+            if any(d == device for d, _, _ in got):
+                continue
+            fd = os.open(_lock_file(lock_dir, device, slot), os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            got.append((device, slot, fd))
+            if len(got) == count:
+                return got
+    for _, _, fd in got:  # not enough: hold nothing while waiting
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
     return []
@@ -176,7 +221,28 @@ def export_settings(gpu_config: dict) -> None:
         os.environ.setdefault(DEVICES_ENV, ",".join(str(d) for d in gpu_config["devices"]))
     if gpu_config.get("lock_dir"):
         os.environ.setdefault(LOCK_DIR_ENV, str(gpu_config["lock_dir"]))
+    if gpu_config.get("jobs_per_device", 1) != 1:
+        os.environ.setdefault(JOBS_PER_DEVICE_ENV, str(gpu_config["jobs_per_device"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m slimdiff.gpu_lease",
+        description="Print how many GPU-tagged jobs may run at once here (for snakemake --resources gpu=N).",
+    )
+    parser.add_argument(
+        "--config", help="a config file whose `gpu` section the jobs will read (devices, jobs_per_device)"
+    )
+    args = parser.parse_args(argv)
+    if args.config:
+        from slimdiff.config import read_config_file, validate_config
+
+        export_settings(validate_config(read_config_file(args.config), source=args.config)["gpu"])
+    print(gpu_slots())
+    return 0
 
 
 if __name__ == "__main__":
-    print(gpu_slots())
+    raise SystemExit(main())

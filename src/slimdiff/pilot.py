@@ -172,6 +172,11 @@ def prepare(
         overlay.setdefault("protocols", {}).setdefault(name, {}).setdefault("training", {}).update(values["training"])
     for line in lines:
         print(f"pilot DDP: {line}", flush=True)
+    if gpus:
+        device_mem_mb = [torch.cuda.get_device_properties(i).total_memory // 2**20 for i in range(gpus)]
+        sharing, line = gpu_overlay(resolved(config_file), device_mem_mb, _usable_cores())
+        overlay.setdefault("gpu", {}).update(sharing["gpu"])
+        print(f"pilot GPU sharing: {line}", flush=True)
     run_config = workdir / RUN_CONFIG
     write_text(
         run_config,
@@ -304,6 +309,57 @@ def ddp_overlay(
             out.setdefault("protocols", {})[name] = {"training": {"devices": 1}}
             lines.append(f"protocol {name} trains on one device, not the paper's {n}: {why}")
     return out, lines
+
+
+# Device memory one pilot job is allowed when jobs share a GPU: the paper's request per GPU job (16 GB, upstream's
+# per-GPU memory), well above what a training at the paper's geometry (batch 16, bf16) should take: its resident
+# memory on a CPU in bf16 is 7 GB, and on a GPU the activations and optimiser state are most of that. The
+# report's GPU peak column measures it (torch.cuda.max_memory_allocated per job).
+GPU_JOB_MEM_MB = 16000
+
+
+def _usable_cores() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
+def gpu_overlay(
+    config: Mapping[str, Any], device_mem_mb: list[int], cores: int
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """How many of the pilot's GPU jobs share one device at once (gpu.jobs_per_device), and a line saying why.
+
+    Why share: the pilot's GPU jobs (10 trainings of one step, 11 sampling jobs, the metric and utility jobs)
+    each run for seconds, most of it start-up (imports, the CUDA context, loading weights), so one job per device
+    would queue some 45 of them behind each other on one GPU. k jobs per device: one per GPU_JOB_MEM_MB of the
+    smallest device's memory, and at most one per cluster.train.cpus_per_gpu CPU cores per device (each job
+    drives its device from its own CPU threads); at least 1. $SLIMDIFF_GPU_JOBS_PER_DEVICE, when set, wins.
+    """
+    from slimdiff.gpu_lease import JOBS_PER_DEVICE_ENV, jobs_per_device
+
+    if os.environ.get(JOBS_PER_DEVICE_ENV, "").strip():
+        k = jobs_per_device()  # checks the value
+        return {"gpu": {"jobs_per_device": k}}, f"{k} job(s) per device at once (${JOBS_PER_DEVICE_ENV})"
+    n = len(device_mem_mb)
+    by_memory = min(device_mem_mb) // GPU_JOB_MEM_MB
+    cpus = config["cluster"]["train"]["cpus_per_gpu"]
+    by_cores = cores // (n * cpus)
+    k = max(1, min(by_memory, by_cores))
+    why = (
+        f"{min(device_mem_mb):,} MB on the smallest of {n} device(s) / {GPU_JOB_MEM_MB:,} MB per job = {by_memory}; "
+        f"{cores} CPU cores / ({n} x {cpus} per job) = {by_cores}"
+    )
+    return {"gpu": {"jobs_per_device": k}}, f"{k} job(s) per device at once ({why})"
+
+
+def sharing_line(config: Mapping[str, Any]) -> str:
+    """Whether GPU jobs shared a device, for the report: shared, each job's wall time includes the others' use."""
+    k = config["gpu"]["jobs_per_device"]
+    if k == 1:
+        return "GPU jobs: one per device"
+    return (
+        f"GPU jobs: up to {k} per device at once (gpu.jobs_per_device); a job's wall time includes its neighbours' "
+        "use of the device, so the GPU times per unit below are upper bounds for a job alone on it"
+    )
 
 
 def ddp_line(pilot_cfg: Mapping[str, Any], paper_cfg: Mapping[str, Any]) -> str:
@@ -940,6 +996,8 @@ def report(
         extra = f"input: {pilot_cfg['data']['raw_dir']} ({raw_n} subjects preprocessed, {cache_n} in the cache)"
     extra += f"; {note}" if note else ""
     extra += f"\n- {precision_line(pilot_cfg)}\n- {ddp_line(pilot_cfg, paper_cfg)}"
+    if (bench["gpu"] != "").any():
+        extra += f"\n- {sharing_line(pilot_cfg)}"
     costing = extrapolate(
         bench,
         pilot_cfg,
