@@ -11,7 +11,7 @@ CORES  ?= all
 # GPU-tagged jobs that may run at once: the GPUs to lease times the jobs each may hold (the config's
 # gpu.jobs_per_device), or the CPU count on a machine without one (slimdiff.gpu_lease.gpu_slots; the DVC stage
 # `compute` asks the same). Read from the config the recipe runs, when the recipe runs; GPU_SLOTS=N sets it.
-gpu_slots = $(or $(GPU_SLOTS),$$($(BIN)/python -m slimdiff.gpu_lease --config $(1) || nproc))
+gpu_slots = $(or $(GPU_SLOTS),$$($(BIN)/python -m slimdiff.gpu_lease $(1) || nproc))
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 # Metric network weights (Inception, LPIPS trunks) are cached inside the project, built once by slimdiff-weights.

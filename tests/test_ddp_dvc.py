@@ -1,6 +1,6 @@
 """A training.devices: 2 run through `dvc repro`, and so through Snakemake: trains on 2 ranks, survives a kill, exports.
 
-DVC's stage `compute` is `snakemake compute --resources gpu=$(python -m slimdiff.gpu_lease)`, the command `make
+DVC's stage `compute` is `snakemake compute --resources gpu=$(python -m slimdiff.gpu_lease CONFIG)`, the command `make
 run` gives Snakemake too. A SIGKILL of the whole process group (DVC, Snakemake, the job, its ranks) mid-training
 leaves Snakemake's lock behind and last.ckpt half way; the same `dvc repro` again must clear the stale lock,
 resume the training on 2 ranks, export model.pt and finish the stages, and DVC must then record them as done.

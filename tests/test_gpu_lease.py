@@ -47,12 +47,12 @@ def test_jobs_per_device_multiplies_the_slots_and_is_read_from_the_config(monkey
     cfg.write_text("gpu: {devices: [0, 1, 2], jobs_per_device: 2}\n")
     env = {k: v for k, v in os.environ.items() if k not in (gpu_lease.DEVICES_ENV, gpu_lease.JOBS_PER_DEVICE_ENV)}
     out = subprocess.run(
-        [sys.executable, "-m", "slimdiff.gpu_lease", "--config", str(cfg)], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "slimdiff.gpu_lease", str(cfg)], capture_output=True, text=True, env=env
     )
     assert out.returncode == 0 and out.stdout == "6\n", out.stderr
     env[gpu_lease.JOBS_PER_DEVICE_ENV] = "1"  # the user's variable wins over the config, as for the jobs
     out = subprocess.run(
-        [sys.executable, "-m", "slimdiff.gpu_lease", "--config", str(cfg)], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "slimdiff.gpu_lease", str(cfg)], capture_output=True, text=True, env=env
     )
     assert out.stdout == "3\n"
 

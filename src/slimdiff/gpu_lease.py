@@ -19,7 +19,7 @@ any slot 1), so the jobs spread over the devices before they double up on one.
 
 Under SLURM the allocation already sets the visible devices, so leasing steps aside.
 
-`python -m slimdiff.gpu_lease [--config FILE]` prints how many GPU-tagged jobs may run at once on this machine
+`python -m slimdiff.gpu_lease [CONFIG_FILE]` prints how many GPU-tagged jobs may run at once on this machine
 (gpu_slots: devices x jobs per device, the config's `gpu` section read as the jobs will read it): `make run`,
 `make pilot` and the DVC stage `compute` pass it to `snakemake --resources gpu=N`.
 """
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Print how many GPU-tagged jobs may run at once here (for snakemake --resources gpu=N).",
     )
     parser.add_argument(
-        "--config", help="a config file whose `gpu` section the jobs will read (devices, jobs_per_device)"
+        "config", nargs="?", help="a config file whose `gpu` section the jobs will read (devices, jobs_per_device)"
     )
     args = parser.parse_args(argv)
     if args.config:
