@@ -30,7 +30,7 @@ import torch
 
 from slimdiff.allocator import keep_freed_memory
 from slimdiff.config import load_config
-from slimdiff.generation.sampling import cpu_has_native_bf16
+from slimdiff.device import cpu_has_native_bf16
 from slimdiff.io import write_text
 from slimdiff.model.factory import build_denoiser, count_parameters, use_channels_last
 from slimdiff.pilot import CPU_SAMPLING_BATCH, CPU_TRAINING_CHANNELS_LAST, machine_stamp

@@ -162,11 +162,11 @@ def test_a_cpu_without_native_bf16_runs_the_pilot_in_float32_at_a_cpu_sampling_b
 
     import torch
 
-    from slimdiff.generation import sampling
+    from slimdiff import device
 
     monkeypatch = pytest.MonkeyPatch()
     with monkeypatch.context() as mp:
-        mp.setattr(sampling, "cpu_has_native_bf16", lambda: False)
+        mp.setattr(device, "cpu_has_native_bf16", lambda: False)
         mp.setattr(torch.cuda, "is_available", lambda: False)
         raw = _fake_cohort(tmp_path / "raw")
         run_config = pilot.prepare(PILOT, tmp_path / "pilot", raw_dir=raw, paper_file=PAPER, mem_mb=20_000)

@@ -43,3 +43,16 @@ def describe(device: str) -> str:
     if str(device).startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AMX tiles or AVX512-BF16); elsewhere oneDNN emulates it,
+    and bf16 autocast on the CPU is no faster than float32. (torch.cpu's probes are private API: any failure
+    reads as no.)"""
+    import torch
+
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    try:
+        return any(getattr(torch.cpu, name)() for name in probes if hasattr(torch.cpu, name))
+    except Exception:  # a probe that changed or broke says nothing about the hardware
+        return False

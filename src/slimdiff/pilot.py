@@ -228,12 +228,12 @@ def cpu_overlay(
     rounding."""
     import torch
 
-    from slimdiff.generation.sampling import cpu_has_native_bf16
+    from slimdiff import device  # not generation.sampling: that imports monai, seconds for one probe
 
     has_cuda = torch.cuda.is_available() if has_cuda is None else has_cuda
     if has_cuda:
         return {}
-    native_bf16 = cpu_has_native_bf16() if native_bf16 is None else native_bf16
+    native_bf16 = device.cpu_has_native_bf16() if native_bf16 is None else native_bf16
     out: dict[str, dict[str, Any]] = {}
     dtype = config["generation"]["compute_dtype"]
     if not native_bf16:

@@ -60,24 +60,13 @@ def compute_dtype_for(storage_dtype: str, device: str | torch.device, requested:
     `auto` follows the storage dtype (generation.dtype) and the device: samples stored in float16 are computed
     under bfloat16 autocast on CUDA; on the CPU, and for float32 storage, in float32. `bfloat16` asks for
     bfloat16 autocast on any device: on a CPU it runs oneDNN's bf16 kernels, fast only where the CPU has them
-    natively (cpu_has_native_bf16); that is how the pilot runs the paper's GPU precision on a CPU.
+    natively (slimdiff.device.cpu_has_native_bf16); that is how the pilot runs the paper's GPU precision on a CPU.
     """
     if requested not in COMPUTE_DTYPES:
         raise ConfigError(f"generation.compute_dtype {requested!r}: must be one of {', '.join(COMPUTE_DTYPES)}")
     if requested != "auto":
         return requested
     return "bfloat16" if str(device).startswith("cuda") and storage_dtype == "float16" else "float32"
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AMX tiles or AVX512-BF16); elsewhere oneDNN emulates it,
-    and bf16 autocast on the CPU is no faster than float32. (torch.cpu's probes are private API: any failure
-    reads as no.)"""
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    try:
-        return any(getattr(torch.cpu, name)() for name in probes if hasattr(torch.cpu, name))
-    except Exception:  # a probe that changed or broke says nothing about the hardware
-        return False
 
 
 def _autocast(device: torch.device, dtype: str):
