@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import REPO
 
 from slimdiff import pilot
@@ -303,6 +304,29 @@ def test_cpu_benchmark_page_names_the_fastest_sampling_batch_and_the_pilots():
     assert "| training | 330.0 | contiguous | 5.500 | 60.0 | 60% |" in text
     assert "Training ran fastest here in contiguous" in text
     assert "the pilot trains in contiguous in float32" in text
+
+
+def test_rule_check_compares_both_the_pilots_dag_and_what_ran_with_the_papers(tmp_path, monkeypatch):
+    """The two dry runs (run side by side) and the benchmark files, each against the paper DAG's rules plus the
+    optional import; made-up rule sets stand in for Snakemake's."""
+    run_config = tmp_path / "pilot" / pilot.RUN_CONFIG
+    run_config.parent.mkdir()
+    run_config.write_text(yaml.safe_dump({"extends": str(PILOT)}))
+    seen = {}
+
+    def paper_dag_jobs(paper_file, raw_dir, scratch):
+        seen["paper"] = (Path(paper_file), Path(raw_dir), Path(scratch))
+        return {"train": 2, "generate": 9, "all": 1}
+
+    monkeypatch.setattr(pilot, "paper_dag_jobs", paper_dag_jobs)
+    monkeypatch.setattr(pilot, "dag_jobs", lambda config, workdir: {"train": 1, "import_pretrained": 1, "all": 1})
+    monkeypatch.setattr(pilot, "executed_rules", lambda workdir: {"train", "generate", "import_pretrained", "x"})
+    problems = pilot.rule_check(run_config.parent, run_config, PAPER)
+    assert problems == [
+        "the pilot's DAG lacks generate",
+        "what the pilot ran has rules the paper grid does not: x",
+    ]
+    assert seen["paper"] == (PAPER, run_config.parent / "raw", run_config.parent / "paper-dag")
 
 
 def test_rule_set_problems_names_both_directions():
