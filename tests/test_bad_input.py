@@ -8,6 +8,7 @@ from conftest import phantom, phantom_config, write_participants
 
 from slimdiff.data.cache import CacheError, build_cache, load_cache
 from slimdiff.data.ingest import DataError
+from slimdiff.io import JSONFileError
 
 
 def _flair(root, sid="sub-p0"):
@@ -176,3 +177,24 @@ def test_acq_entity_in_names(tmp_path):
     cfg = phantom_config(splits__n_folds=1, splits__test_fraction=0.0, splits__val_fraction=0.5)
     build_cache(root, tmp_path / "c", cfg)
     assert load_cache(tmp_path / "c").meta["counts"]["patients"] == 2
+
+
+def test_a_damaged_cache_is_refused_naming_the_file(phantom_cohort, tmp_path):
+    out = tmp_path / "cache"
+    build_cache(phantom_cohort, out, phantom_config())
+    meta = (out / "cache_meta.json").read_text()
+    images = (out / "images.npy").read_bytes()
+    (out / "cache_meta.json").write_text(meta[: len(meta) // 2])
+    with pytest.raises(JSONFileError, match=r"cache_meta\.json: not valid JSON"):
+        load_cache(out)
+    (out / "cache_meta.json").write_text('{"other": "tool"}')
+    with pytest.raises(CacheError, match=r"cache_meta\.json: not a slimdiff cache's metadata"):
+        load_cache(out)
+    (out / "cache_meta.json").write_text(meta)
+    (out / "images.npy").write_bytes(images[:60])  # a header cut short
+    with pytest.raises(CacheError, match=r"images\.npy: cannot read it as a \.npy array"):
+        load_cache(out)
+    (out / "images.npy").write_bytes(images)
+    (out / "splits.json").write_text("{")
+    with pytest.raises(JSONFileError, match=r"splits\.json: not valid JSON"):
+        load_cache(out)

@@ -2,11 +2,14 @@
 
 import json
 import math
+import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
 
-from slimdiff.io import as_float, read_json, write_json
+from slimdiff.io import as_float, atomic_dir, read_json, write_json, write_text
 
 
 def strict_loads(text: str):
@@ -47,3 +50,39 @@ def test_read_json_rejects_nan_and_names_the_file(tmp_path):
     bad.write_text('{"kid": NaN}')
     with pytest.raises(ValueError, match=r"old\.json.*NaN"):
         read_json(bad)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_atomic_outputs_get_the_mode_a_plain_write_would(tmp_path, umask):
+    """mkstemp/mkdtemp make owner-only temporaries; a result must not stay unreadable to a shared group."""
+    old = os.umask(umask)
+    try:
+        write_text(tmp_path / "table.md", "x\n")
+        with atomic_dir(tmp_path / "folder") as tmp:
+            (tmp / "inside.txt").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "table.md").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+@pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc is not installed")
+def test_dvc_ignores_what_a_killed_atomic_writer_leaves_behind(tmp_path):
+    """SIGKILL skips the writers' clean-up: their temporaries must not be hashed and pushed with the results."""
+    from conftest import REPO
+
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    shutil.copy(REPO / ".dvcignore", tmp_path / ".dvcignore")
+    left = [
+        "results/metrics/.summary.json.k2j3_x.tmp",  # atomic_path
+        "results/figures/.zbin.png.a1b2.png.tmp",
+        "results/cache/.staging.q8w9e7",  # the cache's per-subject staging folder
+        "results/raw/.sub-01.ab12.tmp",  # atomic_dir, new and old
+        "results/raw/.sub-01.cd34.old",
+    ]
+    kept = ["results/metrics/summary.json", "results/cache/images.npy"]
+    for name in left + kept:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    out = subprocess.run(["dvc", "check-ignore", *left, *kept], cwd=tmp_path, capture_output=True, text=True)
+    assert sorted(out.stdout.split()) == sorted(left)

@@ -145,6 +145,24 @@ def test_missing_weights_error_says_what_to_do(tmp_path, monkeypatch):
         ensure_weights((), allow_download=False, allow_pypi=False)
 
 
+def test_weights_from_a_staged_folder_are_copied_whole_into_the_hub_cache(tmp_path, monkeypatch):
+    """An offline node's staged weights folder: copied through a temporary file, recorded with its sha256."""
+    import hashlib
+
+    from slimdiff.metrics.weights import INCEPTION, ensure_weights, hub_checkpoints
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / INCEPTION).write_bytes(b"not really inception" * 1000)
+    report = ensure_weights((), weights_dir=staged, allow_download=False, allow_pypi=False)
+    target = hub_checkpoints() / INCEPTION
+    assert target.read_bytes() == (staged / INCEPTION).read_bytes()
+    assert report[INCEPTION]["source"] == f"weights_dir:{staged}"
+    assert report[INCEPTION]["sha256"] == hashlib.sha256(target.read_bytes()).hexdigest()
+    assert sorted(p.name for p in hub_checkpoints().iterdir()) == [INCEPTION]  # no temporary left beside it
+
+
 def brain_like(n, seed=0, size=48, contrast=0.3):
     g = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size] * (48 / size)  # the same shapes at any size

@@ -120,6 +120,17 @@ def test_mask_file_backend_reads_the_users_mask(tmp_path):
     assert len(info["mask_sha256"]) == 64
     with pytest.raises(PreprocessError, match="no brain mask file"):
         brain.mask_from_file(tmp_path / "missing.nii.gz", canonical, flair_path)
+    truncated = tmp_path / "truncated_mask.nii.gz"
+    whole = (tmp_path / "sub-01/anat/sub-01_desc-brain_mask.nii.gz").read_bytes()
+    truncated.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(PreprocessError, match=r"truncated_mask\.nii\.gz: cannot read the brain mask as NIfTI"):
+        brain.mask_from_file(truncated, canonical, flair_path)
+    nan_mask = tmp_path / "nan_mask.nii.gz"
+    values = np.asarray(nib.load(tmp_path / "sub-01/anat/sub-01_desc-brain_mask.nii.gz").dataobj, np.float32)
+    values[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(values, nib.load(flair_path).affine), nan_mask)
+    with pytest.raises(PreprocessError, match=r"nan_mask\.nii\.gz: the brain mask has 1 NaN or Inf voxels"):
+        brain.mask_from_file(nan_mask, canonical, flair_path)
 
 
 def test_subject_derivatives_are_what_the_ingest_reads(tmp_path):

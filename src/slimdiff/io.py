@@ -22,6 +22,27 @@ import numpy as np
 from slimdiff.errors import MissingInputError, SlimdiffInputError
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask sets it, which races with other threads)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _usual_mode(path: Path, directory: bool = False) -> None:
+    """Give a temporary file or folder the mode a plain open() or mkdir() would have: mkstemp and mkdtemp make
+    them owner-only (0600, 0700), and the rename would carry that onto results that collaborators on a shared
+    cluster account must read."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds.
@@ -35,6 +56,7 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _usual_mode(tmp_path)
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -135,6 +157,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        _usual_mode(tmp, directory=True)
         old = None
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))

@@ -20,7 +20,6 @@ a cache that looks finished.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -39,7 +38,7 @@ from slimdiff.data.ingest import DataError, Subject, discover, load_volume
 from slimdiff.data.slices import SliceStats, resolve_z_range, select_slices, token, z_bin, z_bin_centre
 from slimdiff.data.splits import make_splits, subject_split_columns
 from slimdiff.errors import SlimdiffInputError
-from slimdiff.io import write_json, write_text
+from slimdiff.io import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +271,9 @@ def load_cache(cache_dir: str | Path) -> Cache:
     meta_path = cache_dir / "cache_meta.json"
     if not meta_path.exists():
         raise CacheError(f"{meta_path}: missing, so {cache_dir} is not a complete cache (build it with slimdiff-cache)")
-    meta = json.loads(meta_path.read_text())
+    meta = read_json(meta_path)
+    if not isinstance(meta, dict) or not {"arrays", "index_sha256"} <= set(meta):
+        raise CacheError(f"{meta_path}: not a slimdiff cache's metadata (no 'arrays' or 'index_sha256'; rebuild it)")
     for name in ("index.csv", "splits.json", *meta["arrays"]):
         if not (cache_dir / name).is_file():
             raise CacheError(f"{cache_dir / name}: missing, so {cache_dir} is not a complete cache (rebuild it)")
@@ -283,9 +284,12 @@ def load_cache(cache_dir: str | Path) -> Cache:
     index = pd.read_csv(index_path)
     arrays = {}
     for name, spec in meta["arrays"].items():
-        arr = np.load(cache_dir / name, mmap_mode="r")
+        try:
+            arr = np.load(cache_dir / name, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as exc:
+            raise CacheError(f"{cache_dir / name}: cannot read it as a .npy array ({exc}); rebuild the cache") from None
         if list(arr.shape) != spec["shape"] or str(arr.dtype) != spec["dtype"]:
             raise CacheError(f"{cache_dir / name}: shape/dtype {arr.shape}/{arr.dtype} disagree with cache_meta.json")
         arrays[name] = arr
-    splits = json.loads((cache_dir / "splits.json").read_text())
+    splits = read_json(cache_dir / "splits.json")
     return Cache(arrays["images.npy"], arrays["masks.npy"], index, splits, meta, cache_dir)

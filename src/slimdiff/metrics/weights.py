@@ -367,7 +367,8 @@ def ensure_weights(
         if target.exists():
             source = "cache"
         elif weights_dir is not None and (Path(weights_dir) / name).exists():
-            shutil.copy(Path(weights_dir) / name, target)
+            with atomic_path(target, suffix=".pth") as tmp:  # a killed copy must not leave a file the cache trusts
+                shutil.copyfile(Path(weights_dir) / name, tmp)
             source = f"weights_dir:{weights_dir}"
         elif allow_download and _download(URLS[name], target, timeout):
             source = f"download:{URLS[name]}"

@@ -13,6 +13,7 @@ Each returns a boolean mask on the (canonical) grid of the FLAIR and a small pro
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,12 +38,17 @@ def mask_from_file(path: Path | None, canonical_flair: nib.Nifti1Image, flair_pa
 
     if path is None or not Path(path).is_file():
         raise PreprocessError(flair_path, f"brain-extraction backend mask-file: no brain mask file {path}")
-    img = to_canonical(nib.load(path))
+    try:  # read fully here, so a truncated file is named now rather than failing later without its path
+        img = to_canonical(nib.load(path))
+        data = np.asarray(img.dataobj)
+    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as exc:
+        raise PreprocessError(path, f"cannot read the brain mask as NIfTI ({type(exc).__name__}: {exc})") from None
     if img.shape[:3] != canonical_flair.shape[:3] or not np.allclose(img.affine, canonical_flair.affine, atol=1e-3):
         raise PreprocessError(path, f"brain mask grid {img.shape} does not match the FLAIR {flair_path.name}")
-    data = np.asarray(img.dataobj)
     if data.ndim == 4:
         data = data[..., 0]
+    if not np.isfinite(data).all():
+        raise PreprocessError(path, f"the brain mask has {int((~np.isfinite(data)).sum())} NaN or Inf voxels")
     return data > 0, {"tool": "mask-file", "mask_file": str(path), "mask_sha256": file_sha256(path)}
 
 
