@@ -3,7 +3,9 @@ counts changed only, and its report's arithmetic gives known answers on made-up 
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -423,6 +425,49 @@ def test_report_extrapolates_known_answers(tmp_path):
     text = pilot.render(costing, {"commit": "abc", "cpu": "test CPU", "cores": 2}, "make pilot", [], "synthetic")
     assert "| train | 1 | 20.0 |" in text and "every rule of the paper's DAG ran" in text
     assert "GPU peak" in text and "test CPU, 2 cores" in text
+    # The README's block: the per-stage hours, their total in a planner's unit, the stamp and the report's link.
+    stamp = {"commit": "abc", "cpu": "test CPU", "cores": 2, "date": "2026-12-05T10:00:00+00:00", "gpu": "H, 80 GB"}
+    assert costing.on_gpu  # the training's rule log named a GPU
+    block = pilot.readme_block(costing, stamp, "make pilot", "docs/results/pilot.md")
+    assert "`make pilot` at commit abc (2026-12-05) on 2 cores of test CPU with H, 80 GB" in block
+    assert (
+        "([its report](docs/results/pilot.md))" in block and "| stage | hours | CPU core-hours | GPU-hours |" in block
+    )
+    total, gpu_h = stages["paper_wall_h"].sum(), stages["paper_gpu_h"].sum()
+    assert f"| **total** | {total:,.0f} ({pilot.human_hours(total)}) |" in block
+    assert block.rstrip().endswith(f"| {gpu_h:,.0f} ({pilot.human_hours(gpu_h)}) |")
+    on_cpu = pilot.readme_block(dataclasses.replace(costing, on_gpu=False), stamp, "make pilot", "r.md")
+    assert "on 2 cores of test CPU, no GPU" in on_cpu and "GPU-hours" not in on_cpu
+
+
+def test_human_hours_picks_the_unit_a_person_plans_in():
+    assert pilot.human_hours(3.04) == "3.0 h"
+    assert pilot.human_hours(72) == "3 days"
+    assert pilot.human_hours(227_240) == "26 years"
+
+
+def test_the_readme_block_is_replaced_between_its_markers_and_nowhere_else(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# x\n<!-- pilot-cost-cpu: written by slimdiff-pilot report -->\nold\nlines\n<!-- /pilot-cost-cpu -->\n"
+        "<!-- pilot-cost-gpu -->\nNo GPU pilot yet.\n<!-- /pilot-cost-gpu -->\ntail\n"
+    )
+    pilot.write_readme_block(readme, "pilot-cost-cpu", "new table\n")
+    assert readme.read_text() == (
+        "# x\n<!-- pilot-cost-cpu: written by slimdiff-pilot report -->\nnew table\n<!-- /pilot-cost-cpu -->\n"
+        "<!-- pilot-cost-gpu -->\nNo GPU pilot yet.\n<!-- /pilot-cost-gpu -->\ntail\n"
+    )
+    other = tmp_path / "OTHER.md"
+    other.write_text("# no markers\n")
+    with pytest.raises(pilot.PilotError, match=r"OTHER\.md: no '<!-- pilot-cost-gpu -->'"):
+        pilot.write_readme_block(other, "pilot-cost-gpu", "x\n")
+    assert other.read_text() == "# no markers\n"
+
+
+def test_the_projects_readme_has_a_cost_block_for_each_kind_of_machine():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    for name in pilot.README_BLOCKS.values():
+        assert re.search(rf"^<!-- {name}\b.*-->$", text, re.M) and f"\n<!-- /{name} -->\n" in text, name
 
 
 def test_the_pilot_report_is_on_the_snakemake_reports_front_page(tmp_path, monkeypatch):

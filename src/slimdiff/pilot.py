@@ -919,6 +919,57 @@ def render(costing: Costing, stamp: Mapping[str, Any], command: str, rule_check:
     return "\n".join(lines).rstrip() + "\n"
 
 
+# The README's cost blocks, one per kind of machine (a CPU-only run, a GPU run), each between two HTML comments:
+# `slimdiff-pilot report --readme README.md` writes the block of the kind it measured, so that the numbers on the
+# front page come from a run and carry its commit and machine, never re-typed.
+README_BLOCKS = {False: "pilot-cost-cpu", True: "pilot-cost-gpu"}
+
+
+def human_hours(hours: float) -> str:
+    """Hours in the unit a person plans in: hours, days or years."""
+    if hours >= 2 * 24 * 365:
+        return f"{hours / (24 * 365):,.0f} years"
+    if hours >= 48:
+        return f"{hours / 24:,.0f} days"
+    return f"{hours:,.1f} h"
+
+
+def readme_block(costing: Costing, stamp: Mapping[str, Any], command: str, report_link: str) -> str:
+    """The paper grid's cost per stage, short enough for the README, stamped with where it was measured."""
+    s = costing.per_stage
+    where = f"{stamp.get('cores')} cores of {stamp.get('cpu')}"
+    where += f" with {stamp.get('gpu')}" if costing.on_gpu else ", no GPU"
+    gpu_col = costing.on_gpu
+    lines = [
+        f"Measured by `{command}` at commit {stamp.get('commit')} ({str(stamp.get('date', ''))[:10]}) on {where} "
+        f"([its report]({report_link})). The full paper grid at the pilot's precision, one job at a time:",
+        "",
+        "| stage | hours | CPU core-hours |" + (" GPU-hours |" if gpu_col else ""),
+        "|---|---:|---:|" + ("---:|" if gpu_col else ""),
+    ]
+    for _, x in s.iterrows():
+        gpu = f" {_fmt(x['paper_gpu_h'], 0)} |" if gpu_col else ""
+        lines.append(f"| {x['stage']} | {_fmt(x['paper_wall_h'], 0)} | {_fmt(x['paper_cpu_h'], 0)} |{gpu}")
+    wall, cpu = s["paper_wall_h"].sum(), s["paper_cpu_h"].sum()
+    gpu = f" {_fmt(s['paper_gpu_h'].sum(), 0)} ({human_hours(s['paper_gpu_h'].sum())}) |" if gpu_col else ""
+    lines.append(f"| **total** | {_fmt(wall, 0)} ({human_hours(wall)}) | {_fmt(cpu, 0)} |{gpu}")
+    return "\n".join(lines) + "\n"
+
+
+def write_readme_block(path: str | Path, name: str, body: str) -> None:
+    """Replace what lies between `<!-- name ... -->` and `<!-- /name -->` in `path` (each on a line of its own)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise PilotError(f"{path}: cannot read it ({err.strerror})") from err
+    block = re.compile(rf"^<!-- {re.escape(name)}\b.*?-->\n(.*?)^<!-- /{re.escape(name)} -->$", re.S | re.M)
+    found = block.search(text)
+    if not found:
+        raise PilotError(f"{path}: no '<!-- {name} -->' ... '<!-- /{name} -->' block to write the pilot's cost into")
+    write_text(path, text[: found.start(1)] + body.rstrip("\n") + "\n" + text[found.end(1) :])
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The checks and the command line (`slimdiff-pilot`, what `make pilot` calls).
 
@@ -978,8 +1029,10 @@ def report(
     note: str = "",
     paper_subjects: int | None = None,
     paper_raw_subjects: int | None = None,
+    readme: str | Path | None = None,
 ) -> tuple[str, list[str]]:
-    """Write the pilot report (workdir/report.md, and `docs` when given); returns it and the rule check."""
+    """Write the pilot report (workdir/report.md, and `docs` when given) and, when `readme` is given and every
+    rule ran, the README's cost block for this kind of machine; returns the report and the rule check."""
     workdir = Path(workdir)
     pilot_cfg, paper_cfg = resolved(run_config), resolved(paper_file)
     bench = read_benchmarks(workdir)
@@ -1014,11 +1067,19 @@ def report(
         training_seconds(workdir, bench),
     )
     problems = rule_check(workdir, run_config, paper_file)
-    text = render(costing, machine_stamp(), command, problems, extra)
-    write_text(Path(out) if out else workdir / "report.md", text)
-    costing.per_rule.to_csv(workdir / "report_rules.csv", index=False)
+    stamp = machine_stamp()
+    text = render(costing, stamp, command, problems, extra)
+    out = Path(out) if out else workdir / "report.md"
+    write_text(out, text)
+    write_text(workdir / "report_rules.csv", costing.per_rule.to_csv(index=False))
     if docs:
         write_text(docs, text)
+    if readme and not problems:  # a pilot that missed rules does not speak for the paper grid on the front page
+        page = Path(docs) if docs else out
+        link = Path(os.path.relpath(page.resolve(), Path(readme).resolve().parent)).as_posix()
+        write_readme_block(readme, README_BLOCKS[costing.on_gpu], readme_block(costing, stamp, command, link))
+    elif readme:
+        print(f"slimdiff-pilot: {readme} left as it was: the rule check failed", file=sys.stderr)
     return text, problems
 
 
@@ -1042,6 +1103,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "report":
             q.add_argument("--out", default=None, help="default: WORKDIR/report.md")
             q.add_argument("--docs", default=None, help="also write the report here (docs/results/pilot.md)")
+            q.add_argument("--readme", default=None, help="write the cost per stage into this file's pilot-cost block")
             q.add_argument("--command", default="make pilot", dest="cmd")
             q.add_argument("--note", default="", help="a line for the header (e.g. other load on the machine)")
             q.add_argument("--paper-subjects", type=int, default=None)
@@ -1067,6 +1129,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.note,
                 args.paper_subjects,
                 args.paper_raw_subjects,
+                args.readme,
             )
             print(text)
         for line in problems:
