@@ -428,16 +428,17 @@ def test_report_extrapolates_known_answers(tmp_path):
     # The README's block: the per-stage hours, their total in a planner's unit, the stamp and the report's link.
     stamp = {"commit": "abc", "cpu": "test CPU", "cores": 2, "date": "2026-12-05T10:00:00+00:00", "gpu": "H, 80 GB"}
     assert costing.on_gpu  # the training's rule log named a GPU
-    block = pilot.readme_block(costing, stamp, "make pilot", "docs/results/pilot.md")
-    assert "`make pilot` at commit abc (2026-12-05) on 2 cores of test CPU with H, 80 GB" in block
-    assert (
-        "([its report](docs/results/pilot.md))" in block and "| stage | hours | CPU core-hours | GPU-hours |" in block
-    )
+    block = pilot.readme_block(costing, stamp, "make pilot", "docs/results/pilot.md", "training bf16-mixed")
+    prose = " ".join(block.split("\n\n")[0].split("\n"))
+    assert "`make pilot` at commit abc (2026-12-05) on test CPU, 2 cores, GPU H, 80 GB" in prose
+    assert "([its report](docs/results/pilot.md))" in prose and "(training bf16-mixed)" in prose
+    assert "| stage | hours | CPU core-hours | GPU-hours |" in block
     total, gpu_h = stages["paper_wall_h"].sum(), stages["paper_gpu_h"].sum()
-    assert f"| **total** | {total:,.0f} ({pilot.human_hours(total)}) |" in block
-    assert block.rstrip().endswith(f"| {gpu_h:,.0f} ({pilot.human_hours(gpu_h)}) |")
+    assert f"| **total** | {pilot._hours(total)} ({pilot.human_hours(total)}) |" in block
+    assert block.rstrip().endswith(f"| {pilot._hours(gpu_h)} ({pilot.human_hours(gpu_h)}) |")
+    assert max(len(line) for line in block.splitlines()) <= 120
     on_cpu = pilot.readme_block(dataclasses.replace(costing, on_gpu=False), stamp, "make pilot", "r.md")
-    assert "on 2 cores of test CPU, no GPU" in on_cpu and "GPU-hours" not in on_cpu
+    assert "on test CPU, 2 cores, no GPU" in on_cpu and "GPU-hours" not in on_cpu
 
 
 def test_human_hours_picks_the_unit_a_person_plans_in():
@@ -496,3 +497,17 @@ def test_the_pilot_report_is_on_the_snakemake_reports_front_page(tmp_path, monke
     Snakemake.config = default
     html = publish_parts(rst.render(snakemake=Snakemake, files=[], categories={}), writer_name="html")["html_body"]
     assert "GPU-h" not in html
+
+
+@pytest.mark.slow
+def test_the_ci_scripts_precision_probe_runs():
+    """.ci/run picks the pilot's time estimate by the precision it will compute in; a probe that fails falls back
+    to float32's slower estimate and may skip the pilot, so it must import what the package has today."""
+    import subprocess
+    import sys
+
+    probes = re.findall(r'python -c "([^"]+)"', (REPO / ".ci" / "run").read_text())
+    assert probes, ".ci/run has no precision probe"
+    for code in probes:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+        assert out.returncode == 0 and out.stdout.strip() in {"0", "1"}, out.stderr

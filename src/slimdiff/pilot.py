@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -934,25 +935,37 @@ def human_hours(hours: float) -> str:
     return f"{hours:,.1f} h"
 
 
-def readme_block(costing: Costing, stamp: Mapping[str, Any], command: str, report_link: str) -> str:
+def _hours(x: float) -> str:
+    return _fmt(float(x), 0 if x >= 10 else 1)
+
+
+def readme_block(
+    costing: Costing, stamp: Mapping[str, Any], command: str, report_link: str, precision: str = ""
+) -> str:
     """The paper grid's cost per stage, short enough for the README, stamped with where it was measured."""
     s = costing.per_stage
-    where = f"{stamp.get('cores')} cores of {stamp.get('cpu')}"
-    where += f" with {stamp.get('gpu')}" if costing.on_gpu else ", no GPU"
+    where = f"{stamp.get('cpu')}, {stamp.get('cores')} cores, " + (
+        f"GPU {stamp.get('gpu')}" if costing.on_gpu else "no GPU"
+    )
+    intro = (
+        f"Measured by `{command}` at commit {stamp.get('commit')} ({str(stamp.get('date', ''))[:10]}) on {where} "
+        f"([its report]({report_link})). The full paper grid"
+        + (f" in the precision the pilot ran ({precision})" if precision else "")
+        + ", one job at a time:"
+    )
     gpu_col = costing.on_gpu
     lines = [
-        f"Measured by `{command}` at commit {stamp.get('commit')} ({str(stamp.get('date', ''))[:10]}) on {where} "
-        f"([its report]({report_link})). The full paper grid at the pilot's precision, one job at a time:",
+        *textwrap.wrap(intro, 116, break_long_words=False, break_on_hyphens=False),
         "",
         "| stage | hours | CPU core-hours |" + (" GPU-hours |" if gpu_col else ""),
         "|---|---:|---:|" + ("---:|" if gpu_col else ""),
     ]
     for _, x in s.iterrows():
-        gpu = f" {_fmt(x['paper_gpu_h'], 0)} |" if gpu_col else ""
-        lines.append(f"| {x['stage']} | {_fmt(x['paper_wall_h'], 0)} | {_fmt(x['paper_cpu_h'], 0)} |{gpu}")
+        gpu = f" {_hours(x['paper_gpu_h'])} |" if gpu_col else ""
+        lines.append(f"| {x['stage']} | {_hours(x['paper_wall_h'])} | {_hours(x['paper_cpu_h'])} |{gpu}")
     wall, cpu = s["paper_wall_h"].sum(), s["paper_cpu_h"].sum()
-    gpu = f" {_fmt(s['paper_gpu_h'].sum(), 0)} ({human_hours(s['paper_gpu_h'].sum())}) |" if gpu_col else ""
-    lines.append(f"| **total** | {_fmt(wall, 0)} ({human_hours(wall)}) | {_fmt(cpu, 0)} |{gpu}")
+    gpu = f" {_hours(s['paper_gpu_h'].sum())} ({human_hours(s['paper_gpu_h'].sum())}) |" if gpu_col else ""
+    lines.append(f"| **total** | {_hours(wall)} ({human_hours(wall)}) | {_hours(cpu)} |{gpu}")
     return "\n".join(lines) + "\n"
 
 
@@ -1077,7 +1090,11 @@ def report(
     if readme and not problems:  # a pilot that missed rules does not speak for the paper grid on the front page
         page = Path(docs) if docs else out
         link = Path(os.path.relpath(page.resolve(), Path(readme).resolve().parent)).as_posix()
-        write_readme_block(readme, README_BLOCKS[costing.on_gpu], readme_block(costing, stamp, command, link))
+        precision = (
+            f"training {pilot_cfg['training']['precision']}, sampling {pilot_cfg['generation']['compute_dtype']}"
+        )
+        block = readme_block(costing, stamp, command, link, precision)
+        write_readme_block(readme, README_BLOCKS[costing.on_gpu], block)
     elif readme:
         print(f"slimdiff-pilot: {readme} left as it was: the rule check failed", file=sys.stderr)
     return text, problems
