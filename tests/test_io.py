@@ -9,7 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from slimdiff.io import as_float, atomic_dir, read_json, write_json, write_text
+from slimdiff.errors import MissingInputError
+from slimdiff.io import TableFileError, as_float, atomic_dir, read_json, read_table, write_json, write_text
 
 
 def strict_loads(text: str):
@@ -86,3 +87,17 @@ def test_dvc_ignores_what_a_killed_atomic_writer_leaves_behind(tmp_path):
         (tmp_path / name).write_text("x")
     out = subprocess.run(["dvc", "check-ignore", *left, *kept], cwd=tmp_path, capture_output=True, text=True)
     assert sorted(out.stdout.split()) == sorted(left)
+
+
+def test_read_table_names_the_file_that_is_empty_malformed_or_missing(tmp_path):
+    good = tmp_path / "per_zbin.csv"
+    good.write_text("z_bin,kid\n0,0.1\n")
+    assert read_table(good)["kid"].tolist() == [0.1]
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(TableFileError, match=r"empty\.csv: cannot read it as a table \(EmptyDataError"):
+        read_table(tmp_path / "empty.csv")
+    (tmp_path / "torn.csv").write_text('z_bin,kid\n0,"0.1\n')  # cut inside a quoted field
+    with pytest.raises(TableFileError, match=r"torn\.csv: cannot read it as a table \(ParserError"):
+        read_table(tmp_path / "torn.csv")
+    with pytest.raises(MissingInputError, match=r"gone\.csv: file not found"):
+        read_table(tmp_path / "gone.csv")

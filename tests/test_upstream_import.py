@@ -273,3 +273,24 @@ def test_checkpoint_at_the_paper_geometry_imports_and_denoises_as_upstream(tmp_p
         theirs = unet(torch.cat([x_t, x0_sc], dim=1), timesteps=t, class_labels=tokens)
     assert ours.shape == (2, 2, 160, 160)
     assert torch.allclose(ours, theirs, atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_a_pretrained_model_is_checked_before_it_takes_its_place(tiny_model, tiny_cache, tmp_path):
+    """install_pretrained checks the model in its temporary file: a refused model leaves no model.pt (nor an
+    earlier one) and no temporary beside it; an accepted one is installed whole."""
+    import copy
+
+    from conftest import tiny_run_config
+
+    from slimdiff.upstream.pretrained import install_pretrained
+
+    out = tmp_path / "train" / "model.pt"
+    claimed = tiny_run_config()
+    summary = install_pretrained(tiny_model, out, tiny_cache, claimed)
+    assert summary["kind"] == "model.pt" and out.read_bytes() == Path(tiny_model).read_bytes()
+    wrong = copy.deepcopy(claimed)
+    wrong["diffusion"]["prediction"] = "epsilon"
+    with pytest.raises(UpstreamImportError, match="grid says epsilon, model is x0"):
+        install_pretrained(tiny_model, out, tiny_cache, wrong)
+    assert list(out.parent.iterdir()) == []

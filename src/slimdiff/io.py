@@ -100,6 +100,23 @@ def read_json(path: str | Path) -> Any:
         raise JSONFileError(f"{path}: not valid JSON ({exc})") from None
 
 
+class TableFileError(SlimdiffInputError, ValueError):
+    """A CSV or TSV that cannot be parsed as a table; the message names the file."""
+
+
+def read_table(path: str | Path, **read_csv_args: Any) -> Any:
+    """pandas.read_csv that names the file when it is missing, empty or malformed (pandas' own messages for the
+    last two do not: a truncated metrics table pulled from a remote would otherwise fail without its name)."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, **read_csv_args)
+    except FileNotFoundError:
+        raise MissingInputError(f"{path}: file not found") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise TableFileError(f"{path}: cannot read it as a table ({type(exc).__name__}: {exc})") from None
+
+
 def as_float(value: Any) -> float:
     """A metric value read back from JSON: null (undefined) -> NaN, so arithmetic and pandas treat it as missing."""
     return float("nan") if value is None else float(value)

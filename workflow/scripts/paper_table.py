@@ -6,14 +6,12 @@ from slimdiff.rule_log import to_rule_log
 
 to_rule_log(snakemake)  # first, so every library logger writes to the rule log
 
-import pandas as pd
-
 from slimdiff.figures.table import write_tables
-from slimdiff.io import read_json
+from slimdiff.io import read_json, read_table
 
 summary = read_json(snakemake.input.summary)
 write_tables(
-    pd.read_csv(snakemake.input.table),
+    read_table(snakemake.input.table),
     summary["baseline"],
     Path(snakemake.output.md).parent,
     regime_b=summary.get("regime_b"),

@@ -21,12 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
 
     def body() -> None:
-        import pandas as pd
 
         from slimdiff.errors import MissingInputError
         from slimdiff.figures import plots
         from slimdiff.figures.table import CONFIGURATION, write_tables
-        from slimdiff.io import read_json
+        from slimdiff.io import read_json, read_table
         from slimdiff.names import AggregatedFiles
 
         res = Path(args.results)
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise MissingInputError(f"{f}: missing; run the metrics stage first")
         summary = read_json(files.summary)
         table = write_tables(
-            pd.read_csv(files.table),
+            read_table(files.table),
             summary["baseline"],
             args.paper or res / "paper",
             summary.get("regime_b"),

@@ -33,7 +33,7 @@ from matplotlib.lines import Line2D
 
 from slimdiff.experiments import comparison_family, parse_run
 from slimdiff.figures.labels import DICE_METRIC, PRED_ORDER, PRED_TEX, family_title
-from slimdiff.io import as_float, atomic_path, read_json
+from slimdiff.io import as_float, atomic_path, read_json, read_table
 from slimdiff.names import FIGURE_METRICS, AggregatedFiles, parse_fold_key, parse_run_fold_key
 from slimdiff.names import MORPHOLOGY_FEATURES as FEATURES
 
@@ -101,7 +101,7 @@ def first_fold(frame: pd.DataFrame) -> pd.DataFrame:
 
 def similarity_figure(summary_csv, summary_json, out_dir, dpi: int = DEFAULT_DPI) -> list[Path]:
     """The primary family's runs (one fold, one variant, one self-conditioning), so boxes never mix folds."""
-    table = pd.read_csv(summary_csv)
+    table = read_table(summary_csv)
     summary = read_json(summary_json)
     family = primary_family(table)
     table = table[[comparison_family(r, f) == family for r, f in zip(table["run"], table["fold"], strict=True)]]
@@ -490,11 +490,11 @@ def draw_figures(
     regime_b = summary.get("regime_b")
     return (
         similarity_figure(files.table, files.summary, out_dir, dpi)
-        + per_zbin_figure(pd.read_csv(files.per_zbin), out_dir, dpi)
-        + morphology_figure(pd.read_csv(files.morphology), out_dir, dpi)
-        + tau_sensitivity_figure(pd.read_csv(files.tau), out_dir, dpi)
-        + lesion_feature_figure(pd.read_csv(files.lesions), out_dir, dpi)
-        + training_figure(pd.read_csv(files.curves), out_dir, dpi)
+        + per_zbin_figure(read_table(files.per_zbin), out_dir, dpi)
+        + morphology_figure(read_table(files.morphology), out_dir, dpi)
+        + tau_sensitivity_figure(read_table(files.tau), out_dir, dpi)
+        + lesion_feature_figure(read_table(files.lesions), out_dir, dpi)
+        + training_figure(read_table(files.curves), out_dir, dpi)
         + (coupling_figure(regime_b, out_dir, dpi) if paired_comparisons(regime_b) else [])
         + utility_figure(summary.get("utility"), out_dir, dpi)
     )

@@ -23,7 +23,7 @@ from slimdiff.data.splits import fold_membership
 from slimdiff.errors import MissingInputError
 from slimdiff.experiments import comparison_family, parse_run
 from slimdiff.generation.outputs import read_samples
-from slimdiff.io import as_float, read_json, write_json, write_text
+from slimdiff.io import as_float, read_json, read_table, write_json, write_text
 from slimdiff.metrics import stats
 from slimdiff.metrics.lesion_stats import lesion_stats
 from slimdiff.metrics.morphology import lesion_features, mmd_mf, tau_sweep, wasserstein_per_feature
@@ -402,7 +402,7 @@ def collect_run_tables(files: list[str | Path], run_folds: list[tuple[str, int]]
     if len(files) != len(run_folds):
         raise ValueError(f"{len(files)} tables for {len(run_folds)} (run, fold) pairs")
     frames = [
-        pd.read_csv(path).assign(run=run, fold=int(fold)) for path, (run, fold) in zip(files, run_folds, strict=True)
+        read_table(path).assign(run=run, fold=int(fold)) for path, (run, fold) in zip(files, run_folds, strict=True)
     ]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "fold"])
     write_text(out_csv, table.to_csv(index=False))

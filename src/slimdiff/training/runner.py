@@ -42,7 +42,7 @@ from slimdiff.data.splits import fold_membership
 from slimdiff.device import pick_device
 from slimdiff.errors import SlimdiffInputError
 from slimdiff.experiments import RUN_SECTIONS
-from slimdiff.io import atomic_path, write_json, write_text
+from slimdiff.io import atomic_path, read_table, write_json, write_text
 from slimdiff.model.factory import use_channels_last
 from slimdiff.model.file import ModelFileError, save_model
 from slimdiff.model.priors import compute_zbin_priors
@@ -247,7 +247,7 @@ def fold_priors(cache, fold: int) -> np.ndarray:
 
 def plot_losses(log_csv: Path, out_png: Path, title: str) -> None:
     """Losses on the left; on the right the mask channel's lesion Dice, which the loss hides."""
-    rows = pd.read_csv(log_csv)
+    rows = read_table(log_csv)
     dice = [c for c in rows.columns if c.startswith("mask_dice_t")]
     fig = Figure(figsize=(10, 4))
     axes = fig.subplots(1, 2)

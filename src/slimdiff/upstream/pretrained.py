@@ -31,20 +31,22 @@ def install_pretrained(
     """Write `out` (model.pt) from `source`; `claimed` is the run config the grid gives (model, diffusion, loss,
     self_conditioning). Returns what was done."""
     source, out = Path(source), Path(out)
-    if _is_model_file(source):
-        with atomic_path(out, suffix=".pt") as tmp:
-            shutil.copyfile(source, tmp)
-        summary = {"source": str(source), "kind": "model.pt"}
-    else:
-        up_cfg = read_upstream_yaml(config) if config else None
-        summary = {"source": str(source), "kind": "upstream checkpoint"}
-        summary.update(import_upstream(source, out, config=up_cfg, priors=priors, weights=weights))
     try:
-        payload = read_model_file(out)
-        check_fits_cache(payload["data_info"], cache_dir, source)
-        check_claims(payload["run_cfg"], claimed, source)
+        # The model is checked in its temporary file and takes out's place only when it passed: a job killed
+        # during the checks leaves nothing that looks installed.
+        with atomic_path(out, suffix=".pt") as staged:
+            if _is_model_file(source):
+                shutil.copyfile(source, staged)
+                summary = {"source": str(source), "kind": "model.pt"}
+            else:
+                up_cfg = read_upstream_yaml(config) if config else None
+                summary = {"source": str(source), "kind": "upstream checkpoint"}
+                summary.update(import_upstream(source, staged, config=up_cfg, priors=priors, weights=weights))
+            payload = read_model_file(staged)
+            check_fits_cache(payload["data_info"], cache_dir, source)
+            check_claims(payload["run_cfg"], claimed, source)
     except Exception:
-        out.unlink(missing_ok=True)  # never leave a model that looks installed but is refused
+        out.unlink(missing_ok=True)  # nor an earlier model in its place, which the grid no longer names
         raise
     return summary
 
