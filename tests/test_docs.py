@@ -3,7 +3,8 @@
 README.md is the front door (at most 150 lines); everything else lives in docs/ by purpose (docs/README.md lists
 the pages). Every relative Markdown link in README.md and docs/**/*.md must point to an existing file, and a link
 with a #fragment to a heading of that page (GitHub's anchors). docs/reference/cli.md has a section for every
-console command of pyproject.toml. docs/reference/configuration.md is generated from
+console command of pyproject.toml, and its usage block is what the command prints for --help.
+docs/reference/configuration.md is generated from
 config/schema.yaml; `python -m slimdiff.config_reference --check` fails when it is stale or a key has no
 description.
 """
@@ -103,6 +104,35 @@ def test_cli_reference_covers_every_command():
     documented = set(re.findall(r"^## (slimdiff-[\w-]+)\s*$", (REPO / "docs/reference/cli.md").read_text(), re.M))
     missing = sorted(set(scripts) - documented)
     assert not missing, f"docs/reference/cli.md has no section for: {missing}"
+
+
+def usage_of(entry_point: str) -> str:
+    """The `usage:` paragraph a console command prints for --help (at the terminal width of $COLUMNS)."""
+    import contextlib
+    import importlib
+    import io
+
+    module, _, func = entry_point.partition(":")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        getattr(importlib.import_module(module), func)(["--help"])
+    return out.getvalue().split("\n\n")[0].strip()
+
+
+def test_cli_reference_usage_is_what_each_command_prints(monkeypatch):
+    """The usage blocks of cli.md are pasted --help output: an option added to a parser must reach the page."""
+    monkeypatch.setenv("COLUMNS", "80")  # the width the page was pasted at
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    page = (REPO / "docs/reference/cli.md").read_text(encoding="utf-8")
+    stale = []
+    for name, entry in scripts.items():
+        block = re.search(rf"^```\n(usage: {re.escape(name)} .*?)\n```$", page, re.S | re.M)
+        printed = usage_of(entry)
+        if block is None or block.group(1).strip() != printed:
+            stale.append(
+                f"{name}: cli.md has\n{block.group(1) if block else '(no usage block)'}\n--help prints\n{printed}"
+            )
+    assert not stale, "docs/reference/cli.md is stale:\n" + "\n\n".join(stale)
 
 
 def test_configuration_reference_is_current():
