@@ -433,6 +433,8 @@ def test_report_extrapolates_known_answers(tmp_path):
     assert "`make pilot` at commit abc (2026-12-05) on test CPU, 2 cores, GPU H, 80 GB" in prose
     assert "([its report](docs/results/pilot.md))" in prose and "(training bf16-mixed)" in prose
     assert "| stage | hours | CPU core-hours | GPU-hours |" in block
+    stages_shown = [line.split("|")[1].strip() for line in block.splitlines() if line.startswith("| ")][1:-1]
+    assert stages_shown == ["train", "generate", "metrics", "utility", "figures"]  # the pipeline's order
     total, gpu_h = stages["paper_wall_h"].sum(), stages["paper_gpu_h"].sum()
     assert f"| **total** | {pilot._hours(total)} ({pilot.human_hours(total)}) |" in block
     assert block.rstrip().endswith(f"| {pilot._hours(gpu_h)} ({pilot.human_hours(gpu_h)}) |")

@@ -943,7 +943,8 @@ def readme_block(
     costing: Costing, stamp: Mapping[str, Any], command: str, report_link: str, precision: str = ""
 ) -> str:
     """The paper grid's cost per stage, short enough for the README, stamped with where it was measured."""
-    s = costing.per_stage
+    order = {stage: i for i, stage in enumerate(("data", "train", "generate", "metrics", "utility", "figures"))}
+    s = costing.per_stage.sort_values("stage", key=lambda col: col.map(order).fillna(len(order)), kind="stable")
     where = f"{stamp.get('cpu')}, {stamp.get('cores')} cores, " + (
         f"GPU {stamp.get('gpu')}" if costing.on_gpu else "no GPU"
     )
