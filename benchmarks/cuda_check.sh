@@ -9,6 +9,9 @@
 # 3. runs benchmarks/train_throughput.py on CUDA (paper and small model; plain, channels_last, torch.compile).
 # CACHE_DIR is a slice cache made with the default config (`snakemake results/cache/cache_meta.json`).
 # DEVICE=cpu runs the same steps on the CPU (to check the script itself); BENCH_ARGS go to train_throughput.py.
+# At the paper's geometry: CONFIG=config/pilot.yaml RUN=epsilon_lp2.0_sc0.8@table1 with the pilot's split view
+# as CACHE_DIR (results/pilot/results/splits/table1, after `make pilot` or its cache rules): the 26.9 M-parameter
+# model at 160x160 in the config's precision (bf16-mixed), one optimiser step per epoch.
 #
 # OUT_DIR gets three files: cuda_check.log (everything printed, so a run cut short still tells how far it
 # got), log.csv of the training, train_throughput.json. The run and samples go to WORK_DIR (default: a
@@ -19,7 +22,8 @@ set -euo pipefail
 out=${1:?usage: benchmarks/cuda_check.sh OUT_DIR [CACHE_DIR]}
 cache=${2:-results/cache}
 device=${DEVICE:-cuda}
-run=x0_lp1.5_sc0.5
+run=${RUN:-x0_lp1.5_sc0.5}
+config=${CONFIG:-config/config.yaml}
 work=${WORK_DIR:-$(mktemp -d)}
 mkdir -p "$out" "$work"
 exec > >(tee -a "$out/cuda_check.log") 2>&1
@@ -51,7 +55,7 @@ print('cuda', ok, torch.cuda.get_device_name(0) if ok else '', 'in %.1f s' % (ti
 stage 90 "import slimdiff" python -c "import time; t = time.time(); import monai, lightning, slimdiff.cli.train
 print('monai', monai.__version__, 'lightning', lightning.__version__, 'imported in %.1f s' % (time.time() - t))"
 
-train=(python -m slimdiff.cli.train --cache "$cache" --out "$work/run" --config config/config.yaml --run $run
+train=(python -m slimdiff.cli.train --cache "$cache" --out "$work/run" --config "$config" --run "$run"
     --device "$device")
 stage 300 "train 2 epochs" "${train[@]}" --max-epochs 2
 stage 300 "resume to 4 epochs" "${train[@]}" --max-epochs 4
