@@ -358,6 +358,44 @@ def _bench(workdir: Path, rule: str, job: str, wall: float, cpu: float, rss: flo
     (logs / f"{job}.log").write_text(f"2026-01-01 INFO slimdiff: rule {rule}\n{gpu_line}")
 
 
+def test_cpu_time_and_peak_memory_are_the_larger_of_the_benchmarks_and_the_jobs_own(tmp_path):
+    """Snakemake samples a job every 30 s: the usage line its log ends with (rule_log) is exact where that is
+    short, and the benchmark's own numbers stay where they are larger (or where a job wrote no line)."""
+    usage = "2026-01-01 INFO slimdiff: resource usage: CPU {} s, peak RSS {} MB\n"
+    work = tmp_path / "w"
+    _bench(work, "train", "a_fold0", wall=100.0, cpu=70.0, rss=900, gpu_line=usage.format("95.50", "1200.0"))
+    _bench(work, "generate", "a_fold0_replica0", wall=10.0, cpu=9.0, rss=300, gpu_line=usage.format("8.00", "250.0"))
+    _bench(work, "figures", "figures", wall=3.0, cpu="NA", rss="NA", gpu_line=usage.format("2.25", "180.5"))
+    _bench(work, "baseline", "baseline", wall=5.0, cpu=4.0, rss=200)
+    got = pilot.read_benchmarks(work).set_index("rule")[["wall_s", "cpu_s", "max_rss_mb"]]
+    assert got.loc["train"].tolist() == [100.0, 95.5, 1200.0]
+    assert got.loc["generate"].tolist() == [10.0, 9.0, 300.0]
+    assert got.loc["figures"].tolist() == [3.0, 2.25, 180.5]  # the benchmark collected nothing (NA)
+    assert got.loc["baseline"].tolist() == [5.0, 4.0, 200.0]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the resident memory from Linux's /proc")
+def test_a_job_logs_its_own_cpu_time_and_peak_memory(caplog):
+    """The line slimdiff.rule_log writes at a job's exit, from the kernel's counts: at least the CPU time this
+    process has used and the memory it holds (here after touching 256 MB)."""
+    import logging
+    import time
+
+    from slimdiff import rule_log
+
+    block = bytearray(256 * 2**20)
+    block[:: 2**12] = b"\x01" * (len(block) // 2**12)  # a byte per page: all of it resident
+    status = Path("/proc/self/status")
+    resident_mb = next(int(x.split()[1]) for x in status.read_text().splitlines() if x.startswith("VmRSS")) / 2**10
+    cpu_s = time.process_time()
+    with caplog.at_level(logging.INFO, logger="slimdiff"):
+        rule_log._log_usage()
+    m = pilot._USAGE.search(caplog.text)
+    assert m is not None, caplog.text
+    assert float(m[1]) >= cpu_s - 0.01 and float(m[2]) >= max(256, resident_mb * 0.99)
+    del block
+
+
 def test_report_extrapolates_known_answers(tmp_path):
     """Made-up benchmarks with known times: seconds per unit x the paper config's units, checked by hand."""
     base = {

@@ -16,6 +16,7 @@ from conftest import REPO, copy_project, tiny_config
 from interrupt import kill_when, make_run, results
 from warm_snakemake import WARM
 
+from slimdiff import pilot
 from slimdiff.config import validate_config
 from slimdiff.data.cache import load_cache
 from slimdiff.io import read_json
@@ -270,6 +271,9 @@ def test_summary_has_every_run_the_baseline_and_the_utility(finished):
 def test_every_rule_leaves_a_log(finished, rule):
     logs = list((finished.proj / "results" / "logs" / rule).glob("*.log"))
     assert logs and logs[0].stat().st_size > 0, f"rule {rule} left no log"
+    # ... which ends with the job's CPU time and peak memory as the kernel counted them (the pilot report reads it)
+    usage = pilot._USAGE.search(logs[0].read_text())
+    assert usage and float(usage[1]) > 0 and float(usage[2]) > 50, f"{logs[0]}: no resource usage line"
 
 
 @pytest.mark.pipeline

@@ -39,7 +39,7 @@ from slimdiff.config import read_config_file, validate_config
 from slimdiff.errors import SlimdiffInputError
 from slimdiff.io import write_json, write_text
 from slimdiff.names import TRAIN_DIR
-from slimdiff.rule_log import GPU_PEAK_PREFIX  # the line a CUDA job's rule log ends with
+from slimdiff.rule_log import GPU_PEAK_PREFIX, USAGE_PREFIX  # lines a job's rule log ends with
 
 REPO = Path(__file__).resolve().parents[2]
 PILOT_DIR = Path("results/pilot")
@@ -452,10 +452,12 @@ def executed_rules(workdir: str | Path) -> set[str]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Measurements: Snakemake's benchmark files (one per job), the GPU peak line of each job's log.
+# Measurements: Snakemake's benchmark files (one per job), and the lines each job's log ends with (slimdiff.rule_log):
+# its CPU time and peak memory as the kernel counted them, its GPU peak.
 
 BENCHMARK_COLUMNS = {"s": "wall_s", "max_rss": "max_rss_mb", "cpu_time": "cpu_s"}
 _GPU_PEAK = re.compile(re.escape(GPU_PEAK_PREFIX) + r" ([0-9.]+) MiB on (.+)$")
+_USAGE = re.compile(re.escape(USAGE_PREFIX) + r": CPU ([0-9.]+) s, peak RSS ([0-9.]+) MB")
 _JOB_NAME = re.compile(
     r"^(?P<run>.+?)_fold(?P<fold>\d+)(?:_replica(?P<replica>\d+))?(?:_zbin(?P<zbin>\d+))?$|^fold(?P<fold_only>\d+)$"
 )
@@ -490,8 +492,16 @@ def _number(value: Any) -> float:
         return math.nan
 
 
+def _larger(a: float, b: float) -> float:
+    return b if math.isnan(a) else max(a, b)
+
+
 def read_benchmarks(workdir: str | Path) -> pd.DataFrame:
-    """One row per job: rule, job name, wall_s, cpu_s, max_rss_mb, gpu_peak_mib, gpu (device name or "")."""
+    """One row per job: rule, job name, wall_s, cpu_s, max_rss_mb, gpu_peak_mib, gpu (device name or "").
+
+    Wall time is Snakemake's. CPU time and peak memory are the larger of Snakemake's (sampled every 30 s, so short
+    of the CPU spent after the last sample and blind to a peak between two) and the job's own count at exit (its
+    log's usage line, exact for its processes); each is a lower bound of the truth, the larger the closer."""
     workdir = Path(workdir)
     rows = []
     for tsv in sorted((workdir / "results" / "benchmarks").glob("*/*.tsv")):
@@ -507,6 +517,9 @@ def read_benchmarks(workdir: str | Path) -> pd.DataFrame:
             for line in log.read_text(errors="replace").splitlines():
                 if (m := _GPU_PEAK.search(line)) is not None:
                     row["gpu_peak_mib"], row["gpu"] = float(m[1]), m[2].strip()
+                elif (m := _USAGE.search(line)) is not None:
+                    row["cpu_s"] = _larger(row["cpu_s"], float(m[1]))
+                    row["max_rss_mb"] = _larger(row["max_rss_mb"], float(m[2]))
         rows.append(row)
     measured = {(r["rule"], r["job"]) for r in rows}
     for log in sorted((workdir / "results" / "logs").glob("*/*.log")):
@@ -855,8 +868,9 @@ def render(costing: Costing, stamp: Mapping[str, Any], command: str, rule_check:
         "",
         "## Measured per rule",
         "",
-        "Wall and CPU time summed over the rule's jobs (Snakemake's benchmark files; CPU time of the job's process "
-        "tree), peak resident memory of its largest job against the `cluster` request of GPU-tagged rules, and "
+        "Wall and CPU time summed over the rule's jobs, peak resident memory of its largest job against the "
+        "`cluster` request of GPU-tagged rules (wall time from Snakemake's benchmark files; CPU time and peak "
+        "memory the larger of the benchmark's, sampled every 30 s, and the job's own count at its exit, exact), and "
         + (
             "peak GPU memory (torch.cuda.max_memory_allocated at the job's exit)."
             if costing.on_gpu

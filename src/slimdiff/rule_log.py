@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from snakemake.script import Snakemake
 
 GPU_PEAK_PREFIX = "peak GPU memory"  # the line a CUDA job's log ends with; slimdiff.pilot reads it
+USAGE_PREFIX = "resource usage"  # the line every job's log ends with: its CPU time and peak memory, as counted
 
 
 def to_rule_log(snakemake: Snakemake, *, lease: bool = True) -> None:
@@ -47,6 +48,7 @@ def to_rule_log(snakemake: Snakemake, *, lease: bool = True) -> None:
     if lease and snakemake.resources.get("gpu", 0):
         lease_gpu()  # held until the job's process exits, crash or kill included
     atexit.register(_log_gpu_peak)
+    atexit.register(_log_usage)
 
 
 def _log_gpu_peak() -> None:
@@ -56,3 +58,21 @@ def _log_gpu_peak() -> None:
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         peak_mib = torch.cuda.max_memory_allocated() / 2**20
         logging.getLogger("slimdiff").info("%s %.1f MiB on %s", GPU_PEAK_PREFIX, peak_mib, torch.cuda.get_device_name())
+
+
+def _log_usage() -> None:
+    """At the job's exit, the CPU time and peak resident memory the kernel counted for it. Snakemake's benchmark
+    samples the job's process tree every 30 s (after its first 15), so it misses the CPU time spent after its last
+    sample and a memory peak between two: the pilot report (slimdiff.pilot) takes the larger of the two measures.
+
+    CPU: this process and the children it waited for (DDP ranks, data workers), user + system. Peak: the largest
+    one process's high-water mark (ru_maxrss), not the sum over processes that ran side by side."""
+    try:
+        import resource
+    except ImportError:  # not a POSIX system: the benchmark's sampled measures stand alone
+        return
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+    unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in bytes on macOS, in KiB on Linux
+    peak_mb = max(me.ru_maxrss, children.ru_maxrss) * unit / 2**20  # MiB, as Snakemake's max_rss
+    logging.getLogger("slimdiff").info("%s: CPU %.2f s, peak RSS %.1f MB", USAGE_PREFIX, cpu_s, peak_mb)
