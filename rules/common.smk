@@ -23,6 +23,11 @@ from slimdiff.preprocess.cohort import subject_ids as preprocess_subject_ids
 from slimdiff.preprocess.subject import stage_enabled
 from slimdiff.data.synth import participant_ids as synthetic_ids
 from slimdiff.rerun import rule_settings
+from slimdiff.snakemake_scheduler import install as one_scheduler_timer
+
+# Snakemake's scheduler wakes once a second per job finished while others wait; one pending wake-up does the same
+# work without a core's worth of rounds on a long run (slimdiff/snakemake_scheduler.py says why).
+one_scheduler_timer()
 
 # The config that runs: the files named by --configfile (else config/config.yaml), each with the chain it
 # `extends`, then --config KEY=VALUE (slimdiff.config says how they combine). Validated by the same code as the
