@@ -3,9 +3,9 @@
 Snakemake 9's scheduler (`JobScheduler.schedule`) ends every scheduling round that found jobs ready with a
 `threading.Timer` that wakes it again after the job-rate limit's timespan (`--max-jobs-per-timespan`, default
 100/1s), in case the limit held jobs back. A finished job wakes it too, and that round arms a timer of its own:
-while jobs wait for cores or GPUs, every finished job adds a chain of wake-ups, one a second each. After 40 short
-jobs, 41 rounds a second (tests/test_snakemake_scheduler.py); in the pilot, Snakemake's own process came to use up
-to a third of a core that the jobs needed, and the paper grid on a workstation, thousands of jobs finishing while
+while jobs wait for cores or GPUs, every finished job adds a chain of wake-ups, one a second each. After 20 short
+jobs, about 21 rounds a second (tests/test_snakemake_scheduler.py: 209 rounds in 16 s, 36 with one timer); in the
+pilot, Snakemake's own process came to use up to a third of a core that the jobs needed, and the paper grid on a workstation, thousands of jobs finishing while
 others wait for a GPU, would keep a core busy with rounds that change nothing (upstream discusses these wake-ups in
 snakemake/snakemake#3744).
 
