@@ -5,9 +5,9 @@ Snakemake 9's scheduler (`JobScheduler.schedule`) ends every scheduling round th
 100/1s), in case the limit held jobs back. A finished job wakes it too, and that round arms a timer of its own:
 while jobs wait for cores or GPUs, every finished job adds a chain of wake-ups, one a second each. After 20 short
 jobs, about 21 rounds a second (tests/test_snakemake_scheduler.py: 209 rounds in 16 s, 36 with one timer); in the
-pilot, Snakemake's own process came to use up to a third of a core that the jobs needed, and the paper grid on a workstation, thousands of jobs finishing while
-others wait for a GPU, would keep a core busy with rounds that change nothing (upstream discusses these wake-ups in
-snakemake/snakemake#3744).
+pilot, Snakemake's own process came to use up to a third of a core that the jobs needed, and the paper grid on a
+workstation, thousands of jobs finishing while others wait for a GPU, would keep a core busy with rounds that change
+nothing (upstream discusses these wake-ups in snakemake/snakemake#3744).
 
 One pending timer does what the chains did: a round looks at every ready job, whatever woke it, so the rate limit
 is re-checked a timespan after the last round, as before. The timer is a daemon thread, so Snakemake no longer
