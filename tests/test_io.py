@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import platform
 import shutil
 import subprocess
 
@@ -10,7 +11,16 @@ import numpy as np
 import pytest
 
 from slimdiff.errors import MissingInputError
-from slimdiff.io import TableFileError, as_float, atomic_dir, read_json, read_table, write_json, write_text
+from slimdiff.io import (
+    TableFileError,
+    as_float,
+    atomic_dir,
+    atomic_path,
+    read_json,
+    read_table,
+    write_json,
+    write_text,
+)
 
 
 def strict_loads(text: str):
@@ -87,6 +97,43 @@ def test_dvc_ignores_what_a_killed_atomic_writer_leaves_behind(tmp_path):
         (tmp_path / name).write_text("x")
     out = subprocess.run(["dvc", "check-ignore", *left, *kept], cwd=tmp_path, capture_output=True, text=True)
     assert sorted(out.stdout.split()) == sorted(left)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_writer_removes_what_a_killed_writer_of_the_same_target_left(tmp_path):
+    """A SIGKILL'd writer's temporaries (a whole folder, a 400 MB checkpoint) go at the next write of the same
+    target, when their writer ran on this host and is gone; a live writer's, another node's (its process cannot
+    be checked from here), another target's and an old-style name stay."""
+    host = platform.node()
+    host = "".join(c if c.isalnum() else "-" for c in host)[:63]
+    dead, live = _dead_pid(), os.getpid()
+    leftovers = {
+        f".samples.{host}-pid{dead}.ab12_x.tmp": True,  # atomic_dir: the new folder, and the old one mid-swap
+        f".samples.{host}-pid{dead}.cd34.old": True,
+        f".samples.{host}-pid{live}.ef56.tmp": False,
+        f".samples.other-node-pid{dead}.gh78.tmp": False,
+        ".samples.ij90.tmp": False,
+        f".samples2.{host}-pid{dead}.kl12.tmp": False,
+        f".last.ckpt.{host}-pid{dead}.mn34.ckpt.tmp": True,  # atomic_path with a suffix
+        f".last.ckpt.{host}-pid{live}.op56.ckpt.tmp": False,
+    }
+    for name in leftovers:
+        if name.startswith(".samples"):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "zbin00.npz").write_bytes(b"x")
+        else:
+            (tmp_path / name).write_bytes(b"x")
+    with atomic_dir(tmp_path / "samples") as staged:
+        (staged / "zbin00.npz").write_bytes(b"new")
+    with atomic_path(tmp_path / "last.ckpt", suffix=".ckpt") as tmp:
+        tmp.write_bytes(b"new")
+    kept = {name for name, removed in leftovers.items() if not removed}
+    assert {p.name for p in tmp_path.iterdir()} == kept | {"samples", "last.ckpt"}
 
 
 def test_read_table_names_the_file_that_is_empty_malformed_or_missing(tmp_path):

@@ -1,7 +1,9 @@
 """Atomic writes: a killed job must never leave a file that looks finished.
 
 Every writer goes to a temporary sibling in the same directory (same file system) and renames it into
-place, which POSIX makes atomic.
+place, which POSIX makes atomic. A temporary's name carries its writer's host and PID
+(`.model.pt.node07-pid4242.k2j3_x.tmp`), so the next writer of the same target removes what a writer killed with
+SIGKILL left (a 400 MB checkpoint, a whole cache folder) and leaves alone a live writer's.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
+import platform
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from slimdiff.errors import MissingInputError, SlimdiffInputError
+
+log = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -43,6 +50,55 @@ def _usual_mode(path: Path, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "-", platform.node())[:63] or "host"
+
+
+def _temporary_prefix(target: Path) -> str:
+    return f".{target.name}.{_host()}-pid{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_dead_writers_leftovers(target: str | Path) -> list[Path]:
+    """Remove the temporaries of `target` that a writer on this host left when it was killed before its clean-up
+    could run (SIGKILL: the OOM killer, SLURM's KillWait after a time limit); returns what it removed.
+
+    Only a temporary whose writer ran on this host and whose PID no longer exists is removed: a live writer's
+    (another thread of this process, another job) and one from another node of a shared file system, whose
+    process cannot be checked from here, stay. Temporaries named before the host and PID were in the name stay too.
+    """
+    target = Path(target)
+    # .{name}.{host}-pid{pid}.{mkstemp's random part}{the writer's suffix, e.g. .npy}.tmp (or .old)
+    ours = r"(?P<host>[A-Za-z0-9-]+)-pid(?P<pid>\d+)\.[a-z0-9_]+(\.[^.]+)*\.(tmp|old)"
+    pattern = re.compile(re.escape(f".{target.name}.") + ours)
+    removed = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        found = pattern.fullmatch(entry.name)
+        if not found or found["host"] != _host() or _alive(int(found["pid"])):
+            continue
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        log.info("removed %s, left by a writer (PID %s) killed before it could clean up", path, found["pid"])
+        removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds.
@@ -51,7 +107,8 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    remove_dead_writers_leftovers(target)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(target), suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -171,13 +228,14 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_dead_writers_leftovers(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         _usual_mode(tmp, directory=True)
         old = None
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            old = Path(tempfile.mkdtemp(prefix=_temporary_prefix(target), suffix=".old", dir=target.parent))
             os.rmdir(old)
             os.replace(target, old)
         os.replace(tmp, target)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from slimdiff import provenance
 from slimdiff.gpu_lease import lease_gpu
+from slimdiff.termination import exit_cleanly_on_sigterm
 
 if TYPE_CHECKING:
     from snakemake.script import Snakemake
@@ -45,6 +46,7 @@ def to_rule_log(snakemake: Snakemake, *, lease: bool = True) -> None:
         if "SLURM_ARRAY_JOB_ID" in env:
             array = f" (array {env['SLURM_ARRAY_JOB_ID']} task {env.get('SLURM_ARRAY_TASK_ID')})"
         logging.getLogger("slimdiff").info("in SLURM job %s%s on %s", env["SLURM_JOB_ID"], array, platform.node())
+    exit_cleanly_on_sigterm()  # scancel or a time limit: clean-up, a line in this log and the usage line still run
     if lease and snakemake.resources.get("gpu", 0):
         lease_gpu()  # held until the job's process exits, crash or kill included
     atexit.register(_log_gpu_peak)

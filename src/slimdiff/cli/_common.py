@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from slimdiff.errors import SlimdiffInputError
+from slimdiff.termination import exit_cleanly_on_sigterm
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -23,6 +24,7 @@ def run(main: Callable[[], None], prog: str) -> int:
 
     Only SlimdiffInputError counts as expected: any other exception is a bug and propagates with its traceback.
     """
+    exit_cleanly_on_sigterm()  # a cancelled or timed-out command removes its temporaries on the way out
     try:
         main()
     except SlimdiffInputError as exc:
