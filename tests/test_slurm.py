@@ -109,3 +109,40 @@ def test_a_2_device_training_through_the_slurm_profile(slurm_cluster, tmp_path):
     assert "resuming from" in log
     prov = read_model_file(train / "model.pt")["provenance"]
     assert (prov["world_size"], prov["effective_batch_size"], prov["epoch"]) == (2, 8, 1)
+
+
+def test_a_cancelled_training_cleans_up_and_says_so(slurm_cluster, tmp_path):
+    """scancel (as a time limit does) sends the job SIGTERM: the training's rule script unwinds instead of dying on
+    the spot, so its log says what stopped it and ends with the usage line, and no temporary stays beside
+    last.ckpt; the last epoch's checkpoint is there for the rerun."""
+    import time
+
+    proj = copy_project(tmp_path / "proj")
+    config = proj / "config" / "config.yaml"
+    cfg = yaml.safe_load(config.read_text())
+    cfg["training"]["max_epochs"] = 500  # long enough to be cancelled mid-run
+    config.write_text(yaml.safe_dump(cfg))
+    run = "x0_lp1.5_sc0.5"
+    cmd = [
+        "timeout", "-k", "20", "600",
+        str(BIN / "snakemake"), "--profile", "slurm", f"results/runs/{run}/fold0/train/model.pt",
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+        "--latency-wait", "5", "--max-threads", "2", "--retries", "0",
+    ]  # fmt: skip
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    proc = subprocess.Popen(cmd, env=ENV, cwd=proj, **quiet)
+    train = proj / "results" / "runs" / run / "fold0" / "train"
+    log_path = proj / "results" / "logs" / "train" / f"{run}_fold0.log"
+    deadline = time.monotonic() + 480
+    while not (train / "last.ckpt").exists():
+        assert proc.poll() is None, f"Snakemake ended (rc {proc.returncode}) before the training wrote last.ckpt"
+        assert time.monotonic() < deadline, "no last.ckpt within 480 s"
+        time.sleep(0.5)
+    job = re.search(r"in SLURM job (\d+)", log_path.read_text()).group(1)
+    subprocess.run(["scancel", job], check=True)
+    assert proc.wait(120) != 0
+    log = log_path.read_text()
+    assert "stopped by SIGTERM" in log and "exiting with 143" in log, log[-3000:]
+    assert "resource usage: CPU" in log.split("stopped by SIGTERM")[1]
+    assert (train / "last.ckpt").exists()
+    assert not [p.name for p in train.iterdir() if p.name.endswith((".tmp", ".old"))]
