@@ -205,6 +205,33 @@ def test_a_2_rank_training_killed_mid_epoch_resumes_to_the_uninterrupted_weights
     assert log[["train_loss", "val_loss", "mask_dice_t100"]].notna().all().all()
 
 
+@pytest.mark.slow
+def test_a_2_rank_training_stopped_with_sigterm_stops_its_ranks_and_says_so(tiny_cache, tmp_path):
+    """scancel or a time limit: the supervisor stops its ranks, logs why, and exits with 143 (128 + SIGTERM)."""
+    from slimdiff.training import ddp
+
+    out = tmp_path / "train"
+    args = [str(tiny_cache), str(out), str(REPO / "tests")]
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN_2_RANKS, *args], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while len(ranks := _ranks_of(proc.pid)) < 2:
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "no 2 ranks within 300 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 143
+    assert "stopped by SIGTERM" in proc.stderr.read()
+    assert not any(os.path.exists(f"/proc/{pid}") and _state(pid) != "Z" for pid in ranks)
+    assert not (out / ddp.SPEC_NAME).exists()
+
+
+def _state(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]  # noqa: SIM115
+    except OSError:
+        return "gone"
+
+
 def test_a_failing_rank_stops_the_others_and_the_job(tiny_cache, tmp_path, monkeypatch):
     """A rank that cannot start (here: an unreadable spec) fails the job with the rank named, no hang."""
     from slimdiff.training import ddp

@@ -40,6 +40,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         os.kill(os.getpid(), signum)
         return
     signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+    raise SystemExit(log_stop(signum))
+
+
+def log_stop(signum: int) -> int:
+    """Say in the job's log what stopped it; returns the exit status to stop with (the shell's 128 + signal)."""
     log.error(
         "stopped by %s (a cancel, a SLURM time limit, or the workflow stopping its jobs): cleaning up and exiting "
         "with %d; its outputs are incomplete, and running it again starts it over (a training resumes from "
@@ -47,4 +52,4 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         signal.Signals(signum).name,
         128 + signum,
     )
-    raise SystemExit(128 + signum)
+    return 128 + signum

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from slimdiff.io import atomic_path
+from slimdiff.termination import log_stop
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def _watch(procs: list[subprocess.Popen]) -> None:
                 for p in procs:
                     p.wait()
                 if stopping:
-                    raise SystemExit(128 + stopping[0])
+                    raise SystemExit(log_stop(stopping[0]))
                 i, code = failed[0]
                 raise RuntimeError(
                     f"DDP rank {i} of {len(procs)} failed with exit code {code} (its error is in this log); "
