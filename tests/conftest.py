@@ -23,6 +23,15 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TORCH_HOME", str(REPO / ".torch_home"))
 
 
+def dead_pid() -> int:
+    """The PID of a process that has exited: the writer of what a SIGKILL left behind."""
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Outside the SLURM tests, `scontrol` answers at once that there is no cluster.
 

@@ -4,12 +4,13 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import phantom, phantom_config, tiny_data_config, write_bids_subject, write_participants
+from conftest import dead_pid, phantom, phantom_config, tiny_data_config, write_bids_subject, write_participants
 from nibabel import orientations
 
 from slimdiff.data.cache import CacheError, build_cache, load_cache
 from slimdiff.data.slices import z_bin
 from slimdiff.data.splits import fold_membership
+from slimdiff.io import writer_tag
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,13 @@ def test_meta_records_config_versions_and_counts(cache):
 
 
 def test_build_is_deterministic(synthetic_cohort, tmp_path, cache):
+    """...and a build removes what one killed with SIGKILL left in the folder (its scratch folders)."""
+    left = [f".staging.{writer_tag(dead_pid())}.ab12.tmp", f".arrays.{writer_tag(dead_pid())}.cd34.tmp"]
+    for name in left:
+        (tmp_path / "again" / name).mkdir(parents=True)
+        (tmp_path / "again" / name / "images.npy").write_bytes(b"half")
     build_cache(synthetic_cohort, tmp_path / "again", tiny_data_config(), threads=1)
+    assert not [p.name for p in (tmp_path / "again").iterdir() if p.name.startswith(".")]
     again = load_cache(tmp_path / "again")
     pd.testing.assert_frame_equal(again.index, cache.index)
     assert np.array_equal(again.images, cache.images) and np.array_equal(again.masks, cache.masks)

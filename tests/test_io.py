@@ -3,12 +3,12 @@
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
+from conftest import dead_pid
 
 from slimdiff.errors import MissingInputError
 from slimdiff.io import (
@@ -18,8 +18,10 @@ from slimdiff.io import (
     atomic_path,
     read_json,
     read_table,
+    scratch_dir,
     write_json,
     write_text,
+    writer_tag,
 )
 
 
@@ -87,7 +89,9 @@ def test_dvc_ignores_what_a_killed_atomic_writer_leaves_behind(tmp_path):
     left = [
         "results/metrics/.summary.json.k2j3_x.tmp",  # atomic_path
         "results/figures/.zbin.png.a1b2.png.tmp",
-        "results/cache/.staging.q8w9e7",  # the cache's per-subject staging folder
+        "results/cache/.staging.q8w9e7",  # the cache's per-subject staging folder, before and after it was named
+        "results/cache/.staging.node1-pid42.q8w9e7.tmp",  # for its writer (scratch_dir)
+        "results/cache/.arrays.node1-pid42.r5t6y7.tmp",
         "results/raw/.sub-01.ab12.tmp",  # atomic_dir, new and old
         "results/raw/.sub-01.cd34.old",
     ]
@@ -99,28 +103,20 @@ def test_dvc_ignores_what_a_killed_atomic_writer_leaves_behind(tmp_path):
     assert sorted(out.stdout.split()) == sorted(left)
 
 
-def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
-
 def test_a_writer_removes_what_a_killed_writer_of_the_same_target_left(tmp_path):
     """A SIGKILL'd writer's temporaries (a whole folder, a 400 MB checkpoint) go at the next write of the same
     target, when their writer ran on this host and is gone; a live writer's, another node's (its process cannot
     be checked from here), another target's and an old-style name stay."""
-    host = platform.node()
-    host = "".join(c if c.isalnum() else "-" for c in host)[:63]
-    dead, live = _dead_pid(), os.getpid()
+    dead, live = writer_tag(dead_pid()), writer_tag()
     leftovers = {
-        f".samples.{host}-pid{dead}.ab12_x.tmp": True,  # atomic_dir: the new folder, and the old one mid-swap
-        f".samples.{host}-pid{dead}.cd34.old": True,
-        f".samples.{host}-pid{live}.ef56.tmp": False,
-        f".samples.other-node-pid{dead}.gh78.tmp": False,
+        f".samples.{dead}.ab12_x.tmp": True,  # atomic_dir: the new folder, and the old one mid-swap
+        f".samples.{dead}.cd34.old": True,
+        f".samples.{live}.ef56.tmp": False,
+        f".samples.other-node-pid{dead.rsplit('pid', 1)[1]}.gh78.tmp": False,
         ".samples.ij90.tmp": False,
-        f".samples2.{host}-pid{dead}.kl12.tmp": False,
-        f".last.ckpt.{host}-pid{dead}.mn34.ckpt.tmp": True,  # atomic_path with a suffix
-        f".last.ckpt.{host}-pid{live}.op56.ckpt.tmp": False,
+        f".samples2.{dead}.kl12.tmp": False,
+        f".last.ckpt.{dead}.mn34.ckpt.tmp": True,  # atomic_path with a suffix
+        f".last.ckpt.{live}.op56.ckpt.tmp": False,
     }
     for name in leftovers:
         if name.startswith(".samples"):
@@ -134,6 +130,14 @@ def test_a_writer_removes_what_a_killed_writer_of_the_same_target_left(tmp_path)
         tmp.write_bytes(b"new")
     kept = {name for name, removed in leftovers.items() if not removed}
     assert {p.name for p in tmp_path.iterdir()} == kept | {"samples", "last.ckpt"}
+
+
+def test_a_scratch_folder_is_hidden_named_for_its_writer_and_gone_at_the_end(tmp_path):
+    with pytest.raises(RuntimeError), scratch_dir(tmp_path / "staging") as scratch:
+        assert scratch.parent == tmp_path and scratch.name.startswith(f".staging.{writer_tag()}.")
+        (scratch / "sub-01.npz").write_bytes(b"x")
+        raise RuntimeError("the job fails")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_read_table_names_the_file_that_is_empty_malformed_or_missing(tmp_path):

@@ -54,8 +54,13 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9]", "-", platform.node())[:63] or "host"
 
 
+def writer_tag(pid: int | None = None) -> str:
+    """`{host}-pid{pid}` (this process's PID by default): the part of a temporary's name that names its writer."""
+    return f"{_host()}-pid{os.getpid() if pid is None else pid}"
+
+
 def _temporary_prefix(target: Path) -> str:
-    return f".{target.name}.{_host()}-pid{os.getpid()}."
+    return f".{target.name}.{writer_tag()}."
 
 
 def _alive(pid: int) -> bool:
@@ -221,16 +226,27 @@ def write_npy(target: str | Path, array: np.ndarray) -> None:
 
 
 @contextlib.contextmanager
+def scratch_dir(target: str | Path) -> Iterator[Path]:
+    """A temporary working folder beside `target` (hidden, named for `target`, its writer's host and PID), removed
+    at the end however the block ends; one a killed writer left is removed by the next (see module docstring)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_writers_leftovers(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(target), suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Build a whole directory in a temporary sibling and swap it into place at the end.
 
     An existing `target` is replaced only after the new one is complete.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_writers_leftovers(target)
-    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(target), suffix=".tmp", dir=target.parent))
-    try:
+    with scratch_dir(target) as tmp:
         yield tmp
         _usual_mode(tmp, directory=True)
         old = None
@@ -241,9 +257,6 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         os.replace(tmp, target)
         if old is not None:
             shutil.rmtree(old)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -22,8 +22,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +36,7 @@ from slimdiff.data.ingest import DataError, Subject, discover, load_volume
 from slimdiff.data.slices import SliceStats, resolve_z_range, select_slices, token, z_bin, z_bin_centre
 from slimdiff.data.splits import make_splits, subject_split_columns
 from slimdiff.errors import SlimdiffInputError
-from slimdiff.io import read_json, write_json, write_text
+from slimdiff.io import read_json, scratch_dir, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +104,11 @@ def build_cache(raw_dir: str | Path, out_dir: str | Path, data_cfg: dict, thread
     if not subjects:
         raise DataError(raw_dir, "the cohort selection (data.cohort) excludes every subject; see the warnings above")
 
-    staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=out_dir))
-    try:
+    with scratch_dir(out_dir / "staging") as staging:
         staged, rejected = _stage_all(subjects, ingest, cache_cfg, staging, threads)
         if not staged:
             raise DataError(raw_dir, "every subject was rejected; see the warnings above")
-        meta = _write_cache(staged, rejected, out_dir, data_cfg, raw_dir, cohort)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return meta
+        return _write_cache(staged, rejected, out_dir, data_cfg, raw_dir, cohort)
 
 
 def _stage_all(subjects, ingest, cache_cfg, staging, threads):
@@ -150,11 +144,11 @@ def _write_cache(
         raise CacheError(f"no slice passed the selection in z_range {list(z_range)}; check brain_min_fraction")
     height, width = cache_cfg["roi_size"][:2]
 
-    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        index = _write_slice_arrays(selected, Path(tmp), (n_rows, height, width), z_range, n_bins)
+    with scratch_dir(out_dir / "arrays") as tmp:
+        index = _write_slice_arrays(selected, tmp, (n_rows, height, width), z_range, n_bins)
         index, splits = _with_splits(index, staged, data_cfg["splits"])
         for name in ARRAY_FILES:
-            os.replace(Path(tmp) / name, out_dir / name)
+            os.replace(tmp / name, out_dir / name)
     index_text = index.to_csv(index=False)
     write_text(out_dir / "index.csv", index_text)
     write_json(out_dir / "splits.json", splits)
