@@ -85,13 +85,18 @@ def launch(spec: dict, world: int, out_dir: Path) -> None:
         tmp.write_bytes(pickle.dumps(spec))
     command = [sys.executable, "-m", "slimdiff.training.ddp", str(spec_file)]
     out, err = _fd(sys.stdout), _fd(sys.stderr)
+    # A SIGTERM (scancel, a time limit) from here on is noted, and _watch stops the ranks: installed before they
+    # start, so that one arriving while they start is not missed.
+    stopping: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     try:
         if use_srun():
             procs = [_srun(command, world, out, err)]
         else:
             procs = _local(command, world, out, err)
-        _watch(procs)
+        _watch(procs, stopping)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         spec_file.unlink(missing_ok=True)
 
 
@@ -126,36 +131,27 @@ def _srun(command: list[str], world: int, out, err) -> subprocess.Popen:
     return subprocess.Popen(srun + command, env={**os.environ, LAUNCHER_ENV: "srun"}, stdout=out, stderr=err)
 
 
-def _watch(procs: list[subprocess.Popen]) -> None:
-    """Wait for every rank; on the first failure (or a SIGTERM to us) stop the rest and raise."""
-    stopping: list[int] = []
-
-    def on_term(signum, frame):
-        stopping.append(signum)
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        while True:
-            codes = [p.poll() for p in procs]
-            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-            if stopping or failed:
-                for p in procs:
-                    if p.poll() is None:
-                        p.kill()
-                for p in procs:
-                    p.wait()
-                if stopping:
-                    raise SystemExit(log_stop(stopping[0]))
-                i, code = failed[0]
-                raise RuntimeError(
-                    f"DDP rank {i} of {len(procs)} failed with exit code {code} (its error is in this log); "
-                    "the other ranks were stopped. Running the job again resumes from last.ckpt."
-                )
-            if all(c == 0 for c in codes):
-                return
-            time.sleep(0.2)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _watch(procs: list[subprocess.Popen], stopping: list[int]) -> None:
+    """Wait for every rank; on the first failure (or a signal noted in `stopping`) stop the rest and raise."""
+    while True:
+        codes = [p.poll() for p in procs]
+        failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+        if stopping or failed:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+            for p in procs:
+                p.wait()
+            if stopping:
+                raise SystemExit(log_stop(stopping[0]))
+            i, code = failed[0]
+            raise RuntimeError(
+                f"DDP rank {i} of {len(procs)} failed with exit code {code} (its error is in this log); "
+                "the other ranks were stopped. Running the job again resumes from last.ckpt."
+            )
+        if all(c == 0 for c in codes):
+            return
+        time.sleep(0.2)
 
 
 # ---- what rule train asks of Snakemake (rules/train.smk) ----
