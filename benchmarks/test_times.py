@@ -28,7 +28,7 @@ WHAT = {
     "test": "lint, the unit tests and one finished tiny project (`dvc repro`) with the checks that read it",
     "test-fast": "the inner loop: no `slow`, `pipeline` or `slurm` test",
     "test-pipelines": "the `scenario` tests: kill and resume, DVC push and clone, Regime B, DDP through DVC, an import",
-    "test-slurm": "the tiny pipeline through `snakemake --profile slurm` on a local SLURM",
+    "test-slurm": "`snakemake --profile slurm` on a local SLURM: the tiny pipeline, a 2-GPU training, a scancel",
 }
 SUMMARY = re.compile(r"^=+ (.*?) in ([\d.]+)s(?: \([\d:]+\))? =+$", re.M)
 DURATION = re.compile(r"^([\d.]+)s (call|setup|teardown)\s+(\S+)$", re.M)
